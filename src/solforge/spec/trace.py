@@ -1,0 +1,120 @@
+"""Trace: one evaluation of a solution on a workload, as FlashInfer Trace writes it.
+
+solforge's additions (the SOL bound and score, timing statistics, guard findings,
+clock readings) go under `evaluation.solforge`, which other readers ignore.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from solforge.spec.workload import Workload
+
+
+class EvaluationStatus(str, enum.Enum):
+    PASSED = "PASSED"
+    INCORRECT_SHAPE = "INCORRECT_SHAPE"
+    INCORRECT_DTYPE = "INCORRECT_DTYPE"
+    INCORRECT_NUMERICAL = "INCORRECT_NUMERICAL"
+    RUNTIME_ERROR = "RUNTIME_ERROR"
+    COMPILE_ERROR = "COMPILE_ERROR"
+    TIMEOUT = "TIMEOUT"
+    REWARD_HACK = "REWARD_HACK"
+
+
+class Correctness(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    max_absolute_error: float = 0.0
+    max_relative_error: float = 0.0
+    extra: dict | None = None
+
+
+class Performance(BaseModel):
+    latency_ms: float = Field(ge=0.0, description="Median latency, in milliseconds.")
+    reference_latency_ms: float = Field(default=0.0, ge=0.0, description="Median latency of the eager reference, ms.")
+    speedup_factor: float = Field(default=0.0, ge=0.0, description="reference_latency_ms / latency_ms.")
+
+
+class Environment(BaseModel):
+    hardware: str = Field(min_length=1)
+    libs: dict[str, str] = Field(default_factory=dict)
+
+
+class TimingStats(BaseModel):
+    """Timing of one solution on one workload; every sample is kept, unrounded."""
+
+    method: str = Field(description="e.g. 'cuda-events+l2-flush', 'cuda-graph', 'perf_counter+cache-flush'.")
+    median_ms: float
+    iqr_ms: float
+    min_ms: float
+    count: int
+    samples_ms: list[float] = Field(default_factory=list)
+    is_performance_measurement: bool = Field(
+        default=True, description="False under the Triton interpreter: the time is not the kernel's."
+    )
+
+
+class GuardFinding(BaseModel):
+    """A reward hack the harness caught: which guard, and what it saw."""
+
+    guard: str
+    message: str
+
+
+class SolReport(BaseModel):
+    """The speed-of-light view of one measured latency."""
+
+    tensor_flops: dict[str, int] = Field(default_factory=dict)
+    other_flops: int = 0
+    bytes_moved: int = 0
+    sol_time_ms: float | None = Field(default=None, description="At datasheet peaks; None for an unknown device.")
+    sol_time_calibrated_ms: float | None = Field(default=None, description="At calibrated ceilings, if measured.")
+    binding: Literal["memory", "compute"] | None = None
+    sol_fraction: float | None = Field(default=None, description="T_SOL / T_k, with the best SOL available.")
+    sol_score: float | None = Field(default=None, description="SOL-ExecBench score vs the eager baseline.")
+    achieved_tflops: float | None = None
+    achieved_gb_s: float | None = None
+    audit: str | None = Field(default=None, description="Set when the measured time beat SOL.")
+
+
+class EvaluationExtension(BaseModel):
+    """solforge's fields on an Evaluation, under the `solforge` key."""
+
+    device: str = "cpu"
+    timing: TimingStats | None = None
+    sol: SolReport | None = None
+    baseline_latency_ms: dict[str, float] = Field(default_factory=dict, description="e.g. {'eager': .., 'compile': ..}")
+    speedup_vs_compile: float | None = None
+    guard_findings: list[GuardFinding] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    clocks: dict[str, float | int | str | None] = Field(default_factory=dict)
+    correctness_trials: int = 0
+    reference_precision: str | None = None
+    held_out: bool = False
+
+
+class Evaluation(BaseModel):
+    status: EvaluationStatus
+    environment: Environment
+    timestamp: str
+    log: str = ""
+    correctness: Correctness | None = None
+    performance: Performance | None = None
+    solforge: EvaluationExtension = Field(default_factory=EvaluationExtension)
+
+
+class Trace(BaseModel):
+    """A workload-only trace has no solution and no evaluation."""
+
+    definition: str = Field(min_length=1)
+    workload: Workload
+    solution: str | None = None
+    evaluation: Evaluation | None = None
+
+    @property
+    def is_workload_trace(self) -> bool:
+        return self.solution is None and self.evaluation is None
