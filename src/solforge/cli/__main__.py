@@ -1,0 +1,5 @@
+import sys
+
+from solforge.cli import main
+
+sys.exit(main())
