@@ -203,3 +203,18 @@ def test_workload_trace_has_no_solution_or_evaluation():
     t = Trace.model_validate(FI_WORKLOAD_LINE)
     assert t.is_workload_trace
     assert not Trace.model_validate(FI_TRACE).is_workload_trace
+
+
+def test_models_built_in_python_write_their_union_tags(tmp_path):
+    from solforge.spec import AxisConst, AxisVar, RandomInput, ScalarInput, Workload, dump_json
+
+    defn = Definition(
+        name="d", op_type="t", axes={"n": AxisVar(), "h": AxisConst(value=3)},
+        inputs={"x": {"shape": ["n", "h"], "dtype": "float32"}}, outputs={"y": {"shape": ["n", "h"], "dtype": "float32"}},
+        reference="def run(x):\n    return x\n",
+    )
+    again = Definition.model_validate_json(dump_json(defn))
+    assert isinstance(again.axes["h"], AxisConst) and again.axes["h"].value == 3
+    assert isinstance(again.axes["n"], AxisVar)
+    wl = Workload(uuid="u", axes={"n": 2}, inputs={"x": RandomInput(), "s": ScalarInput(value=1.5)})
+    assert json.loads(dump_json(wl))["inputs"] == {"x": {"type": "random"}, "s": {"type": "scalar", "value": 1.5}}

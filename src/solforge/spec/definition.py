@@ -71,7 +71,15 @@ _ITEMSIZE_BITS = {
 }
 
 
-class AxisConst(BaseModel):
+class _Tagged(BaseModel):
+    """A member of a union told apart by `type`: the tag is always written, even when it
+    was left to its default, so that what is written reads back as the same member."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        self.__pydantic_fields_set__.add("type")
+
+
+class AxisConst(_Tagged):
     """An axis whose size is fixed by the definition (e.g. a model's hidden size)."""
 
     type: Literal["const"] = "const"
@@ -79,7 +87,7 @@ class AxisConst(BaseModel):
     description: str | None = None
 
 
-class AxisVar(BaseModel):
+class AxisVar(_Tagged):
     """An axis whose size each workload sets (e.g. the number of tokens)."""
 
     type: Literal["var"] = "var"
@@ -87,7 +95,7 @@ class AxisVar(BaseModel):
     description: str | None = None
 
 
-class AxisExpr(BaseModel):
+class AxisExpr(_Tagged):
     """An axis computed from other axes, e.g. `num_qo_heads // num_kv_heads`."""
 
     type: Literal["expr"] = "expr"

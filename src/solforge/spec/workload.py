@@ -6,21 +6,23 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field
 
+from solforge.spec.definition import _Tagged
 
-class RandomInput(BaseModel):
+
+class RandomInput(_Tagged):
     """Fresh random values, drawn by the harness (or by the definition's generator)."""
 
     type: Literal["random"] = "random"
 
 
-class ScalarInput(BaseModel):
+class ScalarInput(_Tagged):
     """A literal scalar passed as is."""
 
     type: Literal["scalar"] = "scalar"
     value: int | float | bool
 
 
-class SafetensorsInput(BaseModel):
+class SafetensorsInput(_Tagged):
     """A tensor stored in a safetensors file; `path` is relative to the dataset root."""
 
     type: Literal["safetensors"] = "safetensors"

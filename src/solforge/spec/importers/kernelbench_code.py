@@ -1,0 +1,171 @@
+"""Code generated for KernelBench imports: the reference and a ModelNew entry point.
+
+Both call a KernelBench module the same way (`CallSpec`): build it once per device and
+dtype with the init inputs bound as constants, then call it through
+`torch.func.functional_call` with its parameters and persistent buffers replaced by the
+definition's inputs. The reference embeds the problem file verbatim and executes it in a
+fresh namespace; the entry point imports the ModelNew file stored beside it.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from solforge.spec.importers.kernelbench_run import Unsupported
+
+ENTRY_FILE = "kernelbench_entry.py"
+
+
+def literal(value: Any, where: str = "get_init_inputs()") -> str:
+    """Python source that evaluates to `value`: numbers, strings, bools, None, torch dtypes
+    and lists or tuples of them. Raises Unsupported for anything else (a tensor, a module)."""
+    import torch
+
+    if value is None or isinstance(value, (bool, str)):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(int(value))
+    if isinstance(value, float):
+        return repr(float(value)) if math.isfinite(value) else f"float({str(float(value))!r})"
+    if isinstance(value, torch.dtype):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        items = [literal(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, list):
+            return f"[{', '.join(items)}]"
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    raise Unsupported(
+        f"{where} is a {type(value).__name__}; only numbers, strings, bools, None, torch dtypes and "
+        "lists or tuples of them can be bound as constants"
+    )
+
+
+@dataclass
+class CallSpec:
+    """How `run` calls a KernelBench module: what the generated reference and a ModelNew
+    entry point share."""
+
+    init_inputs: str  # get_init_inputs() as Python source
+    forward_args: list[str]  # Model.forward's arguments, in get_inputs() order
+    state: dict[str, str]  # input name -> state_dict key it replaces
+    buffers: list[str]  # inputs that are (persistent) buffers
+    file_dtypes: dict[str, str]  # floating-point tensor inputs -> their dtype in the file
+    state_specs: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)  # key -> (shape, dtype)
+
+
+def _pformat(value: Any) -> str:
+    import pprint
+
+    return pprint.pformat(value, sort_dicts=False, width=100)
+
+
+def _constants(spec: CallSpec) -> str:
+    return (
+        f"INIT_INPUTS = {spec.init_inputs}  # get_init_inputs() of the problem file, bound as constants\n"
+        f"FORWARD_ARGS = {_pformat(tuple(spec.forward_args))}  # Model.forward's arguments, in order\n"
+        f"# Input -> the state_dict key it replaces.\nSTATE = {_pformat(spec.state)}\n"
+        f"BUFFERS = {_pformat(tuple(spec.buffers))}  # inputs that are buffers\n"
+        f"# Floating-point tensor inputs -> their dtype in the problem file.\nFILE_DTYPES = {_pformat(spec.file_dtypes)}\n"
+    )
+
+
+_CALL = '''
+@functools.cache
+def _model(device, dtype):
+    """The module, built once per device and dtype; its weights come from the inputs."""
+    with torch.device(device):
+        model = _model_class()(*INIT_INPUTS)
+    missing = sorted(set(STATE.values()) - set(model.state_dict()))
+    if missing:
+        raise RuntimeError(f"{type(model).__name__} has no parameters or buffers named {missing}")
+    return model.to(dtype) if dtype is not None else model
+
+
+def _upcast_dtype(args):
+    """The dtype the harness upcast the float inputs to (a float64 reference), or None;
+    the module's own float tensors then follow them."""
+    first = next(iter(FILE_DTYPES), None)
+    if first is None or str(args[first].dtype) == "torch." + FILE_DTYPES[first]:
+        return None
+    return args[first].dtype
+
+
+def _call(args):
+    tensors = [v for v in args.values() if isinstance(v, torch.Tensor)]
+    model = _model(str(tensors[0].device) if tensors else "cpu", _upcast_dtype(args))
+    # Buffers are cloned: a training-mode forward (BatchNorm) updates them in place.
+    state = {key: args[name].clone() if name in BUFFERS else args[name] for name, key in STATE.items()}
+    # A forward that draws random numbers (an LSTM's initial state) draws the same ones on
+    # every call, in the reference and in a ModelNew alike.
+    torch.manual_seed(0)
+    out = functional_call(model, state, tuple(args[name] for name in FORWARD_ARGS))
+    return tuple(out) if isinstance(out, list) else out
+
+
+@torch.no_grad()
+def run({params}):
+    return _call(dict(locals()))  # the arguments, by name
+'''
+
+
+def _embedded(source: str) -> str:
+    """`source` as a string literal: raw and triple-quoted where that is exact, else repr."""
+    if "'''" not in source and not source.endswith("\\") and "\r" not in source:
+        return f"r'''{source}'''"
+    return repr(source)
+
+
+def reference_source(display: str, source: str, spec: CallSpec, params: list[str]) -> str:
+    """The generated reference of a problem file; see the module docstring."""
+    text = (
+        f'"""Reference of KernelBench problem {display}, generated by `solforge import kernelbench`.\n\n'
+        "run() calls the problem's Model(*INIT_INPUTS) with its parameters and persistent buffers\n"
+        "replaced by the inputs of the same names (torch.func.functional_call), and returns what its\n"
+        "forward returns. The problem file is embedded verbatim as PROBLEM_SOURCE and executed once\n"
+        'per process in a fresh module namespace.\n"""\n\n'
+        "import functools\nimport sys\nimport types\n\nimport torch\nfrom torch.func import functional_call\n\n"
+        f"PROBLEM_FILE = {display!r}\n{_constants(spec)}\nPROBLEM_SOURCE = {_embedded(source)}\n\n\n"
+        "@functools.cache\ndef _model_class():\n"
+        '    module = types.ModuleType("kernelbench_problem")\n'
+        "    module.__file__ = PROBLEM_FILE\n"
+        "    sys.modules[module.__name__] = module  # dataclasses look their module up while made\n"
+        "    try:\n        exec(compile(PROBLEM_SOURCE, PROBLEM_FILE, \"exec\"), module.__dict__)\n"
+        "    finally:\n        sys.modules.pop(module.__name__, None)\n"
+        "    return module.Model\n\n" + _CALL.replace("{params}", ", ".join(params))
+    )
+    tree = ast.parse(text)
+    embedded = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "PROBLEM_SOURCE")
+    assert ast.literal_eval(embedded) == source, "the problem source did not embed verbatim"
+    return text
+
+
+def model_new_module(solution_name: str) -> str:
+    """The module name the ModelNew file of solution `solution_name` is stored under:
+    distinct per solution, so that two solutions built in one worker never share it."""
+    return "model_new_" + re.sub(r"\W", "_", solution_name)
+
+
+def entry_source(display: str, module: str, spec: CallSpec, params: list[str]) -> str:
+    """The generated `run` of a ModelNew solution, importing it from `module`; see the
+    module docstring."""
+    return (
+        f'"""Entry point of the KernelBench ModelNew in {display}, generated by `solforge import kernelbench`.\n\n'
+        f"run() builds ModelNew(*INIT_INPUTS) from {module}.py once per device and dtype, and calls\n"
+        "it with its parameters and persistent buffers replaced by the definition's inputs\n"
+        '(torch.func.functional_call), as the reference calls Model.\n"""\n\n'
+        "import functools\n\nimport torch\nfrom torch.func import functional_call\n\n"
+        f"from {module} import ModelNew\n\n{_constants(spec)}\n\ndef _model_class():\n    return ModelNew\n\n"
+        + _CALL.replace("{params}", ", ".join(params))
+    )
+
+
+def exec_run(source: str, filename: str) -> Callable[..., Any]:
+    """The `run` of a generated module, executed in a fresh namespace."""
+    namespace: dict[str, Any] = {"__name__": "solforge_kernelbench_generated"}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace["run"]
