@@ -1,0 +1,71 @@
+"""How the harness evaluates: limits, trials, the timing budget and its options.
+
+One `BenchConfig` serves every caller (the CLI, the search, the baselines), so that
+baselines and solutions are measured the same way. It travels to the worker process as
+JSON, so every field is a plain value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TimingBudget(BaseModel):
+    """How long one workload is timed. Timing stops at `max_iters` samples or once the
+    timed loop (input regeneration and cache flushes included) has run `max_time_s`,
+    whichever comes first, but never before `min_iters` samples."""
+
+    model_config = ConfigDict(frozen=True)
+
+    warmup_s: float = Field(ge=0.0, description="Warm-up, by wall-clock time, in seconds (at least one call).")
+    max_time_s: float = Field(gt=0.0, description="Wall-clock budget of the timed loop, in seconds.")
+    max_iters: int = Field(ge=1, description="At most this many timed samples.")
+    min_iters: int = Field(ge=1, description="At least this many timed samples, whatever the budget.")
+
+
+# CPU budgets stay small: CI runs on 2 shared cores, and a CPU number is a smoke figure.
+CPU_TIMING = TimingBudget(warmup_s=0.05, max_time_s=1.0, max_iters=30, min_iters=3)
+# On a GPU each sample costs an L2 flush plus the call; 200 samples of a 10 us kernel
+# take well under a second, and the median of 200 is stable to a few percent.
+CUDA_TIMING = TimingBudget(warmup_s=0.05, max_time_s=1.0, max_iters=200, min_iters=10)
+
+
+class BenchConfig(BaseModel):
+    """Options of one evaluation. The defaults are what `solforge bench` uses."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str = Field(default="cpu", description="'cpu', 'cuda' or 'cuda:N'; evaluate()'s device argument wins.")
+    timeout_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="Hard wall-clock limit, in seconds, of one request that calls the solution: the "
+        "correctness trials of one workload, or its timing run (which gets this plus the timing budget). "
+        "Generous: an honest kernel never meets it, a hang costs this much.",
+    )
+    startup_timeout_s: float = Field(default=120.0, gt=0.0, description="Limit for a worker to start, in seconds.")
+    build_timeout_s: float = Field(
+        default=600.0, gt=0.0, description="Limit for building one solution (a CUDA C++ build takes a minute), s."
+    )
+    trials: int = Field(default=3, ge=3, description="Correctness trials per workload, each with fresh inputs.")
+    timing: TimingBudget | None = Field(default=None, description="None: CPU_TIMING or CUDA_TIMING by device.")
+    timing_checks: int = Field(default=2, ge=0, description="Timed iterations whose outputs are checked, per workload.")
+    cuda_graph: bool = Field(default=False, description="Time CUDA-graph replays (for launch-bound kernels).")
+    lock_clocks: bool = Field(
+        default=False, description="Lock the SM clock through NVML while timing (needs root); never on by default."
+    )
+    flush_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Size of the cache-flush buffer, bytes. None: 2x the L2 (GPU) or last-level cache (CPU).",
+    )
+    seed: int = Field(default=0, ge=0, description="Base seed of every input; trials and iterations offset it.")
+    dataset_root: Path | None = Field(default=None, description="Root that safetensors input paths are relative to.")
+
+    def timing_for(self, device: str) -> TimingBudget:
+        """The timing budget on `device`: the configured one, else the device's default."""
+        if self.timing is not None:
+            return self.timing
+        return CPU_TIMING if device == "cpu" else CUDA_TIMING

@@ -1,0 +1,275 @@
+"""Counting launches of a solution's own kernels, for the decoy guard.
+
+A solution declared `triton`, `cuda` or `numba` must launch kernels of its own; one that
+defines a `@triton.jit` kernel and computes with torch is a decoy. What counts as a
+launch, per language:
+
+- Triton: a call of `JITFunction.run` (GPU) or `InterpretedFunction.run`
+  (TRITON_INTERPRET=1) with `warmup=False`, for a kernel whose Python function was
+  defined in one of the solution's modules. Every `kernel[grid](...)` goes through
+  `run`, directly or via `Autotuner`/`Heuristics`, in triton 3.0 through 3.9; the class
+  method is wrapped once per process, so kernels built inside functions count too.
+  Triton's `knobs.runtime.launch_enter_hook` was not used: the interpreter never calls it
+  and its type changed between 3.x releases.
+- numba: a Python-level call of a dispatcher (`@njit`, `@jit`, `parallel=True`) or a
+  CUDA launch (`CUDADispatcher.call`) of a function defined in the solution's modules.
+  Calls between jitted functions are compiled in and do not count: the outer call did.
+- CUDA C++ (`file.cu::fn`, built with load_inline): a call of a function of the built
+  extension, wrapped in the namespaces handed over. On a CUDA device `LaunchCounter.profile()`
+  also records, with torch.profiler, the kernels that ran during one call, and the
+  decoy guard then requires one named as a `__global__` function (or Triton kernel) of
+  the solution. Trade-off: the profiler costs milliseconds and perturbs timing, so it
+  runs around one correctness call only; a host function that launches its kernel and
+  then computes the result with torch still passes (correctness does not catch that,
+  and neither does this guard).
+
+Not covered: a solution that launches its own kernel once for show and computes with
+torch (the count is not zero); kernels whose Python function lives outside the
+solution's modules (a library's kernel is not the solution's own).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import functools
+import importlib.machinery
+import os
+import re
+import sys
+import types
+import weakref
+from collections.abc import Iterator
+
+from solforge.bench.guards.findings import Guard, finding
+from solforge.spec import GuardFinding, Language, Solution
+
+_COUNTERS: weakref.WeakSet[LaunchCounter] = weakref.WeakSet()
+# Marks our wrappers on the launch paths. A mark, not a module-level flag: a library that
+# is dropped from sys.modules and imported again has fresh classes to wrap.
+_MARK = "_solforge_counts_launches"
+_CUDA_SUFFIXES = (".cu", ".cuh")
+_GLOBAL_FN = re.compile(r"__global__\b[^;{]*?\b(\w+)\s*(?:<[^;{()]*>)?\s*\(")
+
+
+@dataclasses.dataclass(eq=False)
+class LaunchCounter:
+    """Launches of one solution's own kernels since `launch_counter` installed it."""
+
+    device: str
+    language: Language
+    modules: frozenset[str]
+    files: frozenset[str]
+    kernels: list[str] = dataclasses.field(default_factory=list)
+    own_kernel_names: frozenset[str] = frozenset()
+    count: int = 0
+    by_kernel: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    profiled_kernel_names: list[str] | None = None  # device kernels seen by profile(); None: not profiled
+    closed: bool = False
+
+    def owns(self, fn: object) -> bool:
+        """Whether a kernel's Python function was defined in the solution's modules."""
+        if getattr(fn, "__module__", None) in self.modules:
+            return True
+        code = getattr(fn, "__code__", None)
+        return code is not None and os.path.realpath(code.co_filename) in self.files
+
+    def record(self, name: str) -> None:
+        if not self.closed:
+            self.count += 1
+            self.by_kernel[name] += 1
+
+    @property
+    def own_kernels_profiled(self) -> bool | None:
+        """Whether profile() saw a kernel named after one of the solution's; None if not profiled."""
+        if self.profiled_kernel_names is None:
+            return None
+        return any(own in seen for own in self.own_kernel_names for seen in self.profiled_kernel_names)
+
+    @contextlib.contextmanager
+    def profile(self) -> Iterator[None]:
+        """Around ONE call, outside any timed region: on CUDA, record the names of the
+        device kernels that ran (torch.profiler, CPU+CUDA activities) into
+        `profiled_kernel_names`. A no-op on other devices."""
+        if not self.device.startswith("cuda"):
+            yield
+            return
+        import torch
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            yield
+            torch.cuda.synchronize()
+        names: set[str] = set()
+        for event in prof.events():
+            if event.device_type == torch.autograd.DeviceType.CUDA:
+                names.add(event.name)
+            names.update(k.name for k in getattr(event, "kernels", ()))
+        self.profiled_kernel_names = sorted(names)
+
+    def close(self) -> None:
+        """Stop counting (the class-level wrappers stay, inert for this counter)."""
+        self.closed = True
+        _COUNTERS.discard(self)
+
+
+def launch_counter(module_namespaces: list[dict], solution: Solution, device: str) -> LaunchCounter:
+    """Install a counter of the solution's own kernel launches; call once, after the
+    solution's modules are imported and before the first call.
+
+    `module_namespaces`: the `__dict__` of every module imported from the solution's
+    sources and, for CUDA C++, of the extension built from them (its functions are
+    replaced in that namespace by counting wrappers: resolve the entry point from the
+    namespace after this call). Ownership of a Triton or numba kernel is decided by its
+    Python function's `__module__` (one of the namespaces' `__name__`) or source file
+    (one of their `__file__`). For language triton or numba the library is imported
+    here if the solution has not, so a kernel built at call time is still counted.
+    Raises ImportError when the declared language's library is not installed.
+    """
+    language = solution.spec.language
+    modules = frozenset(ns["__name__"] for ns in module_namespaces if isinstance(ns.get("__name__"), str))
+    files = frozenset(os.path.realpath(ns["__file__"]) for ns in module_namespaces
+                      if isinstance(ns.get("__file__"), str))
+    counter = LaunchCounter(device=device, language=language, modules=modules, files=files)
+    if language is Language.triton or "triton" in sys.modules:
+        _patch_triton()
+    if language is Language.numba or "numba" in sys.modules:
+        _patch_numba(cuda=device.startswith("cuda") or "numba.cuda" in sys.modules)
+    kernels: dict[str, str] = {}  # kernel name -> how it is launched
+    for ns in module_namespaces:
+        for name, value in list(ns.items()):
+            fn = _kernel_function(value)
+            if fn is not None and counter.owns(fn):
+                kernels[fn.__name__] = type(value).__name__
+        if str(ns.get("__file__", "")).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            _wrap_extension_namespace(ns, counter, kernels)
+        for value in list(ns.values()):
+            if isinstance(value, types.ModuleType) and _is_built_extension(value):
+                _wrap_extension_namespace(vars(value), counter, kernels)
+    global_fns = {m.group(1) for s in solution.sources if s.path.endswith(_CUDA_SUFFIXES)
+                  for m in _GLOBAL_FN.finditer(re.sub(r"__launch_bounds__\s*\([^)]*\)", "", s.content))}
+    counter.kernels = sorted({*kernels, *global_fns})
+    counter.own_kernel_names = frozenset(
+        {n for n, how in kernels.items() if how != "extension"} | global_fns)
+    _COUNTERS.add(counter)
+    return counter
+
+
+def decoy_findings(counter: LaunchCounter, solution: Solution, calls: int) -> list[GuardFinding]:
+    """A "decoy" finding when a solution declared `triton`, `cuda` or `numba` launched
+    none of its own kernels over `calls` calls of its entry point, or when profile() ran
+    and saw none of its kernels on the device. Nothing for other languages or for
+    `calls <= 0`. Raises nothing."""
+    language = solution.spec.language
+    if not language.launches_own_kernels or calls <= 0:
+        return []
+    if counter.count == 0:
+        defined = (f"it defines {', '.join(counter.kernels)}" if counter.kernels
+                   else "no kernel of its own was found in its modules")
+        return [finding(Guard.DECOY, f"decoy: declared {language.value} but launched none of its own kernels "
+                                     f"in {calls} calls ({defined})")]
+    if counter.own_kernels_profiled is False and counter.own_kernel_names:
+        seen = ", ".join(counter.profiled_kernel_names[:5]) if counter.profiled_kernel_names else "no kernel"
+        return [finding(Guard.DECOY, f"decoy: declared {language.value} but none of its own kernels "
+                                     f"({', '.join(sorted(counter.own_kernel_names))}) ran on the device "
+                                     f"(the profiler saw {seen})")]
+    return []
+
+
+# -- the launch paths ----------------------------------------------------------------------
+
+
+def _saw(fn: object) -> None:
+    for counter in list(_COUNTERS):
+        if counter.owns(fn):
+            counter.record(getattr(fn, "__name__", "?"))
+
+
+def _patch_triton() -> None:
+    from triton.runtime.jit import JITFunction
+
+    classes: list[type] = [JITFunction]
+    try:
+        from triton.runtime.interpreter import InterpretedFunction
+
+        classes.append(InterpretedFunction)
+    except ImportError:
+        pass
+    for cls in classes:
+        _wrap_method(cls, "run", lambda self, args, kwargs: None if kwargs.get("warmup", False) else self.fn)
+
+
+def _patch_numba(cuda: bool) -> None:
+    from numba.core.dispatcher import Dispatcher
+
+    # Wrapping the C base's __call__ slot on the Python class: calls between jitted
+    # functions are compiled in and never reach it.
+    _wrap_method(Dispatcher, "__call__", lambda self, args, kwargs: self.py_func)
+    if cuda:
+        try:
+            from numba.cuda.dispatcher import CUDADispatcher
+        except ImportError:
+            return
+        _wrap_method(CUDADispatcher, "call", lambda self, args, kwargs: self.py_func)
+
+
+def _wrap_method(cls: type, name: str, kernel_of) -> None:
+    """Wrap `cls.name` once so that each call reports `kernel_of(self, args, kwargs)`
+    (the kernel's Python function, or None for a call that launches nothing)."""
+    original = getattr(cls, name)
+    if getattr(original, _MARK, False):
+        return
+
+    @functools.wraps(original)
+    def counting(self, *args, **kwargs):
+        fn = kernel_of(self, args, kwargs)
+        if fn is not None:
+            _saw(fn)
+        return original(self, *args, **kwargs)
+
+    setattr(counting, _MARK, True)
+    setattr(cls, name, counting)
+
+
+def _kernel_function(value: object) -> types.FunctionType | None:
+    """The Python function behind a Triton kernel (through Autotuner/Heuristics) or a numba
+    dispatcher; None for anything else. Recognized by class name: no import of either."""
+    kind = type(value).__name__
+    if kind in ("JITFunction", "InterpretedFunction", "Autotuner", "Heuristics"):
+        fn = value
+        for _ in range(8):
+            fn = getattr(fn, "fn", None)
+            if isinstance(fn, types.FunctionType):
+                return fn
+        return None
+    if kind in ("CPUDispatcher", "Dispatcher", "CUDADispatcher"):
+        fn = getattr(value, "py_func", None)
+        return fn if isinstance(fn, types.FunctionType) else None
+    return None
+
+
+def _is_built_extension(module: types.ModuleType) -> bool:
+    """An extension module built for this solution (load_inline output), not an installed one."""
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        return False
+    path = os.path.realpath(file)
+    return "site-packages" not in path and "dist-packages" not in path and not path.startswith(sys.base_prefix)
+
+
+def _wrap_extension_namespace(ns: dict, counter: LaunchCounter, kernels: dict[str, str]) -> None:
+    for name, value in list(ns.items()):
+        if isinstance(value, types.BuiltinFunctionType) and not name.startswith("_"):
+            ns[name] = _counting_extension_function(value, counter, name)
+            kernels[name] = "extension"
+
+
+def _counting_extension_function(fn, counter: LaunchCounter, name: str):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        counter.record(name)
+        return fn(*args, **kwargs)
+
+    return call

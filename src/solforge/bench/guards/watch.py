@@ -1,0 +1,329 @@
+"""The runtime guard around one call of user code: threads, processes, side streams.
+
+`watch_call(device)` wraps ONE call (or the import of a solution's modules). It sees:
+
+- threads and processes started during the call, three ways: a process-wide audit hook
+  (`sys.addaudithook`; events os.fork, os.forkpty, subprocess.Popen, os.system,
+  os.exec, os.posix_spawn, os.spawn and, on Python >= 3.13, _thread.start_*), wrappers
+  on `_thread.start_new_thread`/`threading._start_new_thread` (and the joinable forms)
+  and `_posixsubprocess.fork_exec`, installed only while watching; and a diff of the
+  Python threads (`sys._current_frames`, `threading.enumerate`) and of this process's
+  children (`/proc/self/task/*/children`) between entry and exit;
+- on CUDA, work left on a side stream at return: after the harness hands the outputs
+  to `report.set_outputs`, the exit synchronizes the current stream only, snapshots the
+  outputs, synchronizes the device, and compares bit for bit; streams constructed while
+  watching (`torch.cuda.Stream`) are remembered for the process and must be idle once
+  the current stream is.
+
+Honest by design: native threads that run no Python (numba's `prange` threading layer,
+torch's intra-op pool) are invisible to all three; threads and processes whose
+originating frame lies in a compiler toolchain (triton's ptxas calls, torch._inductor's
+compile workers, torch.utils.cpp_extension builds) are allowed.
+
+Not covered: native threads started from C/C++ (`pthread_create` in an extension; the
+static guard searches C++ sources for it), processes started before the watch that
+keep working, side streams created outside any watch whose writes finish before the
+snapshot (the bit-for-bit check is a race the exploit must lose; a busy-wait of a few
+microseconds wins it), and work queued on the legacy default stream by raw CUDA code.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import dataclasses
+import os
+import sys
+import sysconfig
+import threading
+import weakref
+from collections.abc import Iterator
+from types import FrameType
+
+from solforge.bench.guards.findings import Guard, finding
+from solforge.spec import GuardFinding
+
+_AUDIT_EVENTS = frozenset({
+    "os.fork", "os.forkpty", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+    "_thread.start_new_thread", "_thread.start_joinable_thread",
+})
+# Packages whose own frames may start threads or processes: compilers, not kernels.
+_TOOLCHAIN_MODULES = ("triton", "torch._inductor", "torch._dynamo", "torch.utils.cpp_extension")
+_STDLIB_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")})
+_THIS_FILE = os.path.realpath(__file__)
+
+
+@dataclasses.dataclass
+class CallReport:
+    """What the watch saw around one call. `findings` is complete once the block exits."""
+
+    device: str
+    findings: list[GuardFinding] = dataclasses.field(default_factory=list)
+    outputs: list = dataclasses.field(default_factory=list)
+
+    def set_outputs(self, outputs: object) -> None:
+        """Hand over the call's outputs (a tensor, or a tuple/list of them) right after the
+        call, for the side-stream check at exit. Non-tensors are `output_findings`' business."""
+        import torch
+
+        items = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+        self.outputs = [t for t in items if type(t) is torch.Tensor]
+
+
+class _Watch:
+    """The state of one watch in progress."""
+
+    def __init__(self, report: CallReport):
+        self.report = report
+        self.events: list[str] = []
+        self.allowed_threads: set[int] = set()
+        self.allowed_pids: set[int] = set()
+        self.started_threads: set[int] = set()
+        self.threads_before = _python_threads()
+        self.children_before = _child_pids()
+
+    def note(self, what: str, frame: FrameType | None, once_per_place: bool = False) -> bool:
+        """Record a thread or process start; True if a compiler toolchain started it.
+        `once_per_place`: skip it when an event was already recorded at the same frame
+        (the audit event and the fork_exec wrapper see the same Popen)."""
+        where, toolchain = _origin(frame)
+        if not toolchain and not (once_per_place and any(e.endswith(f" at {where}") for e in self.events)):
+            self.events.append(f"{what} at {where}")
+        return toolchain
+
+
+_ACTIVE: list[_Watch] = []
+_HOOK_INSTALLED = False
+_STARTED_WHILE_WATCHING: set[int] = set()  # thread idents; a later watch does not blame itself for them
+_STREAMS: weakref.WeakSet = weakref.WeakSet()
+_SAVED: dict[tuple[object, str], object] = {}  # (owner, name) -> the original a wrapper replaced
+
+
+@contextlib.contextmanager
+def watch_call(device: str) -> Iterator[CallReport]:
+    """Watch one call of user code on `device` ("cpu", "cuda", "cuda:1").
+
+    Yields a CallReport; call `report.set_outputs(outputs)` right after the call. At exit,
+    `report.findings` holds "thread-or-process" findings (what started, and the user
+    frame `file:line` that started it) and, on CUDA, "side-stream" findings. When the
+    block raises, the thread and process checks still run, the side-stream check does
+    not, and the exception propagates. Raises nothing of its own. Not re-entrant across
+    threads; nested watches share the wrappers. See the module docstring for coverage.
+    """
+    global _HOOK_INSTALLED
+    if not _HOOK_INSTALLED:
+        sys.addaudithook(_audit_hook)  # permanent by design of PEP 578; inert outside a watch
+        _HOOK_INSTALLED = True
+    report = CallReport(device=device)
+    watch = _Watch(report)
+    cuda = device.startswith("cuda")
+    if not _ACTIVE:
+        _install_wrappers(cuda)
+    _ACTIVE.append(watch)
+    try:
+        yield report
+    except BaseException:
+        _leave(watch, check_streams=False)
+        raise
+    else:
+        _leave(watch, check_streams=cuda)
+
+
+def _leave(watch: _Watch, check_streams: bool) -> None:
+    _ACTIVE.remove(watch)
+    if not _ACTIVE:
+        _remove_wrappers()
+    report = watch.report
+    for event in dict.fromkeys(watch.events):
+        report.findings.append(finding(Guard.THREAD_OR_PROCESS, f"threads or processes: {event}"))
+    me = threading.get_ident()
+    earlier = _STARTED_WHILE_WATCHING - watch.started_threads  # an earlier call's thread, already reported there
+    for ident, name in _python_threads().items():
+        if ident not in watch.threads_before and ident not in watch.allowed_threads and ident != me \
+                and ident not in earlier:
+            report.findings.append(finding(
+                Guard.THREAD_OR_PROCESS,
+                f"threads or processes: thread '{name}' started during the call is still running at return"))
+    for pid in sorted(_child_pids() - watch.children_before - watch.allowed_pids):
+        report.findings.append(finding(
+            Guard.THREAD_OR_PROCESS, f"threads or processes: child process {pid} started during the call"))
+    if check_streams:
+        report.findings += _side_stream_findings(report)
+
+
+# -- threads and processes ---------------------------------------------------------------
+
+
+def _audit_hook(event: str, args: tuple) -> None:
+    if not _ACTIVE or event not in _AUDIT_EVENTS:
+        return
+    if event.startswith("_thread."):
+        return  # the wrappers see thread starts with their idents; the hook is their backup
+    _ACTIVE[-1].note(f"{event}{_first_arg(args)}", sys._getframe(1))
+
+
+def _first_arg(args: tuple) -> str:
+    if not args:
+        return ""
+    text = repr(args[0])
+    return f" ({text})" if len(text) <= 60 else f" ({text[:57]}...)"
+
+
+def _thread_wrapper(original):
+    def start(function, *args, **kwargs):
+        ident = original(function, *args, **kwargs)
+        if _ACTIVE:
+            name = getattr(getattr(function, "__self__", None), "name", getattr(function, "__qualname__", "?"))
+            # The joinable form returns a handle; its ident is what _current_frames uses.
+            key = getattr(ident, "ident", ident)
+            watch = _ACTIVE[-1]
+            watch.started_threads.add(key)
+            _STARTED_WHILE_WATCHING.add(key)
+            if watch.note(f"thread '{name}' started", sys._getframe(1)):
+                watch.allowed_threads.add(key)
+        return ident
+
+    start.__wrapped__ = original
+    return start
+
+
+def _fork_exec_wrapper(original):
+    def fork_exec(*args, **kwargs):
+        pid = original(*args, **kwargs)
+        if _ACTIVE:
+            program = args[1] if len(args) > 1 else "?"
+            if _ACTIVE[-1].note(f"process{_first_arg((program,))} started", sys._getframe(1), once_per_place=True):
+                _ACTIVE[-1].allowed_pids.add(pid)
+        return pid
+
+    fork_exec.__wrapped__ = original
+    return fork_exec
+
+
+def _install_wrappers(cuda: bool) -> None:
+    import _posixsubprocess  # noqa: PLC0415 — POSIX only; the guard is documented as POSIX
+
+    for owner, name, make in (
+        (_thread, "start_new_thread", _thread_wrapper), (_thread, "start_new", _thread_wrapper),
+        (_thread, "start_joinable_thread", _thread_wrapper), (threading, "_start_new_thread", _thread_wrapper),
+        (threading, "_start_joinable_thread", _thread_wrapper), (_posixsubprocess, "fork_exec", _fork_exec_wrapper),
+        (sys.modules.get("subprocess"), "_fork_exec", _fork_exec_wrapper),
+    ):
+        original = getattr(owner, name, None)
+        if original is not None:
+            _SAVED[(owner, name)] = original
+            setattr(owner, name, make(original))
+    if cuda:
+        import torch
+
+        original_new = torch.cuda.Stream.__dict__["__new__"]
+        constructor = original_new.__func__ if isinstance(original_new, staticmethod) else original_new
+
+        def remembering_new(cls, *args, **kwargs):
+            stream = constructor(cls, *args, **kwargs)
+            _STREAMS.add(stream)
+            return stream
+
+        _SAVED[(torch.cuda.Stream, "__new__")] = original_new
+        torch.cuda.Stream.__new__ = staticmethod(remembering_new)
+
+
+def _remove_wrappers() -> None:
+    for (owner, name), original in _SAVED.items():
+        setattr(owner, name, original)
+    _SAVED.clear()
+
+
+def _origin(frame: FrameType | None) -> tuple[str, bool]:
+    """`file:line` of the innermost frame outside the standard library and this module,
+    and whether that frame belongs to a compiler toolchain."""
+    toolchain_dirs = _toolchain_dirs()
+    while frame is not None:
+        path = os.path.realpath(frame.f_code.co_filename)
+        if path != _THIS_FILE and not _is_stdlib(path, frame.f_code.co_filename):
+            return f"{os.path.basename(path)}:{frame.f_lineno}", path.startswith(toolchain_dirs)
+        frame = frame.f_back
+    return "<standard library>", False
+
+
+def _is_stdlib(path: str, raw: str) -> bool:
+    if raw.startswith("<frozen"):
+        return True
+    return path.startswith(_STDLIB_DIRS) and "site-packages" not in path and "dist-packages" not in path
+
+
+def _toolchain_dirs() -> tuple[str, ...]:
+    dirs = []
+    for name in _TOOLCHAIN_MODULES:
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if file:
+            path = os.path.realpath(file)
+            dirs.append(os.path.dirname(path) + os.sep if path.endswith("__init__.py") else path)
+    return tuple(dirs)
+
+
+def _python_threads() -> dict[int, str]:
+    """Every thread that runs Python: ident -> name."""
+    names = {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
+    return {ident: names.get(ident, f"<thread {ident}>") for ident in {*sys._current_frames(), *names}}
+
+
+def _child_pids() -> set[int]:
+    """This process's children, from /proc (Linux); empty where /proc is missing."""
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    return pids
+
+
+# -- side streams (CUDA) -----------------------------------------------------------------
+
+
+def _side_stream_findings(report: CallReport) -> list[GuardFinding]:
+    """Synchronize the current stream only, snapshot the outputs, then the whole device:
+    an output that changed in between was written by work the current stream never
+    waited for (and so the harness's CUDA events never timed)."""
+    import torch
+
+    device = torch.device(report.device)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    current = torch.cuda.current_stream(device)
+    done = torch.cuda.Event()
+    done.record(current)
+    done.synchronize()
+    busy = [s for s in list(_STREAMS) if s.device == device and not s.query()]
+    snapshot = [t.clone() for t in report.outputs]
+    copied = torch.cuda.Event()
+    copied.record(current)
+    copied.synchronize()
+    torch.cuda.synchronize(device)
+    out = []
+    changed = [i for i, (before, after) in enumerate(zip(snapshot, report.outputs))
+               if not _bitwise_equal(before, after)]
+    if changed:
+        out.append(finding(Guard.SIDE_STREAM, f"work left on a side stream: outputs {changed} changed after the "
+                                              f"current stream finished"))
+    if busy:
+        out.append(finding(Guard.SIDE_STREAM, f"work left on a side stream: {len(busy)} stream(s) created by the "
+                                              f"solution still busy when the current stream finished"))
+    return out
+
+
+def _bitwise_equal(a, b) -> bool:
+    import torch
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.numel() == 0:
+        return True
+    return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))

@@ -1,0 +1,6 @@
+"""Fault: never returns."""
+
+
+def run(x, w):
+    while True:
+        pass

@@ -1,0 +1,5 @@
+"""Fault: raises an exception."""
+
+
+def run(x, w):
+    raise ValueError("this kernel does not support that shape")

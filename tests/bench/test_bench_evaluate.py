@@ -1,0 +1,157 @@
+"""evaluate and run_bench on the CPU, through the worker: honest solutions in every CPU
+language pass, wrong ones get the status that names their fault, timing is sane."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from solforge.bench import BenchConfig, TimingBudget, evaluate, run_bench
+from solforge.spec import BuildSpec, EvaluationStatus, Solution, SourceFile, Workload, load_definition
+
+KERNELS = Path(__file__).parent / "kernels"
+DEFN = load_definition(KERNELS / "rmsnorm_small.json")
+WORKLOADS = [Workload(uuid="t4", axes={"T": 4}, solforge={"smoke": True}),
+             Workload(uuid="t7", axes={"T": 7}, solforge={"smoke": True, "held_out": True})]
+# A 1 MiB cache flush and a few samples keep each workload well under a second here.
+CONFIG = BenchConfig(timing=TimingBudget(warmup_s=0.0, max_time_s=0.5, max_iters=5, min_iters=2),
+                     flush_bytes=1 << 20, timeout_s=60)
+
+
+def solution(file: str, language: str = "pytorch", dps: bool = False) -> Solution:
+    return Solution(name=Path(file).stem, definition=DEFN.name,
+                    spec=BuildSpec(language=language, entry_point=f"{file}::run", destination_passing_style=dps),
+                    sources=[SourceFile(path=file, content=(KERNELS / file).read_text())])
+
+
+def run(file: str, language: str = "pytorch", dps: bool = False, workloads=WORKLOADS, config=CONFIG):
+    traces = evaluate(DEFN, workloads, solution(file, language, dps), "cpu", config)
+    assert [t.workload.uuid for t in traces] == [w.uuid for w in workloads]
+    return [t.evaluation for t in traces]
+
+
+def test_honest_pytorch_passes_with_a_full_trace():
+    for ev, wl in zip(run("honest_rmsnorm.py"), WORKLOADS):
+        assert ev.status is EvaluationStatus.PASSED, ev.log
+        ext = ev.solforge
+        assert ext.device == "cpu" and ext.held_out == wl.held_out
+        assert ext.correctness_trials == 7 and ext.reference_precision == "float64"
+        assert ev.correctness.max_relative_error < 1e-5  # float32 rounding, against a float64 reference
+        assert ev.performance.latency_ms == ext.timing.median_ms > 0
+        assert ext.timing.is_performance_measurement and ext.timing.method == "perf_counter+cache-flush"
+        assert ev.environment.hardware and "torch" in ev.environment.libs and ev.timestamp
+
+
+def test_honest_destination_passing_passes():
+    assert all(ev.status is EvaluationStatus.PASSED for ev in run("honest_rmsnorm_dps.py", dps=True))
+
+
+def test_honest_numba_prange_passes():
+    evs = run("honest_rmsnorm_numba.py", "numba")
+    assert all(ev.status is EvaluationStatus.PASSED for ev in evs), [ev.log for ev in evs]
+
+
+def test_honest_triton_passes_under_the_interpreter_and_is_not_a_measurement():
+    for ev in run("honest_rmsnorm_triton.py", "triton"):
+        assert ev.status is EvaluationStatus.PASSED, ev.log
+        assert ev.solforge.timing.is_performance_measurement is False
+        assert any("interpreter" in w for w in ev.solforge.warnings)
+
+
+@pytest.mark.parametrize("file, dps, status, phrase", [
+    ("wrong_scale.py", False, EvaluationStatus.INCORRECT_NUMERICAL, "call 0 (normal inputs): output 'y'"),
+    ("wrong_shape.py", False, EvaluationStatus.INCORRECT_SHAPE, "output 'y' has shape (64, 4), expected (4, 64)"),
+    ("wrong_dtype.py", False, EvaluationStatus.INCORRECT_DTYPE, "output 'y' is torch.float64, expected torch.float32"),
+    ("dps_partial.py", True, EvaluationStatus.INCORRECT_NUMERICAL, "left unwritten"),
+    ("mutates_input.py", False, EvaluationStatus.INCORRECT_NUMERICAL, "input 'x' was modified by the call"),
+])
+def test_faulty_solutions_get_the_status_of_their_fault(file, dps, status, phrase):
+    ev = run(file, dps=dps, workloads=WORKLOADS[:1])[0]
+    assert ev.status is status, ev.log
+    assert phrase in ev.log
+    assert ev.performance is None
+    if status is EvaluationStatus.INCORRECT_NUMERICAL and "modified" not in phrase:
+        assert ev.correctness.max_absolute_error > 1e-3
+
+
+def test_stale_result_exploit_fails():
+    ev = run("stale_result.py", workloads=WORKLOADS[:1])[0]
+    assert ev.status is not EvaluationStatus.PASSED, ev.log
+
+
+def test_result_cached_by_input_address_is_a_reward_hack():
+    ev = run("cache_by_address.py", workloads=WORKLOADS[:1])[0]
+    assert ev.status is EvaluationStatus.REWARD_HACK, ev.log
+    assert "caching" in {f.guard for f in ev.solforge.guard_findings}
+
+
+def test_static_guard_finding_runs_nothing():
+    ev = run("starts_thread.py", workloads=WORKLOADS[:1])[0]
+    assert ev.status is EvaluationStatus.REWARD_HACK and ev.log.startswith("static guard:")
+    assert ev.solforge.correctness_trials == 0 and ev.solforge.timing is None
+
+
+def test_a_declared_triton_solution_without_a_kernel_is_a_decoy():
+    ev = run("decoy_triton.py", "triton", workloads=WORKLOADS[:1])[0]
+    assert ev.status is EvaluationStatus.REWARD_HACK, ev.log
+    assert [f.guard for f in ev.solforge.guard_findings] == ["decoy"]
+
+
+def test_timing_statistics_are_sane_and_keep_every_sample():
+    config = CONFIG.model_copy(update={"timing": TimingBudget(warmup_s=0.01, max_time_s=30.0, max_iters=9, min_iters=2)})
+    timing = run("honest_rmsnorm.py", workloads=WORKLOADS[:1], config=config)[0].solforge.timing
+    samples = timing.samples_ms
+    assert timing.count == len(samples) == 9  # max_iters reached long before 30 s
+    assert min(samples) == timing.min_ms <= timing.median_ms <= max(samples)
+    assert timing.median_ms == pytest.approx(statistics.median(samples))
+    assert 0 <= timing.iqr_ms <= max(samples) - min(samples)
+
+
+def test_run_bench_fills_baselines_speedups_and_sol_reports():
+    result = run_bench(DEFN, WORKLOADS, [solution("honest_rmsnorm.py"), solution("wrong_scale.py")], "cpu",
+                       baselines=("eager",), config=CONFIG)
+    assert result.device.name and result.failed == ["wrong_scale"]
+    assert set(result.baselines) == {"eager"} and set(result.solutions) == {"honest_rmsnorm", "wrong_scale"}
+    for eager, honest in zip(result.baselines["eager"], result.solutions["honest_rmsnorm"]):
+        assert eager.solution == "eager" and eager.evaluation.status is EvaluationStatus.PASSED
+        t_b = eager.evaluation.performance.latency_ms
+        ev = honest.evaluation
+        assert ev.performance.reference_latency_ms == t_b == ev.solforge.baseline_latency_ms["eager"]
+        assert ev.performance.speedup_factor == pytest.approx(t_b / ev.performance.latency_ms)
+        sol = ev.solforge.sol
+        assert sol is not None and sol.bytes_moved >= 4 * 2 * 64 * honest.workload.axes["T"]  # read x, write y
+        assert sol.achieved_gb_s > 0
+    assert all(t.evaluation.solforge.sol is None for t in result.solutions["wrong_scale"])
+
+
+def test_torch_compile_baseline_on_one_small_workload():
+    result = run_bench(DEFN, WORKLOADS[:1], [solution("honest_rmsnorm.py")], "cpu", baselines=("compile",),
+                       config=CONFIG.model_copy(update={"timeout_s": 300.0}))
+    compiled = result.baselines["compile"][0].evaluation
+    assert compiled.status is EvaluationStatus.PASSED, compiled.log
+    honest = result.solutions["honest_rmsnorm"][0].evaluation
+    assert honest.solforge.speedup_vs_compile == pytest.approx(
+        compiled.performance.latency_ms / honest.performance.latency_ms)
+    assert "eager" not in honest.solforge.baseline_latency_ms and honest.performance.speedup_factor == 0.0
+
+
+def test_honest_solution_passes_the_builtin_smoke_workloads():
+    from solforge.bench import solution_from_py
+    from solforge.problems import builtin_root, load_builtin, select_workloads
+
+    definition, workloads = load_builtin("rmsnorm_h4096")
+    smoke = select_workloads(workloads, "smoke")
+    config = CONFIG.model_copy(update={"dataset_root": builtin_root()})
+    traces = evaluate(definition, smoke, solution_from_py(KERNELS / "honest_rmsnorm_h4096.py", definition), "cpu", config)
+    assert len(traces) == len(smoke) > 0
+    for t in traces:
+        assert t.evaluation.status is EvaluationStatus.PASSED, t.evaluation.log
+        assert t.evaluation.solforge.reference_precision == "float64"
+
+
+def test_replacing_the_harness_comparison_at_run_time_is_a_reward_hack():
+    ev = run("tamper_compare.py", workloads=WORKLOADS[:1])[0]
+    assert ev.status is EvaluationStatus.REWARD_HACK, ev.log
+    assert "solforge.bench.correctness.compare_outputs was replaced" in ev.log

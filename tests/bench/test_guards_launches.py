@@ -1,0 +1,223 @@
+"""The launch counter sees a solution's own Triton and numba kernels (and its CUDA
+extension's functions); a declared language with no launch of its own is a decoy."""
+
+from __future__ import annotations
+
+import _bisect
+import textwrap
+
+import pytest
+import torch
+from exploits import entry, import_solution, make_inputs, reference, solution
+
+from solforge.bench.guards import decoy_findings, launch_counter
+from solforge.spec import Solution
+
+
+@pytest.fixture
+def interpret(monkeypatch):
+    """Triton's interpreter for the kernels decorated from here on, so they run on the CPU.
+    triton.language is imported first, outside interpreter mode: its own @jit helpers
+    (tl.sum, ...) must stay compilable for any GPU test later in this process."""
+    import triton.language  # noqa: F401
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def run_calls(sol: Solution, tmp_path, calls: int = 2, device: str = "cpu"):
+    """Import, install the counter, call `calls` times; (counter, last output, last inputs)."""
+    namespaces = import_solution(sol, tmp_path)
+    counter = launch_counter(namespaces, sol, device)
+    fn = entry(namespaces, sol)
+    out = inputs = None
+    for seed in range(calls):
+        inputs = {k: v.to(device) for k, v in make_inputs(seed).items()}
+        out = fn(**inputs)
+    counter.close()
+    return counter, out, inputs
+
+
+def test_an_honest_triton_kernel_is_counted_under_the_interpreter(interpret, tmp_path):
+    sol = solution("honest_triton", "triton")
+    counter, out, inputs = run_calls(sol, tmp_path, calls=3)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert counter.count == 3 and counter.by_kernel == {"_rmsnorm_kernel": 3}
+    assert decoy_findings(counter, sol, calls=3) == []
+
+
+def test_a_decoy_triton_solution_is_caught(interpret, tmp_path):
+    sol = solution("decoy_triton", "triton")
+    counter, out, inputs = run_calls(sol, tmp_path)
+    torch.testing.assert_close(out, reference(**inputs))  # right answer, wrong route
+    got = decoy_findings(counter, sol, calls=2)
+    assert [(f.guard, f.message) for f in got] == [
+        ("decoy", "decoy: declared triton but launched none of its own kernels in 2 calls "
+                  "(it defines _rmsnorm_kernel)")]
+
+
+def test_an_honest_numba_kernel_is_counted_once_per_outer_call(tmp_path):
+    sol = solution("honest_numba_prange", "numba")
+    counter, out, inputs = run_calls(sol, tmp_path, calls=2)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert counter.count == 2 and decoy_findings(counter, sol, calls=2) == []
+
+
+def test_a_decoy_numba_solution_is_caught(tmp_path):
+    sol = solution("decoy_numba", "numba")
+    counter, _, _ = run_calls(sol, tmp_path)
+    got = decoy_findings(counter, sol, calls=2)
+    assert [f.guard for f in got] == ["decoy"]
+    assert got[0].message.startswith("decoy: declared numba but launched none of its own kernels")
+    assert "_rmsnorm_rows" in got[0].message
+
+
+LIBRARY = '''
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def scale_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=mask) * 2.0, mask=mask)
+'''
+
+
+def test_launching_a_library_kernel_is_not_launching_ones_own(interpret, tmp_path, monkeypatch):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "guard_test_kernel_library.py").write_text(LIBRARY)
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    code = textwrap.dedent('''
+        import torch
+        from guard_test_kernel_library import scale_kernel
+
+
+        def run(x, weight):
+            y = torch.empty_like(x)
+            scale_kernel[(1,)](x, y, x.numel(), BLOCK=1024)  # someone else's kernel, for show
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight
+    ''')
+    sol = Solution.model_validate({"name": "borrowed", "definition": "d", "spec": {"language": "triton",
+                                   "entry_point": "main.py::run"}, "sources": [{"path": "main.py", "content": code}]})
+    counter, _, _ = run_calls(sol, tmp_path / "sol")
+    assert counter.count == 0
+    assert [f.guard for f in decoy_findings(counter, sol, calls=2)] == ["decoy"]
+
+
+def test_kernels_built_at_call_time_and_wrapped_kernels_count(interpret, tmp_path):
+    code = textwrap.dedent('''
+        import torch
+        import triton
+        import triton.language as tl
+
+
+        # One config: the interpreter has no benchmarker to choose between several.
+        @triton.autotune(configs=[triton.Config({}, num_warps=4)], key=["n"])
+        @triton.heuristics(values={"BLOCK": lambda args: triton.next_power_of_2(args["n"])})
+        @triton.jit
+        def tuned(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            mask = offs < n
+            tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=mask), mask=mask)
+
+
+        def run(x, weight):
+            @triton.jit
+            def nested(x_ptr, n, BLOCK: tl.constexpr):
+                pass
+
+            nested[(1,)](x, x.numel(), BLOCK=16)
+            y = torch.empty_like(x)
+            tuned[(1,)](x, y, x.numel())
+            return y
+    ''')
+    sol = Solution.model_validate({"name": "built", "definition": "d", "spec": {"language": "triton",
+                                   "entry_point": "main.py::run"}, "sources": [{"path": "main.py", "content": code}]})
+    counter, out, inputs = run_calls(sol, tmp_path, calls=1)
+    torch.testing.assert_close(out, inputs["x"])
+    assert counter.by_kernel == {"nested": 1, "tuned": 1} and "tuned" in counter.kernels
+    assert decoy_findings(counter, sol, calls=1) == []
+
+
+def test_a_closed_counter_stops_counting(interpret, tmp_path):
+    sol = solution("honest_triton", "triton")
+    namespaces = import_solution(sol, tmp_path)
+    counter = launch_counter(namespaces, sol, "cpu")
+    fn = entry(namespaces, sol)
+    fn(**make_inputs(0))
+    counter.close()
+    fn(**make_inputs(1))
+    assert counter.count == 1
+
+
+CUDA_SOURCE = '''
+#include <torch/extension.h>
+template <typename T>
+__global__ void __launch_bounds__(256) rmsnorm_kernel(const T* x, T* y, int n) {}
+extern "C" __global__ void helper_kernel(float* y) {}
+torch::Tensor run(torch::Tensor x, torch::Tensor w);
+'''
+
+
+def cuda_solution() -> Solution:
+    return Solution.model_validate({"name": "cu", "definition": "d", "spec": {"language": "cuda",
+                                    "entry_point": "kernel.cu::run"},
+                                    "sources": [{"path": "kernel.cu", "content": CUDA_SOURCE}]})
+
+
+def test_extension_functions_are_counted_and_global_kernels_named():
+    # Any compiled extension stands in for the one load_inline builds: its namespace is handed over.
+    namespace = dict(vars(_bisect))
+    sol = cuda_solution()
+    counter = launch_counter([namespace], sol, "cpu")
+    assert {"rmsnorm_kernel", "helper_kernel", "bisect_left"} <= set(counter.kernels)
+    assert counter.own_kernel_names == {"rmsnorm_kernel", "helper_kernel"}
+    assert decoy_findings(counter, sol, calls=1)[0].guard == "decoy"
+    assert namespace["bisect_left"]([1, 2, 3], 2) == 1
+    assert counter.count == 1 and decoy_findings(counter, sol, calls=1) == []
+    counter.close()
+
+
+def test_a_profile_without_the_solutions_kernels_is_a_decoy():
+    sol = cuda_solution()
+    counter = launch_counter([dict(vars(_bisect))], sol, "cpu")
+    counter.record("run")
+    with counter.profile():  # a no-op on the CPU: nothing is recorded
+        pass
+    assert counter.profiled_kernel_names is None and decoy_findings(counter, sol, calls=1) == []
+    # What profile() records on a GPU when the host function computed with torch:
+    counter.profiled_kernel_names = ["void at::native::vectorized_elementwise_kernel<4, ...>(...)"]
+    got = decoy_findings(counter, sol, calls=1)
+    assert [f.guard for f in got] == ["decoy"] and "none of its own kernels" in got[0].message
+    counter.profiled_kernel_names = ["void rmsnorm_kernel<float>(float const*, float*, int)"]
+    assert decoy_findings(counter, sol, calls=1) == []
+    counter.close()
+
+
+def test_languages_without_kernels_of_their_own_are_never_decoys(tmp_path):
+    sol = solution("honest_torch", "pytorch")
+    counter, _, _ = run_calls(sol, tmp_path)
+    assert counter.count == 0 and decoy_findings(counter, sol, calls=2) == []
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_on_the_device_triton_kernels_are_counted_and_profiled(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    honest = solution("honest_triton", "triton")
+    namespaces = import_solution(honest, tmp_path / "honest")
+    counter = launch_counter(namespaces, honest, "cuda")
+    fn = entry(namespaces, honest)
+    inputs = {k: v.cuda() for k, v in make_inputs(0).items()}
+    fn(**inputs)  # compile outside the profile
+    with counter.profile():
+        out = fn(**inputs)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert counter.count == 2 and counter.own_kernels_profiled
+    assert decoy_findings(counter, honest, calls=2) == []
+    counter.close()
+
+    decoy = solution("decoy_triton", "triton")
+    counter, _, _ = run_calls(decoy, tmp_path / "decoy", device="cuda")
+    assert [f.guard for f in decoy_findings(counter, decoy, calls=2)] == ["decoy"]

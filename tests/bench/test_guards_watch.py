@@ -1,0 +1,157 @@
+"""watch_call catches threads and processes started by user code, and on CUDA work left
+on side streams; numba prange, torch's intra-op threads and compiler subprocesses pass."""
+
+from __future__ import annotations
+
+import _thread
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from exploits import RMSNORM, entry, import_solution, make_inputs, reference, solution
+
+from solforge.bench.guards import static_findings, watch_call
+
+
+def watched(name: str, tmp_path, device: str = "cpu", **input_kwargs):
+    """Import kernel `name`, call it once under watch_call; (findings, output)."""
+    sol = solution(name)
+    fn = entry(import_solution(sol, tmp_path), sol)
+    inputs = make_inputs(0, **input_kwargs)
+    if device != "cpu":
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+    with watch_call(device) as report:
+        out = fn(**inputs)
+        report.set_outputs(out)
+    return report.findings, out, inputs
+
+
+def wait_for_threads(started_before: set[int]) -> None:
+    # Exploit threads are daemons that finish in milliseconds; don't let them leak into the next test.
+    for t in threading.enumerate():
+        if t.ident not in started_before and t is not threading.current_thread():
+            t.join(timeout=5)
+
+
+@pytest.mark.parametrize("name", ["thread_output", "thread_hidden"])
+def test_a_thread_computing_the_output_is_caught(name, tmp_path):
+    before = {t.ident for t in threading.enumerate()}
+    findings, _, _ = watched(name, tmp_path)
+    wait_for_threads(before)
+    assert findings and {f.guard for f in findings} == {"thread-or-process"}
+    assert any("thread" in f.message and "started at main.py:" in f.message for f in findings), findings
+
+
+def test_the_hidden_thread_is_invisible_to_the_static_guard(tmp_path):
+    # Why the runtime guard exists: no import statement or constant names the module.
+    assert static_findings(solution("thread_hidden"), RMSNORM) == []
+
+
+@pytest.mark.parametrize("name, what", [
+    ("process_fork", "os.fork at main.py:"),
+    ("process_multiprocessing", "os.fork at main.py:"),
+    ("process_subprocess", "subprocess.Popen"),
+])
+def test_a_process_computing_the_output_is_caught(name, what, tmp_path):
+    findings, out, inputs = watched(name, tmp_path)
+    torch.testing.assert_close(out, reference(**inputs))  # the exploit's answer is right: only the guard stops it
+    assert findings and {f.guard for f in findings} == {"thread-or-process"}
+    assert any(what in f.message for f in findings), findings
+
+
+def test_a_raw_thread_start_is_caught_and_the_wrappers_come_off(tmp_path):
+    original = _thread.start_new_thread
+    done = threading.Event()
+    with watch_call("cpu") as report:
+        assert _thread.start_new_thread is not original  # wrapped while watching
+        _thread.start_new_thread(done.set, ())
+    done.wait(5)
+    assert _thread.start_new_thread is original
+    assert [f.guard for f in report.findings] == ["thread-or-process"]
+    assert "test_guards_watch.py:" in report.findings[0].message
+
+
+def test_findings_are_kept_when_the_call_raises():
+    done = threading.Event()
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        with watch_call("cpu") as report:
+            threading.Thread(target=done.set).start()
+            raise RuntimeError("kernel failed")
+    done.wait(5)
+    assert [f.guard for f in report.findings] == ["thread-or-process"]
+
+
+def test_a_thread_left_by_an_earlier_call_is_not_blamed_on_the_next():
+    release = threading.Event()
+    with watch_call("cpu") as first:
+        threading.Thread(target=release.wait, args=(5,), daemon=True).start()
+    with watch_call("cpu") as second:
+        time.sleep(0.01)
+    release.set()
+    assert first.findings and second.findings == []
+
+
+def test_numba_prange_is_honest(tmp_path):
+    findings, out, inputs = watched("honest_numba_prange", tmp_path, tokens=64)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert findings == []
+
+
+def test_torch_intra_op_threads_are_honest(tmp_path):
+    # Large enough that torch splits the reduction over its native intra-op pool.
+    findings, out, inputs = watched("honest_set_num_threads", tmp_path, tokens=4096, hidden=256)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert findings == []
+
+
+def test_honest_torch_passes(tmp_path):
+    findings, _, _ = watched("honest_torch", tmp_path)
+    assert findings == []
+
+
+_POPENS: list[object] | None = None  # set to a list to record subprocess.Popen audit events
+
+
+def _record_popen(event: str, args: tuple) -> None:
+    if _POPENS is not None and event == "subprocess.Popen":
+        _POPENS.append(args[1])
+
+
+sys.addaudithook(_record_popen)
+
+
+def test_a_compiler_toolchains_own_subprocess_is_honest():
+    import torch.utils.cpp_extension as cpp_extension
+
+    global _POPENS
+    _POPENS = []
+    try:
+        with watch_call("cpu") as report:
+            cpp_extension.is_ninja_available()  # runs `ninja --version` from torch.utils.cpp_extension
+        started = _POPENS
+    finally:
+        _POPENS = None
+    assert started, "the toolchain started no process: the test proves nothing"
+    assert report.findings == []
+
+
+# -- CUDA: side streams ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["side_stream", "side_stream_import"])
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_work_left_on_a_side_stream_is_caught(name, tmp_path):
+    findings, out, inputs = watched(name, tmp_path, device="cuda")
+    assert findings and {f.guard for f in findings} == {"side-stream"}
+    assert any("work left on a side stream" in f.message for f in findings)
+    torch.testing.assert_close(out, reference(**inputs))  # correct once the device is synchronized
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_a_joined_side_stream_is_honest(tmp_path):
+    findings, out, inputs = watched("honest_side_stream", tmp_path, device="cuda")
+    assert findings == []
+    torch.testing.assert_close(out, reference(**inputs))
