@@ -60,14 +60,14 @@ def test_signature_parser_refuses_what_cannot_be_bound(src, message):
 
 def test_a_cu_entry_whose_parameters_do_not_match_the_definition_does_not_build(tmp_path):
     src = (KERNELS / "honest_rmsnorm.cu").read_text().replace("const torch::Tensor& w)", "const torch::Tensor& weight)")
-    sol = Solution(name="k", definition=DEFN.name, spec=BuildSpec(language="cuda", entry_point="k.cu::run"),
+    sol = Solution(name="k", definition=DEFN.name, spec=BuildSpec(language="cuda", entry_point="k.cu::run", destination_passing_style=False),
                    sources=[SourceFile(path="k.cu", content=src)])
     with pytest.raises(BuildError, match=r"run\(x, weight\) in k.cu does not match the definition's arguments \(x, w\)"):
         build_solution(sol, DEFN, tmp_path, "cpu", 60)
 
 
 def test_python_entry_builds_and_unloads(tmp_path):
-    sol = Solution(name="two_files", definition=DEFN.name, spec=BuildSpec(language="pytorch", entry_point="main.py::run"),
+    sol = Solution(name="two_files", definition=DEFN.name, spec=BuildSpec(language="pytorch", entry_point="main.py::run", destination_passing_style=False),
                    sources=[SourceFile(path="main.py", content="from helper_mod_xyz import scale\n\n"
                                                               "def run(x, w):\n    return scale(x) * w\n"),
                             SourceFile(path="helper_mod_xyz.py", content="def scale(x):\n    return 2 * x\n")])
@@ -86,7 +86,7 @@ def test_python_entry_builds_and_unloads(tmp_path):
     ("raise ImportError('no such library')\ndef run(x, w):\n    return x\n", "ImportError: no such library"),
 ])
 def test_a_python_entry_that_fails_to_import_is_a_build_error(tmp_path, content, message):
-    sol = Solution(name="bad", definition=DEFN.name, spec=BuildSpec(language="pytorch", entry_point="bad_entry.py::run"),
+    sol = Solution(name="bad", definition=DEFN.name, spec=BuildSpec(language="pytorch", entry_point="bad_entry.py::run", destination_passing_style=False),
                    sources=[SourceFile(path="bad_entry.py", content=content)])
     with pytest.raises(BuildError, match=message):
         build_solution(sol, DEFN, tmp_path, "cpu", 60)
@@ -94,7 +94,7 @@ def test_a_python_entry_that_fails_to_import_is_a_build_error(tmp_path, content,
 
 
 def test_sources_may_not_escape_the_working_directory(tmp_path):
-    sol = Solution(name="escape", definition=DEFN.name, spec=BuildSpec(language="pytorch", entry_point="main.py::run"),
+    sol = Solution(name="escape", definition=DEFN.name, spec=BuildSpec(language="pytorch", entry_point="main.py::run", destination_passing_style=False),
                    sources=[SourceFile(path="main.py", content="def run(x, w):\n    return x\n"),
                             SourceFile(path="../evil.py", content="")])
     with pytest.raises(BuildError, match="must be relative"):
@@ -127,7 +127,7 @@ def test_baselines_are_the_reference_as_solutions():
 
 def test_unload_keeps_the_libraries_a_solution_imported_first(tmp_path):
     sys.modules.pop("colorsys", None)  # a small stdlib module nothing here has imported
-    sol = Solution(name="lib_user", definition=DEFN.name, spec=BuildSpec(language="pytorch", entry_point="lib_user.py::run"),
+    sol = Solution(name="lib_user", definition=DEFN.name, spec=BuildSpec(language="pytorch", entry_point="lib_user.py::run", destination_passing_style=False),
                    sources=[SourceFile(path="lib_user.py", content="import colorsys\n\ndef run(x, w):\n    return x\n")])
     built = build_solution(sol, DEFN, tmp_path, "cpu", 60)
     assert built.modules == ["lib_user"]

@@ -22,7 +22,7 @@ CONFIG = BenchConfig(timeout_s=120)
 
 def solution(file: str, language: str = "pytorch") -> Solution:
     return Solution(name=Path(file).stem, definition=DEFN.name,
-                    spec=BuildSpec(language=language, entry_point=f"{file}::run"),
+                    spec=BuildSpec(language=language, entry_point=f"{file}::run", destination_passing_style=False),
                     sources=[SourceFile(path=file, content=(KERNELS / file).read_text())])
 
 

@@ -24,7 +24,7 @@ CONFIG = BenchConfig(timing=TimingBudget(warmup_s=0.0, max_time_s=0.3, max_iters
 
 def solution(file: str, language: str = "pytorch") -> Solution:
     return Solution(name=Path(file).stem, definition=DEFN.name,
-                    spec=BuildSpec(language=language, entry_point=f"{file}::run"),
+                    spec=BuildSpec(language=language, entry_point=f"{file}::run", destination_passing_style=False),
                     sources=[SourceFile(path=file, content=(KERNELS / file).read_text())])
 
 
@@ -100,7 +100,7 @@ def test_the_worker_environment_is_scrubbed(monkeypatch):
 
 def cuda_solution(file: str) -> Solution:
     return Solution(name=Path(file).stem, definition=DEFN.name,
-                    spec=BuildSpec(language="cuda", entry_point=f"{file}::run"),
+                    spec=BuildSpec(language="cuda", entry_point=f"{file}::run", destination_passing_style=False),
                     sources=[SourceFile(path=file, content=(KERNELS / file).read_text())])
 
 

@@ -99,7 +99,7 @@ def test_launching_a_library_kernel_is_not_launching_ones_own(interpret, tmp_pat
             return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight
     ''')
     sol = Solution.model_validate({"name": "borrowed", "definition": "d", "spec": {"language": "triton",
-                                   "entry_point": "main.py::run"}, "sources": [{"path": "main.py", "content": code}]})
+                                   "entry_point": "main.py::run", "destination_passing_style": False}, "sources": [{"path": "main.py", "content": code}]})
     counter, _, _ = run_calls(sol, tmp_path / "sol")
     assert counter.count == 0
     assert [f.guard for f in decoy_findings(counter, sol, calls=2)] == ["decoy"]
@@ -133,7 +133,7 @@ def test_kernels_built_at_call_time_and_wrapped_kernels_count(interpret, tmp_pat
             return y
     ''')
     sol = Solution.model_validate({"name": "built", "definition": "d", "spec": {"language": "triton",
-                                   "entry_point": "main.py::run"}, "sources": [{"path": "main.py", "content": code}]})
+                                   "entry_point": "main.py::run", "destination_passing_style": False}, "sources": [{"path": "main.py", "content": code}]})
     counter, out, inputs = run_calls(sol, tmp_path, calls=1)
     torch.testing.assert_close(out, inputs["x"])
     assert counter.by_kernel == {"nested": 1, "tuned": 1} and "tuned" in counter.kernels
@@ -162,7 +162,7 @@ torch::Tensor run(torch::Tensor x, torch::Tensor w);
 
 def cuda_solution() -> Solution:
     return Solution.model_validate({"name": "cu", "definition": "d", "spec": {"language": "cuda",
-                                    "entry_point": "kernel.cu::run"},
+                                    "entry_point": "kernel.cu::run", "destination_passing_style": False},
                                     "sources": [{"path": "kernel.cu", "content": CUDA_SOURCE}]})
 
 

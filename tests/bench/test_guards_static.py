@@ -19,7 +19,7 @@ def definition(*forbidden: str) -> Definition:
 def inline(code: str, language: str = "pytorch", path: str = "main.py", entry: str = "main.py::run") -> Solution:
     return Solution.model_validate({
         "name": "inline", "definition": RMSNORM.name,
-        "spec": {"language": language, "entry_point": entry}, "sources": [{"path": path, "content": code}],
+        "spec": {"language": language, "entry_point": entry, "destination_passing_style": False}, "sources": [{"path": path, "content": code}],
     })
 
 
@@ -231,7 +231,7 @@ def test_a_source_that_does_not_parse_yields_no_finding():
 
 def cpp(code: str, *forbidden: str) -> list[tuple[str, str]]:
     sol = Solution.model_validate({
-        "name": "cu", "definition": RMSNORM.name, "spec": {"language": "cuda", "entry_point": "kernel.cu::run"},
+        "name": "cu", "definition": RMSNORM.name, "spec": {"language": "cuda", "entry_point": "kernel.cu::run", "destination_passing_style": False},
         "sources": [{"path": "kernel.cu", "content": code}],
     })
     return [(f.guard, f.message) for f in static_findings(sol, definition(*forbidden))]

@@ -349,7 +349,7 @@ def eager_solution(definition: Definition) -> Solution:
         definition=definition.name,
         author="solforge",
         description="The definition's reference, run eagerly.",
-        spec=BuildSpec(language=Language.pytorch, entry_point="reference.py::run"),
+        spec=BuildSpec(language=Language.pytorch, entry_point="reference.py::run", destination_passing_style=False),
         sources=[SourceFile(path="reference.py", content=definition.reference)],
     )
 
@@ -369,7 +369,7 @@ def compile_solution(definition: Definition) -> Solution:
         definition=definition.name,
         author="solforge",
         description="torch.compile of the definition's reference.",
-        spec=BuildSpec(language=Language.pytorch, entry_point="compiled.py::run"),
+        spec=BuildSpec(language=Language.pytorch, entry_point="compiled.py::run", destination_passing_style=False),
         sources=[
             SourceFile(path="reference.py", content=definition.reference),
             SourceFile(path="compiled.py", content=_COMPILED),
@@ -395,7 +395,7 @@ def solution_from_py(path: str | Path, definition: Definition, language: str = "
     solution = Solution(
         name=path.stem,
         definition=definition.name,
-        spec=BuildSpec(language=lang, entry_point=f"{path.name}::run"),
+        spec=BuildSpec(language=lang, entry_point=f"{path.name}::run", destination_passing_style=False),
         sources=[SourceFile(path=path.name, content=path.read_text())],
     )
     problems = check_solution(definition, solution)

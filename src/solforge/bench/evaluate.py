@@ -24,7 +24,7 @@ from solforge.bench.build import compile_solution, eager_solution
 from solforge.bench.config import BenchConfig
 from solforge.bench.sol import attach_sol, baseline_latencies, detect_device, normalize_device
 from solforge.bench.timing import flush_bytes_for
-from solforge.bench.worker import LOG_NAME, WorkerLost, get_worker, retire_worker
+from solforge.bench.worker import LOG_NAME, WorkerLost, device_lock, get_worker, retire_worker
 from solforge.spec import (
     Correctness,
     Definition,
@@ -158,7 +158,8 @@ def _evaluate(
     run = _Run(definition, solution, device, config, Environment(hardware=detected.name, libs=dict(_libs())), trusted,
                Path(tempfile.mkdtemp(prefix="solforge-")))
     try:
-        return _evaluate_in(run, workloads, detected)
+        with device_lock(device):
+            return _evaluate_in(run, workloads, detected)
     finally:
         shutil.rmtree(run.workdir, ignore_errors=True)
 

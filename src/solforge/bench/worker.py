@@ -218,6 +218,17 @@ class Worker:
 
 
 _WORKERS: dict[str, Worker] = {}
+_DEVICE_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def device_lock(device: str) -> threading.RLock:
+    """The lock that one evaluation holds on `device` for all its requests: the worker keeps
+    the solution it built between requests, and two timings on one device would disturb
+    each other. Threads of one process (the search's proposer running an agent, its
+    evaluators) take turns on each device."""
+    with _LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault(device, threading.RLock())
 
 
 def get_worker(device: str, startup_timeout_s: float) -> Worker:

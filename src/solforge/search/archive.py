@@ -36,8 +36,9 @@ import math
 import re
 import secrets
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO
@@ -110,7 +111,11 @@ class Archive:
     close it (or use it as a context manager) to release the writer lock."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool, lock: IO[bytes] | None) -> None:
-        self._conn = conn
+        # Operators that run in the controller's proposer thread (the agent) read and note
+        # too: one re-entrant mutex serializes every statement and holds across each
+        # transaction, so the single connection is shared safely between threads.
+        self._mutex = threading.RLock()
+        self._conn = _SerializedConnection(conn, self._mutex)
         self.path = path
         self.read_only = read_only
         self._lock = lock
@@ -211,17 +216,18 @@ class Archive:
     def _write(self) -> Iterator[sqlite3.Connection]:
         if self.read_only:
             raise PermissionError(f"{self.path}: opened read-only")
-        with _transaction(self._conn) as c:
+        with self._mutex, _transaction(self._conn) as c:
             yield c
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         # One snapshot across several statements while another process writes.
-        self._conn.execute("BEGIN")
-        try:
-            yield self._conn
-        finally:
-            self._conn.execute("COMMIT")
+        with self._mutex:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
 
     # -- the run ------------------------------------------------------------------------
 
@@ -590,11 +596,38 @@ class Archive:
 # -- connections, transactions, the writer lock -----------------------------------------
 
 
+class _SerializedConnection:
+    """A sqlite3 connection whose statements run under one mutex, from any thread."""
+
+    def __init__(self, conn: sqlite3.Connection, mutex: threading.RLock) -> None:
+        self._conn, self._mutex = conn, mutex
+
+    def execute(self, sql: str, params: Sequence | Mapping = ()) -> sqlite3.Cursor:
+        with self._mutex:
+            return self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, seq: Iterable) -> sqlite3.Cursor:
+        with self._mutex:
+            return self._conn.executemany(sql, seq)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        with self._mutex:
+            return self._conn.executescript(sql)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
+
+
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
     # isolation_level=None: transactions are begun and committed here, explicitly, never
     # implicitly by the sqlite3 module.
     target, uri = (path.resolve().as_uri() + "?mode=ro", True) if read_only else (str(path), False)
-    conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
     if not read_only:

@@ -33,10 +33,14 @@ class BuildSpec(BaseModel):
     )
     dependencies: list[str] = Field(default_factory=list)
     destination_passing_style: bool = Field(
-        default=False,
+        default=True,
         description="True: the entry point also takes the outputs, preallocated, as keyword arguments, "
-        "and writes them. False: it returns the outputs.",
+        "and writes them. False: it returns the outputs. Absent means True, as FlashInfer-Bench and "
+        "SOL-ExecBench read it; solforge always writes it.",
     )
+
+    def model_post_init(self, context: object, /) -> None:
+        self.__pydantic_fields_set__.add("destination_passing_style")
 
     @field_validator("entry_point")
     @classmethod
