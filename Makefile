@@ -10,6 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Where the machine's python already has torch (a GPU image), the venv reuses it.
 VENV_FLAGS := $(shell $(PYTHON) -c "import torch" >/dev/null 2>&1 && echo --system-site-packages)
 DEMO_PROBLEM ?= rmsnorm_h4096
+DEMO_CANDIDATES ?= 20
 
 .PHONY: demo test install clean
 
@@ -23,7 +24,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
-	$(BIN)/solforge bench $(DEMO_PROBLEM)
+	$(BIN)/solforge evolve $(DEMO_PROBLEM) --max-candidates $(DEMO_CANDIDATES)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

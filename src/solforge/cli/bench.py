@@ -18,7 +18,7 @@ from rich.table import Table
 
 from solforge.spec import Definition, EvaluationStatus, Language, SpecError, Trace, Workload
 
-console = Console()
+console = Console(width=None if Console().is_terminal else 160)  # logs and CI: wide enough for the tables
 
 
 def default_device() -> str:

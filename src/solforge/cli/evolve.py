@@ -1,0 +1,119 @@
+"""`solforge evolve`: search for a faster correct kernel, keeping every step in the archive."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from solforge.spec import SpecError
+
+console = Console(width=None if Console().is_terminal else 140)  # logs and CI: wide enough for the tables
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+
+
+def parse_duration_s(text: str) -> float:
+    """'90s', '10m', '1.5h' or a plain number of seconds, in seconds. Raises SpecError."""
+    m = _DURATION.match(text)
+    if not m:
+        raise SpecError(f"--budget: expected a duration like 90s, 10m or 1h, got '{text}'")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def progress_view(s) -> Group:
+    """The live display of one snapshot."""
+    head = Table.grid(padding=(0, 2))
+    head.add_row("evaluated", str(s.evaluated), "best SOL fraction", _fmt(s.best_sol_fraction, ".3f"),
+                 "best fitness", _fmt(s.best_fitness, ".4f"))
+    remaining = "no limit" if s.remaining_s is None else f"{s.remaining_s:.0f} s"
+    head.add_row("elapsed", f"{s.elapsed_s:.0f} s", "remaining", remaining, "failures",
+                 ", ".join(f"{k} {v}" for k, v in sorted(s.failures.items()) if v and k != "PASSED") or "none")
+    return Group(head, Text(s.last, overflow="ellipsis", no_wrap=True))
+
+
+def summary_table(result) -> Table:
+    table = Table(title="per workload: best vs eager vs torch.compile vs SOL (ms)", title_justify="left")
+    for col in ("workload", "set", "status", "eager", "compile", "best", "SOL", "SOL frac", "x eager"):
+        table.add_column(col, justify="left" if col in ("workload", "set", "status") else "right")
+    for r in result.rows:
+        speedup = r.eager_ms / r.best_ms if r.eager_ms and r.best_ms else None
+        table.add_row(r.label, "held-out" if r.held_out else "search", r.status, _fmt(r.eager_ms, ".4f"),
+                      _fmt(r.compile_ms, ".4f"), _fmt(r.best_ms, ".4f"), _fmt(r.sol_ms, ".4f"),
+                      _fmt(r.sol_fraction, ".3f"), _fmt(speedup, ".2f"))
+    return table
+
+
+def evolve(
+    problem: Annotated[str, typer.Argument(help="A built-in problem name, or a definition name in --dataset.")],
+    dataset: Annotated[Optional[Path], typer.Option(help="A FlashInfer-Trace dataset directory.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when present).")] = None,
+    strategy: Annotated[str, typer.Option(help="lineage or map-elites.")] = "lineage",
+    operators: Annotated[str, typer.Option(help="Comma-separated: tune, crossover, seed.")] = "tune,crossover,seed",
+    budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 90s, 10m, 1h.")] = None,
+    max_candidates: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the operators' random choices.")] = 0,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run with this id (or run directory).")] = None,
+    runs_root: Annotated[Path, typer.Option(help="Where runs are kept.")] = Path("solforge-runs"),
+) -> None:
+    """Search for a faster correct kernel, then gate the best on the held-out workloads."""
+    from solforge.cli.bench import default_device, resolve_problem
+    from solforge.search.controller import EvolveConfig
+    from solforge.search.evolve import evolve as run_evolve
+
+    device = device or default_device()
+    if device not in ("cuda", "cpu"):
+        raise SpecError(f"--device: expected 'cuda' or 'cpu', got '{device}'")
+    if strategy not in ("lineage", "map-elites"):
+        raise SpecError(f"--strategy: expected lineage or map-elites, got '{strategy}'")
+    ops = tuple(o.strip() for o in operators.split(",") if o.strip())
+    unknown = [o for o in ops if o not in ("tune", "crossover", "seed")]
+    if unknown or not ops:
+        raise SpecError(f"--operators: unknown operator '{unknown[0] if unknown else ''}' (expected tune, crossover, seed)")
+    if max_candidates is not None and max_candidates < 1:
+        raise SpecError("--max-candidates: expected a positive number")
+    if budget is None and max_candidates is None and resume is None:
+        raise SpecError("give --budget (e.g. 10m) or --max-candidates N: a search needs a limit")
+    defn, workloads, root = resolve_problem(problem, dataset)
+    from solforge.bench import BenchConfig
+
+    config = EvolveConfig(device=device, strategy=strategy, operators=ops,
+                          budget_s=parse_duration_s(budget) if budget else None, max_candidates=max_candidates,
+                          seed=seed, runs_root=runs_root, bench=BenchConfig(device=device, dataset_root=root))
+    console.print(f"[bold]evolve[/bold] {defn.name} on {device}: strategy {strategy}, operators {', '.join(ops)}")
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        try:
+            result = run_evolve(defn, workloads, config, resume=resume, on_progress=lambda s: live.update(progress_view(s)))
+        except KeyboardInterrupt:
+            live.stop()
+            console.print("[yellow]interrupted[/yellow]: the archive is consistent; continue with --resume RUN_ID")
+            raise typer.Exit(130) from None
+    console.print()
+    console.print(summary_table(result))
+    console.print(f"run {result.run_id}: {result.evaluated} candidates evaluated; stopped: {result.stop_reason}")
+    console.print(f"fitness (geometric-mean SOL score): first {_fmt(result.first_fitness, '.4f')}, "
+                  f"best {_fmt(result.best_fitness, '.4f')}"
+                  + (f", reached after {result.seconds_to_best:.0f} s" if result.seconds_to_best is not None else ""))
+    if result.winner_id is None:
+        console.print("[red]no winner[/red]: no candidate passed every search and held-out workload")
+        raise typer.Exit(1)
+    verdict = {True: "the best candidate generalizes to the held-out workloads",
+               False: "the best candidate failed held-out; the best one that passes is exported",
+               None: "no held-out workloads to check"}[result.generalizes]
+    console.print(f"winner #{result.winner_id}: {verdict}")
+    for kind, path in result.exported.items():
+        console.print(f"  {kind}: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evolve")(evolve)

@@ -1,0 +1,189 @@
+"""Search strategies: which evaluated candidates are kept, and which become parents.
+
+- `lineage` (AVO, Agentic Variation Operators): one line of committed versions. A
+  candidate is committed when it is correct and at least as fast (fitness at least the
+  best so far); operators build on the latest version.
+- `map-elites` (Mouret & Clune 2015, with islands as in FunSearch and OpenEvolve):
+  several islands, each a grid of cells over kernel descriptors; a candidate replaces
+  the elite of its cell on its island when fitter. Every `migrate_every` evaluations
+  each island's best is copied to the next island of the ring.
+
+Descriptors come from the code and its declared parameters, binned by fixed edges
+(never character counts): the kernel family (algorithm, fusion), the tile size, the
+warps per program, the software-pipelining depth, and tensor-core use.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from solforge.search.operators import Scored
+from solforge.spec import Solution
+
+# Fixed bin edges (upper bounds, inclusive); the last bin is open.
+TILE_EDGES = (64, 256, 1024, 4096)
+WARP_EDGES = (1, 2, 4, 8)
+STAGE_EDGES = (1, 2, 3)
+
+
+def _bin(value: float | None, edges: tuple[int, ...]) -> int:
+    if value is None:
+        return -1
+    return next((i for i, edge in enumerate(edges) if value <= edge), len(edges))
+
+
+def _tile_elements(params: dict[str, Any]) -> int | None:
+    """Elements per program tile: the product of the BLOCK* (and ROWS*) parameters."""
+    dims = [int(v) for k, v in params.items() if k.upper().startswith(("BLOCK", "ROWS", "TILE", "CHUNK"))
+            and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return math.prod(dims) if dims else None
+
+
+def descriptor(family: str, params: dict[str, Any], solution: Solution) -> tuple:
+    """The map-elites cell of a kernel: (family, tile bin, warps bin, stages bin, tensor cores)."""
+    source = "\n".join(s.content for s in solution.sources)
+    warps = params.get("num_warps")
+    stages = params.get("num_stages")
+    return (
+        family,
+        _bin(_tile_elements(params), TILE_EDGES),
+        _bin(warps if isinstance(warps, (int, float)) else None, WARP_EDGES),
+        _bin(stages if isinstance(stages, (int, float)) else None, STAGE_EDGES),
+        "tl.dot(" in source or "wgmma" in source or "mma" in source,
+    )
+
+
+@dataclass
+class Verdict:
+    accepted: bool  # kept by the strategy (committed, or placed in a cell)
+    new_best: bool  # better than every candidate before it
+    reason: str
+
+
+class LineageStrategy:
+    """One line of committed versions (AVO)."""
+
+    name = "lineage"
+
+    def __init__(self) -> None:
+        self.versions: list[Scored] = []
+        self._best: Scored | None = None
+
+    def best(self) -> Scored | None:
+        return self._best
+
+    def elites(self) -> list[Scored]:
+        return sorted(self.versions, key=lambda e: -e.fitness)
+
+    def select(self, rng: random.Random) -> tuple[int, list[Scored]]:
+        """(island, parents): the latest version first, then the fittest."""
+        return 0, ([self.versions[-1]] + self.elites()[:3] if self.versions else [])
+
+    def would_improve(self, elite: Scored) -> bool:
+        return elite.fitness > 0 and (self._best is None or elite.fitness > self._best.fitness)
+
+    def consider(self, elite: Scored, cell: tuple, island: int = 0) -> Verdict:
+        if elite.fitness <= 0:
+            return Verdict(False, False, "failed a search workload")
+        if self._best is not None and elite.fitness < self._best.fitness:
+            return Verdict(False, False, f"fitness {elite.fitness:.4f} below the best {self._best.fitness:.4f}")
+        new_best = self._best is None or elite.fitness > self._best.fitness
+        self.versions.append(elite)
+        self._best = elite
+        return Verdict(True, new_best, f"committed as version {len(self.versions)}")
+
+    def restore(self, versions: list[Scored]) -> None:
+        for v in versions:
+            self.versions.append(v)
+            if self._best is None or v.fitness >= self._best.fitness:
+                self._best = v
+
+
+@dataclass
+class _Island:
+    cells: dict[tuple, Scored] = field(default_factory=dict)
+
+    def best(self) -> Scored | None:
+        return max(self.cells.values(), key=lambda e: e.fitness, default=None)
+
+
+class MapElitesStrategy:
+    """Islands of descriptor grids with ring migration."""
+
+    name = "map-elites"
+
+    def __init__(self, islands: int = 4, migrate_every: int = 8) -> None:
+        self.islands = [_Island() for _ in range(islands)]
+        self.migrate_every = migrate_every
+        self.current = 0  # the island whose turn it is to breed
+        self._seen = 0
+        self._cell_of: dict[int, tuple] = {}
+
+    def best(self) -> Scored | None:
+        return max((i.best() for i in self.islands if i.best()), key=lambda e: e.fitness, default=None)
+
+    def elites(self) -> list[Scored]:
+        everyone = {e.candidate_id: e for i in self.islands for e in i.cells.values()}
+        return sorted(everyone.values(), key=lambda e: -e.fitness)
+
+    def select(self, rng: random.Random) -> tuple[int, list[Scored]]:
+        """(island, parents): islands take turns; parents by tournaments of two on that island."""
+        island = self.current
+        self.current = (self.current + 1) % len(self.islands)
+        elites = sorted(self.islands[island].cells.values(), key=lambda e: -e.fitness) or self.elites()
+        if not elites:
+            return island, []
+        # fitter parents more often, every elite sometimes
+        return island, [max(rng.sample(elites, min(2, len(elites))), key=lambda e: e.fitness) for _ in range(3)]
+
+    def would_improve(self, elite: Scored) -> bool:
+        best = self.best()
+        return elite.fitness > 0 and (best is None or elite.fitness > best.fitness)
+
+    def consider(self, elite: Scored, cell: tuple, island: int = 0) -> Verdict:
+        island = self.islands[island % len(self.islands)]
+        self._seen += 1
+        if elite.fitness <= 0:
+            return Verdict(False, False, "failed a search workload")
+        best = self.best()
+        new_best = best is None or elite.fitness > best.fitness
+        held = island.cells.get(cell)
+        if held is not None and held.fitness >= elite.fitness:
+            verdict = Verdict(False, False, f"cell {cell} holds a fitter elite #{held.candidate_id}")
+        else:
+            island.cells[cell] = elite
+            self._cell_of[elite.candidate_id] = cell
+            verdict = Verdict(True, new_best, f"elite of cell {cell} on island {self.islands.index(island)}")
+        if self._seen % self.migrate_every == 0:
+            self.migrate()
+        return verdict
+
+    def migrate(self) -> list[tuple[int, int]]:
+        """Copy each island's best into the next island (ring); returns (island, candidate) moved."""
+        moved = []
+        bests = [i.best() for i in self.islands]
+        for k, b in enumerate(bests):
+            if b is None:
+                continue
+            target = self.islands[(k + 1) % len(self.islands)]
+            cell = self._cell_of.get(b.candidate_id)
+            if cell is not None and (cell not in target.cells or target.cells[cell].fitness < b.fitness):
+                target.cells[cell] = b
+                moved.append(((k + 1) % len(self.islands), b.candidate_id))
+        return moved
+
+    def restore_elite(self, island: int, cell: tuple, elite: Scored) -> None:
+        self.islands[island % len(self.islands)].cells[cell] = elite
+        self._cell_of[elite.candidate_id] = cell
+
+
+def make_strategy(name: str) -> LineageStrategy | MapElitesStrategy:
+    """The named strategy. Raises ValueError for an unknown name."""
+    if name == "lineage":
+        return LineageStrategy()
+    if name == "map-elites":
+        return MapElitesStrategy()
+    raise ValueError(f"unknown strategy '{name}' (expected lineage or map-elites)")
