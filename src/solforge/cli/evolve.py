@@ -59,12 +59,21 @@ def evolve(
     dataset: Annotated[Optional[Path], typer.Option(help="A FlashInfer-Trace dataset directory.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when present).")] = None,
     strategy: Annotated[str, typer.Option(help="lineage or map-elites.")] = "lineage",
-    operators: Annotated[str, typer.Option(help="Comma-separated: tune, crossover, seed.")] = "tune,crossover,seed",
+    operators: Annotated[Optional[str], typer.Option(
+        help="Comma-separated: tune, crossover, seed, agent, agent-cli (default: tune,crossover,seed, "
+        "plus agent when --llm is given).")] = None,
     budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 90s, 10m, 1h.")] = None,
     max_candidates: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the operators' random choices.")] = 0,
     resume: Annotated[Optional[str], typer.Option(help="Continue the run with this id (or run directory).")] = None,
     runs_root: Annotated[Path, typer.Option(help="Where runs are kept.")] = Path("solforge-runs"),
+    llm: Annotated[Optional[list[str]], typer.Option(
+        help="Model(s) of the agent operator: openai:MODEL or anthropic:MODEL, weights as =W, repeatable.")] = None,
+    llm_config: Annotated[Optional[Path], typer.Option(help="LLM config file (TOML; see docs/agent.md).")] = None,
+    max_cost_usd: Annotated[Optional[float], typer.Option(help="LLM budget of the whole run, in US dollars.")] = None,
+    agent_cmd: Annotated[Optional[str], typer.Option(
+        help="Command template of the agent-cli operator, with {workspace}, {prompt_file}, {prompt}.")] = None,
+    agent_timeout: Annotated[float, typer.Option(help="Time limit of one agent-cli step, seconds.")] = 1800.0,
 ) -> None:
     """Search for a faster correct kernel, then gate the best on the held-out workloads."""
     from solforge.cli.bench import default_device, resolve_problem
@@ -76,10 +85,17 @@ def evolve(
         raise SpecError(f"--device: expected 'cuda' or 'cpu', got '{device}'")
     if strategy not in ("lineage", "map-elites"):
         raise SpecError(f"--strategy: expected lineage or map-elites, got '{strategy}'")
-    ops = tuple(o.strip() for o in operators.split(",") if o.strip())
-    unknown = [o for o in ops if o not in ("tune", "crossover", "seed")]
+    default_ops = "agent,tune,crossover,seed" if llm else "tune,crossover,seed"
+    ops = tuple(o.strip() for o in (operators or default_ops).split(",") if o.strip())
+    known = ("tune", "crossover", "seed", "agent", "agent-cli")
+    unknown = [o for o in ops if o not in known]
     if unknown or not ops:
-        raise SpecError(f"--operators: unknown operator '{unknown[0] if unknown else ''}' (expected tune, crossover, seed)")
+        raise SpecError(f"--operators: unknown operator '{unknown[0] if unknown else ''}' (expected {', '.join(known)})")
+    if "agent" in ops and not llm:
+        ops = tuple(o for o in ops if o != "agent") or ("tune", "crossover", "seed")
+        console.print(f"no LLM configured (--llm openai:MODEL or anthropic:MODEL): running {', '.join(ops)}")
+    if "agent-cli" in ops and not agent_cmd:
+        raise SpecError("--operators agent-cli: give the agent's command with --agent-cmd \"...\"")
     if max_candidates is not None and max_candidates < 1:
         raise SpecError("--max-candidates: expected a positive number")
     if budget is None and max_candidates is None and resume is None:
@@ -89,7 +105,9 @@ def evolve(
 
     config = EvolveConfig(device=device, strategy=strategy, operators=ops,
                           budget_s=parse_duration_s(budget) if budget else None, max_candidates=max_candidates,
-                          seed=seed, runs_root=runs_root, bench=BenchConfig(device=device, dataset_root=root))
+                          seed=seed, runs_root=runs_root, bench=BenchConfig(device=device, dataset_root=root),
+                          llm=tuple(llm or ()), llm_config=llm_config, max_cost_usd=max_cost_usd, agent_cmd=agent_cmd,
+                          agent_timeout_s=agent_timeout)
     console.print(f"[bold]evolve[/bold] {defn.name} on {device}: strategy {strategy}, operators {', '.join(ops)}")
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         try:

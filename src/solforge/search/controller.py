@@ -40,6 +40,7 @@ from solforge.search.strategies import LineageStrategy, MapElitesStrategy, descr
 from solforge.search.supervisor import StallSupervisor
 from solforge.spec import Definition, EvaluationStatus, SpecError, Trace, Workload
 
+AGENT_OPERATORS = ("agent", "agent-cli")
 MAX_CONSECUTIVE_DUPLICATES = 60  # the operators found nothing new this many times in a row: the space is spent
 
 
@@ -60,6 +61,11 @@ class EvolveConfig:
     heldout_tries: int = 5  # candidates tried on the held-out workloads, best first
     baselines: tuple[str, ...] | None = None  # default: eager and compile on cuda, eager on cpu
     bench: BenchConfig = field(default_factory=BenchConfig)
+    llm: tuple[str, ...] = ()  # `--llm` values for the agent operator, e.g. ("openai:gpt-4o",)
+    llm_config: Path | None = None  # the LLM config file (default: the user config dir's)
+    max_cost_usd: float | None = None  # LLM budget of the whole run, US dollars
+    agent_cmd: str | None = None  # command template of the agent-cli operator
+    agent_timeout_s: float = 1800.0  # per agent-cli step
 
 
 @dataclass
@@ -164,7 +170,8 @@ class Controller:
                             f"for op_type '{definition.op_type}' with this signature")
         self.families = sorted(self.seeds)
         self.strategy = make_strategy(config.strategy)
-        self.operators = {op.name: op for op in make_operators(list(config.operators))}
+        self.devices = _devices(config.device)
+        self.operators = {op.name: op for op in self._make_operators()}
         self.supervisor = StallSupervisor(list(self.operators), patience=config.patience)
         self.rng = random.Random(config.seed)
         self.lock = threading.Lock()
@@ -173,14 +180,47 @@ class Controller:
         self.proposals: queue.Queue[Proposal] = queue.Queue(maxsize=config.queue_size)
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.done: queue.Queue[_Done] = queue.Queue()
-        self.devices = _devices(config.device)
         self.baselines: dict[str, dict[str, float]] = archive.run.config.get("baselines", {})
         self.detected = detect_device(self.devices[0])
         self.started = time.time()
+        self.in_flight = 0  # jobs given to the evaluators and not yet handled
+        self.admitting = 0  # a proposal taken off the queue and being admitted
+        self._evaluated = len(archive.evaluated_ids())
         self.first_fitness: float | None = None
         self.last = ""
 
     # -- set-up ---------------------------------------------------------------------------
+    def _make_operators(self) -> list:
+        """The LLM-free operators by name; `agent` and `agent-cli` with what they need."""
+        names = list(self.config.operators)
+        plain = [n for n in names if n not in AGENT_OPERATORS]
+        out = make_operators(plain)
+        workloads = self.search_wls + self.heldout_wls  # the agents redact the held-out ones
+        if "agent" in names:
+            from solforge.agent import AgentOperator, load_llm_config, make_llm
+
+            if not self.config.llm:
+                raise SpecError("--operators agent: no LLM given (--llm openai:MODEL or anthropic:MODEL)")
+            llm = make_llm(list(self.config.llm), load_llm_config(self.config.llm_config))
+            out.append(AgentOperator(llm, self._evaluate_search, self.archive, self.devices[0], self.language,
+                                     workloads=workloads, budget_usd=self.config.max_cost_usd,
+                                     dataset_root=self.config.bench.dataset_root))
+        if "agent-cli" in names:
+            from solforge.agent import ExternalAgentOperator
+
+            if not self.config.agent_cmd:
+                raise SpecError("--operators agent-cli: no --agent-cmd given")
+            out.append(ExternalAgentOperator(self.config.agent_cmd, self.config.agent_timeout_s, self.archive,
+                                             self.devices[0], self.language, workloads=workloads,
+                                             dataset_root=self.config.bench.dataset_root))
+        return out
+
+    def _evaluate_search(self, solution) -> list[Trace]:
+        """The agent's `evaluate` tool: the harness on the search workloads, with SOL."""
+        traces = evaluate(self.definition, self.search_wls, solution, self.devices[0], self.config.bench)
+        attach_sol(self.definition, traces, self.baselines, self.detected)
+        return traces
+
     def restore(self) -> None:
         """Rebuild the strategy and the family counts from the archive."""
         for c in self.archive.candidates():
@@ -228,12 +268,27 @@ class Controller:
                 return proposal
         return None
 
+    def _wanted(self) -> bool:
+        """Whether another proposal can still be evaluated within `max_candidates`: an agent's
+        proposal costs LLM money, so none is made that the budget would leave unevaluated."""
+        if self.config.max_candidates is None:
+            return True
+        pending = self._evaluated + self.in_flight + self.proposals.qsize() + self.admitting
+        return pending < self.config.max_candidates
+
     def _proposer(self) -> None:
         while not self.stop.is_set():
+            if not self._wanted():
+                time.sleep(0.05)
+                continue
             try:
                 proposal = self._propose_one()
-            except Exception as exc:  # an operator's bug must not hang the run
-                self.done.put(_Done(_Job(-1, None, []), None, 0.0, f"operator error: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # an operator's bug, or the LLM budget spent: stop cleanly
+                from solforge.agent.loop import BudgetExhausted
+
+                why = f"LLM cost budget spent ({exc})" if isinstance(exc, BudgetExhausted) else \
+                    f"operator error: {type(exc).__name__}: {exc}"
+                self.done.put(_Done(_Job(-1, None, []), None, 0.0, why))
                 return
             if proposal is None:
                 time.sleep(0.05)
@@ -287,8 +342,8 @@ class Controller:
             if job.candidate_id >= 0:
                 self.archive.drop(job.candidate_id, f"harness error: {done.error}", operator=job.proposal.operator)
             else:
-                self.archive.add_note(NoteKind.failure, done.error or "unknown", operator="controller")
-            self.last = f"harness error: {done.error}"
+                self.archive.add_note(NoteKind.supervisor, done.error or "unknown", operator="controller")
+            self.last = done.error or "unknown"
             return None
         round_ = self.archive.record_evaluation(job.candidate_id, done.traces, retimed=job.retime,
                                                 usage=ResourceUsage(gpu_seconds=done.seconds if self.config.device != "cpu" else 0.0,
@@ -340,7 +395,7 @@ class Controller:
             self.archive.start_evaluation(c.id)
             proposal = Proposal(c.solution, c.operator, c.family, dict(c.parameters), list(c.parent_ids), "", c.island)
             self.jobs.put(_Job(c.id, proposal, self.search_wls))
-        in_flight = self.jobs.qsize()
+        self.in_flight = in_flight = self.jobs.qsize()
         evaluators = [threading.Thread(target=self._evaluator, args=(d,), daemon=True) for d in self.devices]
         proposer = threading.Thread(target=self._proposer, daemon=True)
         for t in [*evaluators, proposer]:
@@ -356,11 +411,14 @@ class Controller:
                             self.evaluated_count() + in_flight >= self.config.max_candidates:
                         break
                     try:
+                        self.admitting = 1
                         proposal = self.proposals.get(timeout=0.05)
                     except queue.Empty:
+                        self.admitting = 0
                         break
                     job = self._admit(proposal)
                     if job is None:
+                        self.admitting = 0
                         duplicates += 1
                         if duplicates >= MAX_CONSECUTIVE_DUPLICATES:
                             reason = "the operators found nothing new"
@@ -370,13 +428,15 @@ class Controller:
                     duplicates = 0
                     self.jobs.put(job)
                     in_flight += 1
+                    self.in_flight = in_flight
+                    self.admitting = 0
                 try:
                     done = self.done.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                if done.job.candidate_id < 0:  # the proposer died
+                if done.job.candidate_id < 0:  # the proposer stopped: finish what is in flight
                     self._handle(done)
-                    reason = self.last
+                    reason = done.error or "the proposer stopped"
                     self.config.budget_s = 0.0
                     continue
                 in_flight -= 1
@@ -384,6 +444,8 @@ class Controller:
                 if retime is not None:
                     self.jobs.put(retime)
                     in_flight += 1
+                self.in_flight = in_flight
+                self._evaluated = self.evaluated_count()
                 if self.on_progress:
                     self.on_progress(self.snapshot())
         finally:
@@ -441,7 +503,8 @@ def open_run(definition: Definition, workloads: list[Workload], config: EvolveCo
         baselines = measure_baselines(definition, workloads, config)
         return Archive.create(
             definition.name, device=config.device, strategy=config.strategy, operators=list(config.operators),
-            seed=config.seed, budget=RunBudget(max_candidates=config.max_candidates, max_wall_seconds=config.budget_s),
+            seed=config.seed, budget=RunBudget(max_candidates=config.max_candidates, max_wall_seconds=config.budget_s,
+                                               max_cost_usd=config.max_cost_usd),
             config={"bench": config.bench.model_dump(mode="json"), "baselines": baselines},
             runs_root=config.runs_root,
         )

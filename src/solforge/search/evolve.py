@@ -101,6 +101,7 @@ def evolve(
         config = dataclasses.replace(
             config, device=run.device, strategy=run.strategy, operators=tuple(run.operators), seed=run.seed,
             max_candidates=config.max_candidates or run.budget.max_candidates,
+            max_cost_usd=config.max_cost_usd if config.max_cost_usd is not None else run.budget.max_cost_usd,
         )
     ensure_ceilings(config.device if config.device == "cpu" else "cuda")
     archive = open_run(definition, workloads, config, resume)

@@ -79,7 +79,8 @@ class TuneOperator:
     name = "tune"
 
     def propose(self, context: SearchContext) -> Proposal | None:
-        tunable = [p for p in context.parents if p.family in context.seeds]
+        # only candidates generated from a seed's parameters (an agent's edits have none)
+        tunable = [p for p in context.parents if p.family in context.seeds and p.params]
         if not tunable:
             return None
         parent = tunable[0] if context.rng.random() < 0.7 else context.rng.choice(tunable)
@@ -111,7 +112,7 @@ class CrossoverOperator:
     def propose(self, context: SearchContext) -> Proposal | None:
         by_family: dict[str, list[Scored]] = {}
         for e in context.elites:
-            if e.family in context.seeds:
+            if e.family in context.seeds and e.params:
                 by_family.setdefault(e.family, []).append(e)
         pairs = {f: es for f, es in by_family.items() if len(es) >= 2}
         if not pairs:

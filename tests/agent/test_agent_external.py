@@ -1,0 +1,152 @@
+"""The agent-cli operator with a scripted CLI (tests/agent/scripted_cli.py) that edits the
+prepared workspace and tests its edit with `python -m solforge.cli.eval .` (the real
+harness); a CLI that hangs is killed with its children; `eval_workspace` on its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from solforge.agent.external import ExternalAgentOperator, eval_workspace, read_solution, render_command
+from solforge.problems import load_builtin
+from solforge.search.archive import Archive
+from solforge.search.archive_schema import NoteKind
+from solforge.search.operators import Scored, SearchContext
+from solforge.spec import Solution, SourceFile, SpecError, Workload
+
+SCRIPT = Path(__file__).with_name("scripted_cli.py")
+SLOW = """import torch
+
+
+def run(hidden_states, weight):
+    x = hidden_states.to(torch.float32)
+    mean_square = (x * x).sum(dim=-1, keepdim=True) / x.shape[-1]
+    inv_rms = 1.0 / torch.sqrt(mean_square + 1e-5)
+    return (x * inv_rms * weight.to(torch.float32)).to(hidden_states.dtype)
+"""
+HELD_OUT_UUID = "rmsnorm_h4096-secret-t5"
+
+
+def _workload(uuid: str, tokens: int, label: str, held_out: bool = False) -> Workload:
+    """An rmsnorm_h4096 workload, CPU-sized (written here, so the tests do not follow edits of the suite)."""
+    return Workload(uuid=uuid, axes={"num_tokens": tokens},
+                    solforge={"smoke": True, "held_out": held_out, "label": label})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def problem():
+    definition, _ = load_builtin("rmsnorm_h4096")
+    return definition, [_workload("agent-test-t7", 7, "smoke t=7"),
+                        _workload(HELD_OUT_UUID, 5, "secret holdout t=5", held_out=True)]
+
+
+@pytest.fixture
+def setup(tmp_path, problem):
+    definition, _ = problem
+    archive = Archive.create(definition.name, device="cpu", strategy="lineage", operators=["agent-cli"], seed=0,
+                             runs_root=tmp_path / "runs", run_id="run")  # fmt: skip
+    parent = Solution.model_validate({
+        "name": "rmsnorm-torch", "definition": definition.name,
+        "spec": {"language": "pytorch", "entry_point": "kernel.py::run", "destination_passing_style": False},
+        "sources": [SourceFile(path="kernel.py", content=SLOW)],
+    })  # fmt: skip
+    pid = archive.add_candidate(parent, operator="seed", family="torch_rows").candidate.id
+    context = SearchContext(definition=definition, seeds={}, parents=[Scored(pid, "torch_rows", {}, 0.5)], elites=[],
+                            tried_families={}, rng=random.Random(0))  # fmt: skip
+    yield archive, context, pid
+    archive.close()
+
+
+def _template(mode: str, *extra: str) -> str:
+    return " ".join([shlex.quote(sys.executable), shlex.quote(str(SCRIPT)), mode, "{workspace}", "{prompt_file}",
+                     *map(shlex.quote, extra)])  # fmt: skip
+
+
+def test_scripted_cli_edits_the_workspace_and_the_edit_is_proposed(tmp_path, problem, setup):
+    archive, context, parent = setup
+    _, workloads = problem
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    op = ExternalAgentOperator(_template("edit"), 240, archive, "cpu", "pytorch", workloads=workloads,
+                               keep_workspaces=True, workspace_dir=spaces)  # fmt: skip
+    proposal = op.propose(context)
+    assert proposal is not None and proposal.operator == "agent-cli" and proposal.parent_ids == [parent]
+    assert "torch.rsqrt(mean_square + 1e-5)" in proposal.solution.sources[0].content
+    assert proposal.solution.spec.entry_point == "kernel.py::run" and proposal.family == "torch_rows"
+    assert proposal.rationale == "rsqrt replaces 1/sqrt: one division fewer per row"
+    (note,) = archive.notes(kind=NoteKind.rationale)
+    assert "exited with 0" in note.text and "passed 1/1 search workloads" in note.text  # the CLI's own eval run
+    assert archive.totals().by_operator["agent-cli"].wall_seconds > 0
+
+    (ws,) = spaces.iterdir()
+    results = json.loads((ws / ".solforge" / "results.json").read_text())
+    assert results["passed"] is True and [w["status"] for w in results["workloads"]] == ["PASSED"]
+    # the workspace: a git repo whose first commit is the parent; the agent's commit on top
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=ws, capture_output=True, text=True).stdout.split("\n")
+    assert log[:2] == ["use rsqrt", f"parent: candidate #{parent} (family torch_rows)"]
+    assert (ws / "knowledge" / "playbook" / "fusion.md").is_file()
+    assert "No committed version yet" in (ws / "LINEAGE.md").read_text()
+    everything = "".join(p.read_text(errors="replace") for p in ws.rglob("*") if p.is_file() and ".git" not in p.parts)
+    assert HELD_OUT_UUID not in everything and "secret holdout" not in everything
+    assert workloads[0].uuid in (ws / "workloads.jsonl").read_text()
+
+
+def test_a_hanging_cli_is_killed_with_its_children(tmp_path, problem, setup):
+    archive, context, _ = setup
+    _, workloads = problem
+    pidfile = tmp_path / "pids"
+    op = ExternalAgentOperator(_template("hang", str(pidfile)), 3, archive, "cpu", "pytorch", workloads=workloads)
+    assert op.propose(context) is None  # edited, but never shown to pass: not proposed after a timeout
+    (note,) = archive.notes(kind=NoteKind.failure)
+    assert "timed out" in note.text and "not shown to pass" in note.text
+    child = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # the CLI's background child went with its process group
+
+
+def test_no_change_is_not_proposed(problem, setup):
+    archive, context, _ = setup
+    _, workloads = problem
+    op = ExternalAgentOperator(_template("noop"), 60, archive, "cpu", "pytorch", workloads=workloads)
+    assert op.propose(context) is None
+    (note,) = archive.notes(kind=NoteKind.failure)
+    assert "no change to the parent's sources" in note.text
+
+
+def test_render_command_quotes_substitutions_and_leaves_other_braces():
+    cmd = render_command("agent --cfg '{\"a\": 1}' -C {workspace} -p {prompt} < {prompt_file}",
+                         Path("/tmp/w s"), Path("/tmp/w s/TASK.md"), "it's $HOME; rm -rf /")  # fmt: skip
+    assert cmd == ("agent --cfg '{\"a\": 1}' -C '/tmp/w s' -p 'it'\"'\"'s $HOME; rm -rf /' < '/tmp/w s/TASK.md'")
+    out = subprocess.run(["sh", "-c", render_command("printf %s {prompt}", Path("."), Path("."), "a'b $X")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.stdout == "a'b $X"
+
+
+def test_eval_workspace_errors_name_the_file(tmp_path):
+    with pytest.raises(SpecError, match="definition.json: no such file"):
+        eval_workspace(tmp_path)
+    (tmp_path / "solution.json").write_text("{}")
+    with pytest.raises(SpecError, match="solution.json"):
+        read_solution(tmp_path)
+    code = subprocess.run([sys.executable, "-m", "solforge.cli.eval", str(tmp_path)], capture_output=True, text=True)
+    assert code.returncode == 2 and code.stderr.startswith("solforge eval: ") and code.stderr.count("\n") == 1
+
+
+def test_eval_subcommand_registers_on_a_typer_app(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from solforge.cli.eval import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("other")(lambda: None)  # two commands: `eval` is then addressed by name
+    result = CliRunner().invoke(app, ["eval", str(tmp_path), "--device", "cpu"])
+    assert isinstance(result.exception, SpecError) and "definition.json: no such file" in str(result.exception)
