@@ -118,3 +118,19 @@ def test_kill_9_mid_run_then_resume_evaluates_nothing_twice(tmp_path, cache_dir)
         assert all(n <= 1 for n in rounds.values())  # nothing evaluated twice
         assert sum(rounds.values()) == 10
         assert archive.in_flight() == []
+
+
+@pytest.mark.slow
+def test_map_elites_fills_cells_on_islands_and_gates_the_best(tmp_path, cache_dir):
+    definition, workloads = load_builtin(PROBLEM)
+    config = EvolveConfig(device="cpu", strategy="map-elites", max_candidates=8, runs_root=tmp_path,
+                          bench=BenchConfig(device="cpu", flush_bytes=8 << 20))
+    result = evolve(definition, workloads, config)
+    assert result.evaluated == 8 and result.winner_id is not None
+    with Archive.open(result.run_dir, read_only=True) as archive:
+        elites = archive.elites()
+        assert elites, "map-elites keeps at least one elite cell"
+        assert len({tuple(e.cell) for e in elites}) >= 2  # distinct descriptors, not one best
+        assert archive.lineage() == []  # no lineage in map-elites
+        best = max(elites, key=lambda e: e.fitness)
+        assert best.fitness == pytest.approx(result.best_fitness)

@@ -1,5 +1,9 @@
-"""The built-in problems: FlashInfer-Trace definitions and workloads of Llama-3.1-8B's
-kernels (norms, activations, RoPE, GEMMs, attention), shipped as a dataset directory.
+"""The built-in problems: 65 FlashInfer-Trace definitions and their workloads, with shapes
+from the published configs of Llama-3.1-8B/70B, Qwen2.5-7B/72B, Mixtral-8x7B,
+DeepSeek-V3, Gemma-2, Mamba-2, SDXL, ViT-B/16, Whisper and GPT-2 (norms, activations,
+softmax, cross-entropy, RoPE, embedding, quantization, GEMM in bf16 and fp8, grouped
+GEMM and routing for MoE, attention and MLA, conv2d, the SSD scan, sampling, and
+backward passes), shipped as a dataset directory.
 
     from solforge.problems import DEFAULT_PROBLEM, load_builtin, select_workloads
     definition, workloads = load_builtin(DEFAULT_PROBLEM)
