@@ -6,45 +6,25 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from agent_support import HELD_OUT_UUID, add_slow_parent, rmsnorm_problem, search_context
 
 from solforge.agent.external import ExternalAgentOperator, eval_workspace, read_solution, render_command
-from solforge.problems import load_builtin
 from solforge.search.archive import Archive
 from solforge.search.archive_schema import NoteKind
-from solforge.search.operators import Scored, SearchContext
-from solforge.spec import Solution, SourceFile, SpecError, Workload
+from solforge.spec import SpecError
 
 SCRIPT = Path(__file__).with_name("scripted_cli.py")
-SLOW = """import torch
-
-
-def run(hidden_states, weight):
-    x = hidden_states.to(torch.float32)
-    mean_square = (x * x).sum(dim=-1, keepdim=True) / x.shape[-1]
-    inv_rms = 1.0 / torch.sqrt(mean_square + 1e-5)
-    return (x * inv_rms * weight.to(torch.float32)).to(hidden_states.dtype)
-"""
-HELD_OUT_UUID = "rmsnorm_h4096-secret-t5"
-
-
-def _workload(uuid: str, tokens: int, label: str, held_out: bool = False) -> Workload:
-    """An rmsnorm_h4096 workload, CPU-sized (written here, so the tests do not follow edits of the suite)."""
-    return Workload(uuid=uuid, axes={"num_tokens": tokens},
-                    solforge={"smoke": True, "held_out": held_out, "label": label})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def problem():
-    definition, _ = load_builtin("rmsnorm_h4096")
-    return definition, [_workload("agent-test-t7", 7, "smoke t=7"),
-                        _workload(HELD_OUT_UUID, 5, "secret holdout t=5", held_out=True)]
+    return rmsnorm_problem([7], held_out=True)
 
 
 @pytest.fixture
@@ -52,15 +32,8 @@ def setup(tmp_path, problem):
     definition, _ = problem
     archive = Archive.create(definition.name, device="cpu", strategy="lineage", operators=["agent-cli"], seed=0,
                              runs_root=tmp_path / "runs", run_id="run")  # fmt: skip
-    parent = Solution.model_validate({
-        "name": "rmsnorm-torch", "definition": definition.name,
-        "spec": {"language": "pytorch", "entry_point": "kernel.py::run", "destination_passing_style": False},
-        "sources": [SourceFile(path="kernel.py", content=SLOW)],
-    })  # fmt: skip
-    pid = archive.add_candidate(parent, operator="seed", family="torch_rows").candidate.id
-    context = SearchContext(definition=definition, seeds={}, parents=[Scored(pid, "torch_rows", {}, 0.5)], elites=[],
-                            tried_families={}, rng=random.Random(0))  # fmt: skip
-    yield archive, context, pid
+    pid = add_slow_parent(archive, definition)
+    yield archive, search_context(definition, pid), pid
     archive.close()
 
 

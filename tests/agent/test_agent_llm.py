@@ -4,12 +4,10 @@ and the price table."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from agent_support import servers
 
 from solforge.agent.config import LLMConfig, load_llm_config
 from solforge.agent.llm import (
@@ -30,17 +28,6 @@ from solforge.agent.pricing import Price, price_for
 from solforge.spec import SpecError
 
 
-def _helper(name: str):
-    key = f"_solforge_agent_test_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
-servers = _helper("servers")
 
 
 def _key_sent(headers: dict[str, str]) -> str | None:

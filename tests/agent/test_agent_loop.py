@@ -10,55 +10,33 @@ and held-out workloads that never reach the model.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import random
-import sys
-from pathlib import Path
 
 import pytest
+from agent_support import (
+    HELD_OUT_LABEL,
+    HELD_OUT_UUID,
+    SLOW,
+    add_slow_parent,
+    rmsnorm_problem,
+    search_context,
+    servers,
+)
 
 from solforge.agent import AgentLimits, AgentOperator, AnthropicClient, BudgetExhausted, OpenAIChatClient
 from solforge.agent.llm import ModelMix
 from solforge.agent.loop import make_evaluate_fn
 from solforge.agent.pricing import Price
-from solforge.problems import load_builtin
 from solforge.search.archive import Archive
 from solforge.search.archive_schema import NoteKind, RunBudget
-from solforge.search.operators import Scored, SearchContext
 from solforge.spec import (
     Environment,
     Evaluation,
     EvaluationStatus,
     Performance,
-    Solution,
-    SourceFile,
     Trace,
-    Workload,
 )
 
-
-def _helper(name: str):
-    key = f"_solforge_agent_test_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
-servers = _helper("servers")
-
-SLOW = """import torch
-
-
-def run(hidden_states, weight):
-    x = hidden_states.to(torch.float32)
-    mean_square = (x * x).sum(dim=-1, keepdim=True) / x.shape[-1]
-    inv_rms = 1.0 / torch.sqrt(mean_square + 1e-5)
-    return (x * inv_rms * weight.to(torch.float32)).to(hidden_states.dtype)
-"""
 BROKEN = SLOW.replace("inv_rms = 1.0 / torch.sqrt(mean_square + 1e-5)", "inv_rms = torch.rsqrt(mean_square + 1e-5")
 FIXED = SLOW.replace("inv_rms = 1.0 / torch.sqrt(mean_square + 1e-5)", "inv_rms = torch.rsqrt(mean_square + 1e-5)")
 HACK = """import torch
@@ -67,24 +45,15 @@ HACK = """import torch
 def run(hidden_states, weight):
     return torch.nn.functional.rms_norm(hidden_states, (hidden_states.shape[-1],), weight, 1e-5)
 """
-HELD_OUT_UUID, HELD_OUT_LABEL = "rmsnorm_h4096-secret-t5", "secret holdout t=5"
 
 
 def _patch(search: str, replace: str) -> str:
     return f"kernel.py\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n"
 
 
-def _workload(uuid: str, tokens: int, label: str, held_out: bool = False) -> Workload:
-    """An rmsnorm_h4096 workload, CPU-sized (written here, so the tests do not follow edits of the suite)."""
-    return Workload(uuid=uuid, axes={"num_tokens": tokens},
-                    solforge={"smoke": True, "held_out": held_out, "label": label})  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def problem():
-    definition, _ = load_builtin("rmsnorm_h4096")
-    return definition, [_workload("agent-test-t7", 7, "smoke t=7"),
-                        _workload(HELD_OUT_UUID, 5, HELD_OUT_LABEL, held_out=True)]
+    return rmsnorm_problem([7], held_out=True)
 
 
 @pytest.fixture
@@ -94,20 +63,6 @@ def archive(tmp_path, problem):
                        budget=RunBudget(max_cost_usd=None), runs_root=tmp_path, run_id="run")  # fmt: skip
     yield a
     a.close()
-
-
-def _parent(archive: Archive, definition) -> int:
-    sol = Solution.model_validate({
-        "name": "rmsnorm-torch", "definition": definition.name,
-        "spec": {"language": "pytorch", "entry_point": "kernel.py::run", "destination_passing_style": False},
-        "sources": [SourceFile(path="kernel.py", content=SLOW)],
-    })  # fmt: skip
-    return archive.add_candidate(sol, operator="seed", family="torch_rows").candidate.id
-
-
-def _context(definition, parent_id: int, direction: str | None = None) -> SearchContext:
-    return SearchContext(definition=definition, seeds={}, parents=[Scored(parent_id, "torch_rows", {}, 0.5)],
-                         elites=[], tried_families={}, rng=random.Random(0), direction=direction)  # fmt: skip
 
 
 def _operator(client, archive, problem, evaluate_fn=None, **kw) -> AgentOperator:
@@ -130,7 +85,7 @@ def _tool_results(request) -> list[str]:
 
 def test_openai_compile_error_then_unapplicable_patch_then_repair(archive, problem):
     definition, _ = problem
-    parent = _parent(archive, definition)
+    parent = add_slow_parent(archive, definition)
     script = [
         servers.openai_reply([("read_file", {"path": "kernel.py"})], text="Let me look."),
         servers.openai_reply([("write_file", {"path": "kernel.py", "content": BROKEN}), ("evaluate", {})]),
@@ -143,7 +98,7 @@ def test_openai_compile_error_then_unapplicable_patch_then_repair(archive, probl
     ]  # fmt: skip
     with servers.OpenAIServer(script) as srv:
         client = OpenAIChatClient("scripted-model", base_url=srv.base_url, api_key="k", max_retries=0)
-        proposal = _operator(client, archive, problem).propose(_context(definition, parent))
+        proposal = _operator(client, archive, problem).propose(search_context(definition, parent))
     reqs = srv.requests
     assert len(reqs) == 6
     assert "def run(hidden_states, weight)" in _tool_results(reqs[1])[0]  # read_file showed the parent
@@ -167,7 +122,7 @@ def test_openai_compile_error_then_unapplicable_patch_then_repair(archive, probl
 
 def test_anthropic_reward_hack_is_rejected_then_an_honest_kernel_passes(archive, problem):
     definition, _ = problem
-    parent = _parent(archive, definition)
+    parent = add_slow_parent(archive, definition)
     script = [
         servers.anthropic_reply([("write_file", {"path": "kernel.py", "content": HACK}), ("evaluate", {})],
                                 text="Use the library norm."),
@@ -177,7 +132,7 @@ def test_anthropic_reward_hack_is_rejected_then_an_honest_kernel_passes(archive,
     ]  # fmt: skip
     with servers.AnthropicServer(script) as srv:
         client = AnthropicClient("scripted-claude", base_url=srv.base_url, api_key="k", max_retries=0)
-        proposal = _operator(client, archive, problem).propose(_context(definition, parent))
+        proposal = _operator(client, archive, problem).propose(search_context(definition, parent))
     hack_result = _tool_results(srv.requests[1])[-1]
     assert "REWARD_HACK" in hack_result and "forbidden call torch.nn.functional.rms_norm" in hack_result
     refused = _tool_results(srv.requests[2])[-1]
@@ -189,7 +144,7 @@ def test_anthropic_reward_hack_is_rejected_then_an_honest_kernel_passes(archive,
 
 def test_malformed_tool_calls_go_back_to_the_model_and_the_loop_continues(archive, problem):
     definition, _ = problem
-    parent = _parent(archive, definition)
+    parent = add_slow_parent(archive, definition)
     script = [
         servers.openai_reply([("read_file", '{"path": "kernel.py"')]),  # bad JSON
         servers.openai_reply([("rm_rf", {"path": "/"})]),  # unknown tool
@@ -202,7 +157,7 @@ def test_malformed_tool_calls_go_back_to_the_model_and_the_loop_continues(archiv
     with servers.OpenAIServer(script) as srv:
         client = OpenAIChatClient("m", base_url=srv.base_url, api_key="k", max_retries=0)
         proposal = _operator(client, archive, problem, evaluate_fn=lambda s: calls.append(s) or []).propose(
-            _context(definition, parent))
+            search_context(definition, parent))
     r = [_tool_results(req) for req in srv.requests]
     assert "read_file: arguments are not valid JSON" in r[1][-1] and '{"path": "kernel.py"' in r[1][-1]
     assert "unknown tool 'rm_rf'" in r[2][-1] and "submit" in r[2][-1]
@@ -214,7 +169,7 @@ def test_malformed_tool_calls_go_back_to_the_model_and_the_loop_continues(archiv
 
 def test_run_budget_stops_the_step_and_the_run(archive, problem):
     definition, _ = problem
-    parent = _parent(archive, definition)
+    parent = add_slow_parent(archive, definition)
     script = [servers.openai_reply([("read_file", {"path": "kernel.py"})], usage=(1000, 100))] * 5
     with servers.OpenAIServer(script) as srv:
         client = OpenAIChatClient("priced-model", base_url=srv.base_url, api_key="k", max_retries=0)
@@ -222,10 +177,10 @@ def test_run_budget_stops_the_step_and_the_run(archive, problem):
         mix = ModelMix.of(client, {"priced-model": Price(100.0, 1000.0, "test")})
         op = _operator(mix, archive, problem, budget_usd=0.30)
         with pytest.raises(BudgetExhausted, match=r"\$0.4000 spent of \$0.3000"):
-            op.propose(_context(definition, parent))
+            op.propose(search_context(definition, parent))
         assert len(srv.requests) == 2  # the second call crossed the budget; its tool calls never ran
         with pytest.raises(BudgetExhausted):
-            op.propose(_context(definition, parent))
+            op.propose(search_context(definition, parent))
         assert len(srv.requests) == 2  # no call once the budget is spent
     run = archive.totals().run
     assert run.cost_usd == pytest.approx(0.4) and run.llm_input_tokens == 2000 and run.llm_output_tokens == 200
@@ -239,12 +194,12 @@ def test_budget_comes_from_the_archive_run_budget(tmp_path, problem):
                         budget=RunBudget(max_cost_usd=0.0), runs_root=tmp_path, run_id="b") as a:  # fmt: skip
         client = OpenAIChatClient("m", base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=0)
         with pytest.raises(BudgetExhausted):
-            _operator(client, a, problem).propose(_context(definition, _parent(a, definition)))
+            _operator(client, a, problem).propose(search_context(definition, add_slow_parent(a, definition)))
 
 
 def test_turn_limit_still_proposes_a_passing_edit(archive, problem):
     definition, workloads = problem
-    parent = _parent(archive, definition)
+    parent = add_slow_parent(archive, definition)
 
     def passing(solution):  # stands in for the harness: every search workload PASSED
         return [_trace(definition, w, solution.name, EvaluationStatus.PASSED) for w in workloads if not w.held_out]
@@ -255,7 +210,7 @@ def test_turn_limit_still_proposes_a_passing_edit(archive, problem):
     with servers.OpenAIServer(script) as srv:
         client = OpenAIChatClient("m", base_url=srv.base_url, api_key="k", max_retries=0)
         proposal = _operator(client, archive, problem, evaluate_fn=passing,
-                             limits=AgentLimits(max_turns=2)).propose(_context(definition, parent))  # fmt: skip
+                             limits=AgentLimits(max_turns=2)).propose(search_context(definition, parent))  # fmt: skip
     assert proposal is not None and proposal.solution.sources[0].content == FIXED
     assert proposal.rationale.startswith("[the step ended at max_turns") and "rsqrt saves" in proposal.rationale
 
@@ -269,7 +224,7 @@ def _trace(definition, workload, solution: str, status: EvaluationStatus) -> Tra
 
 def test_held_out_workloads_never_reach_the_model(archive, problem):
     definition, workloads = problem
-    parent = _parent(archive, definition)
+    parent = add_slow_parent(archive, definition)
     seen = []
 
     def everything(solution):  # a careless evaluate_fn that runs the held-out workload too
@@ -286,7 +241,7 @@ def test_held_out_workloads_never_reach_the_model(archive, problem):
     with servers.AnthropicServer(script) as srv:
         client = AnthropicClient("m", base_url=srv.base_url, api_key="k", max_retries=0)
         _operator(client, archive, problem, evaluate_fn=everything).propose(
-            _context(definition, parent, direction="agent: try an untried technique of the playbook"))
+            search_context(definition, parent, direction="agent: try an untried technique of the playbook"))
     assert HELD_OUT_UUID in seen  # the held-out workload did run, so hiding it is what the test checks
     # everything the model was told: system prompts, user turns and tool results (its own
     # turns are left out: the scripted model names the held-out uuid in a profile call)

@@ -5,6 +5,7 @@ redirection; and never a held-out workload."""
 from __future__ import annotations
 
 import pytest
+from agent_support import HELD_OUT_UUID, rmsnorm_problem
 
 from solforge.agent.prompts import (
     TOOLS_GUIDE,
@@ -17,7 +18,6 @@ from solforge.agent.prompts import (
     untried_techniques,
 )
 from solforge.hardware.datasheet import spec_by_key
-from solforge.problems import load_builtin
 from solforge.roofline import count_work, sol_bound
 from solforge.search.archive import Archive
 from solforge.spec import (
@@ -31,24 +31,12 @@ from solforge.spec import (
     SolReport,
     SourceFile,
     Trace,
-    Workload,
 )
-
-HELD_OUT_UUID = "rmsnorm_h4096-secret-t5"
-
-
-def _workload(uuid: str, tokens: int, label: str, held_out: bool = False) -> Workload:
-    """An rmsnorm_h4096 workload, CPU-sized (written here, so the tests do not follow edits of the suite)."""
-    return Workload(uuid=uuid, axes={"num_tokens": tokens},
-                    solforge={"smoke": True, "held_out": held_out, "label": label})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def problem():
-    definition, _ = load_builtin("rmsnorm_h4096")
-    return definition, [_workload("agent-test-t1", 1, "smoke t=1"), _workload("agent-test-t7", 7, "smoke t=7"),
-                        _workload("agent-test-t64", 64, "smoke t=64"),
-                        _workload(HELD_OUT_UUID, 5, "secret holdout t=5", held_out=True)]
+    return rmsnorm_problem([1, 7, 64], held_out=True)
 
 
 @pytest.fixture(scope="module")

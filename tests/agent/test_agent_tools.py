@@ -5,12 +5,12 @@ knowledge tool, the lineage text, and the held-out guard."""
 from __future__ import annotations
 
 import pytest
+from agent_support import pytorch_solution, rmsnorm_problem
 
 from solforge.agent.llm import ToolCall
 from solforge.agent.profiling import format_ncu, parse_ncu_csv, profile_solution
 from solforge.agent.tools import TOOL_SPECS, AgentTools, HeldOutGuard, check_arguments, lineage_text
 from solforge.agent.workspace import Workspace
-from solforge.problems import load_builtin
 from solforge.search.archive import Archive
 from solforge.search.archive_schema import NoteKind
 from solforge.spec import (
@@ -19,11 +19,8 @@ from solforge.spec import (
     EvaluationExtension,
     EvaluationStatus,
     Performance,
-    Solution,
     SolReport,
-    SourceFile,
     Trace,
-    Workload,
 )
 
 KERNEL = """import torch
@@ -36,23 +33,13 @@ def run(hidden_states, weight):
 """
 
 
-def _workload(uuid: str, tokens: int, label: str, held_out: bool = False) -> Workload:
-    """An rmsnorm_h4096 workload, CPU-sized (written here, so the tests do not follow edits of the suite)."""
-    return Workload(uuid=uuid, axes={"num_tokens": tokens},
-                    solforge={"smoke": True, "held_out": held_out, "label": label})  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def problem():
-    definition, _ = load_builtin("rmsnorm_h4096")
-    return definition, [_workload("agent-test-t1", 1, "smoke t=1"), _workload("agent-test-t7", 7, "smoke t=7"),
-                        _workload("agent-test-t64", 64, "smoke t=64")]
+    return rmsnorm_problem([1, 7, 64], held_out=False)
 
 
-def _solution(definition, content=KERNEL, name="base") -> Solution:
-    return Solution.model_validate({"name": name, "definition": definition.name,
-                                    "spec": {"language": "pytorch", "entry_point": "kernel.py::run", "destination_passing_style": False},
-                                    "sources": [SourceFile(path="kernel.py", content=content)]})  # fmt: skip
+def _solution(definition, content=KERNEL, name="base"):
+    return pytorch_solution(definition, content, name)
 
 
 def _call(name, **args) -> ToolCall:

@@ -7,15 +7,29 @@ rejecting wrong ones."""
 from __future__ import annotations
 
 import math
-import weakref
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from problems_support import (
+    as_tuple,
+    attention_case,
+    count,
+    flash_attention,
+    make_inputs,
+    meta_inputs,
+    naive_attention,
+    passes,
+    peak_gib,
+    real_cases,
+    reference,
+    resolve_torch_name,
+    smoke,
+    smoke_cases,
+    workload,
+)
 
 from solforge.problems import builtin_names, builtin_root, load_builtin, select_workloads
-from solforge.spec import Definition, Tolerance, Workload, check_definition, load_dataset
+from solforge.spec import check_definition, load_dataset
 
 EXPECTED = {
     "rmsnorm_h4096", "fused_add_rmsnorm_h4096", "softmax_v128256", "silu_and_mul_i14336",
@@ -23,52 +37,6 @@ EXPECTED = {
     "gqa_decode_h32_kv8_d128",
 }
 NAMES = sorted(EXPECTED)
-
-
-# -- helpers ----------------------------------------------------------------------------
-
-
-def reference(defn: Definition, **overrides):
-    """The reference's `run`, from a fresh module namespace (module constants overridable)."""
-    namespace: dict = {"__name__": f"reference_{defn.name}"}
-    exec(compile(defn.reference, f"<reference of {defn.name}>", "exec"), namespace)
-    namespace.update(overrides)
-    return namespace["run"]
-
-
-def make_inputs(defn: Definition, workload: Workload, seed: int = 0, upcast: bool = False,
-                distribution: str = "normal") -> dict:
-    """The harness's inputs (solforge.bench.inputs.make_inputs) on the CPU. With `upcast`,
-    float tensors become float64, as the harness does for a precise reference."""
-    from solforge.bench.inputs import make_inputs as harness_inputs
-
-    axes = defn.resolve_axes(workload.axes)
-    inputs = harness_inputs(defn, workload, axes, seed, distribution, "cpu", builtin_root())
-    return {n: t.double() if upcast and t.is_floating_point() else t for n, t in inputs.items()}
-
-
-def as_tuple(result) -> tuple:
-    return result if isinstance(result, tuple) else (result,)
-
-
-def passes(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> bool:
-    """|out - ref| <= atol + rtol * |ref| on at least required_matched_ratio of the elements."""
-    out, ref = out.double(), ref.double()
-    ok = (out - ref).abs() <= tol.atol + tol.rtol * ref.abs()
-    return ok.double().mean().item() >= tol.required_matched_ratio
-
-
-def smoke_cases():
-    return [(name, w.uuid) for name in NAMES for w in select_workloads(load_builtin(name)[1], "smoke")]
-
-
-def real_cases():
-    return [(name, w.uuid) for name in NAMES for w in select_workloads(load_builtin(name)[1], "all")]
-
-
-def workload(name: str, uuid: str) -> tuple[Definition, Workload]:
-    defn, workloads = load_builtin(name)
-    return defn, next(w for w in workloads if w.uuid == uuid)
 
 
 # -- the data ---------------------------------------------------------------------------
@@ -154,13 +122,6 @@ def test_llama_31_8b_shapes():
 # -- forbidden calls ------------------------------------------------------------------------
 
 
-def _resolve(dotted: str) -> object:
-    obj = torch
-    for part in dotted.split(".")[1:]:
-        obj = getattr(obj, part)
-    return obj
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_forbidden_torch_names_exist(name):
     """A misspelled dotted name would never match a call: every torch one must resolve."""
@@ -170,7 +131,7 @@ def test_forbidden_torch_names_exist(name):
     assert defn.solforge.forbidden_calls
     for dotted in defn.solforge.forbidden_calls:
         if dotted.startswith("torch."):
-            _resolve(dotted)
+            resolve_torch_name(dotted)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -191,7 +152,7 @@ def test_references_write_the_math_rather_than_call_the_forbidden_shortcut(name)
 # -- references: smoke sizes on the CPU, every real size on meta ----------------------------
 
 
-@pytest.mark.parametrize(("name", "uuid"), smoke_cases())
+@pytest.mark.parametrize(("name", "uuid"), smoke_cases(NAMES))
 @pytest.mark.parametrize("upcast", [False, True], ids=["bf16", "float64"])
 def test_reference_runs_on_smoke_workloads(name, uuid, upcast):
     defn, wl = workload(name, uuid)
@@ -205,78 +166,36 @@ def test_reference_runs_on_smoke_workloads(name, uuid, upcast):
         assert torch.isfinite(out).all(), oname
 
 
-@pytest.mark.parametrize(("name", "uuid"), real_cases())
+@pytest.mark.parametrize(("name", "uuid"), real_cases(NAMES))
 def test_reference_runs_on_meta_at_every_real_size(name, uuid):
     """No data-dependent shapes or .item(): what roofline's counting needs."""
     defn, wl = workload(name, uuid)
     axes = defn.resolve_axes(wl.axes)
-    kwargs = {n: torch.empty(defn.shape_of(s, axes), dtype=s.dtype.to_torch(), device="meta")
-              for n, s in defn.inputs.items()}
-    outs = as_tuple(reference(defn)(**kwargs))
+    outs = as_tuple(reference(defn)(**meta_inputs(defn, wl)))
     for out, spec in zip(outs, defn.outputs.values()):
         assert out.device.type == "meta"
         assert tuple(out.shape) == defn.shape_of(spec, axes)
         assert out.dtype == spec.dtype.to_torch()
 
 
-class _PeakBytes(TorchDispatchMode):
-    """Peak bytes of the tensors ops create and keep alive (views and in-place ops add none)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-
-    def _free(self, n: int) -> None:
-        self.live -= n
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view and not func._schema.is_mutable:
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor):
-                    n = t.numel() * t.element_size()
-                    self.live += n
-                    self.peak = max(self.peak, self.live)
-                    weakref.finalize(t, self._free, n)
-        return out
-
-
-def _peak_gib(defn: Definition, wl: Workload, **overrides) -> float:
-    """float64 inputs (the harness's precise reference) plus the reference's peak, in GiB."""
-    axes = defn.resolve_axes(wl.axes)
-    kwargs = {n: torch.empty(defn.shape_of(s, axes), device="meta",
-                             dtype=torch.float64 if s.dtype.is_floating else s.dtype.to_torch())
-              for n, s in defn.inputs.items()}
-    inputs = sum(t.numel() * t.element_size() for t in kwargs.values())
-    mode = _PeakBytes()
-    with mode:
-        reference(defn, **overrides)(**kwargs)
-    return (inputs + mode.peak) / 2**30
-
-
 def test_references_fit_a_gpu_at_every_real_size_even_in_float64():
-    worst = max((_peak_gib(*workload(n, u)), u) for n, u in real_cases())
+    worst = max((peak_gib(*workload(n, u)), u) for n, u in real_cases(NAMES))
     assert worst[0] < 40, worst  # of 80 GB, leaving the harness and the solution room
 
 
 def test_the_peak_estimate_would_catch_a_reference_that_materializes_all_scores():
     defn, wl = workload("gqa_prefill_causal_h32_kv8_d128", "gqa_prefill_causal_h32_kv8_d128-b1-s16384")
-    assert _peak_gib(defn, wl) < 8
-    assert _peak_gib(defn, wl, Q_BLOCK=16384) > 64  # (1, 32, 16384, 16384) float64 scores
+    assert peak_gib(defn, wl) < 8
+    assert peak_gib(defn, wl, Q_BLOCK=16384) > 64  # (1, 32, 16384, 16384) float64 scores
 
 
 # -- references against independent float64 computations -----------------------------------
 
 
-def _smoke(name: str) -> tuple[Definition, list[Workload]]:
-    defn, workloads = load_builtin(name)
-    return defn, select_workloads(workloads, "smoke")
-
-
 def test_rmsnorm_matches_a_float64_hand_computation():
-    defn, smoke = _smoke("rmsnorm_h4096")
+    defn, smoke_set = smoke("rmsnorm_h4096")
     run = reference(defn)
-    for wl in smoke:
+    for wl in smoke_set:
         inputs = make_inputs(defn, wl)
         x, w = inputs["hidden_states"].double(), inputs["weight"].double()
         hand = x / (x.pow(2).mean(dim=-1, keepdim=True) + 1e-5).sqrt() * w
@@ -286,9 +205,9 @@ def test_rmsnorm_matches_a_float64_hand_computation():
 
 
 def test_fused_add_rmsnorm_matches_a_float64_hand_computation():
-    defn, smoke = _smoke("fused_add_rmsnorm_h4096")
+    defn, smoke_set = smoke("fused_add_rmsnorm_h4096")
     run = reference(defn)
-    for wl in smoke:
+    for wl in smoke_set:
         inputs = make_inputs(defn, wl, upcast=True)
         s = inputs["hidden_states"] + inputs["residual"]
         hand = s / (s.pow(2).mean(dim=-1, keepdim=True) + 1e-5).sqrt() * inputs["weight"]
@@ -298,18 +217,18 @@ def test_fused_add_rmsnorm_matches_a_float64_hand_computation():
 
 
 def test_softmax_silu_and_gemm_match_torch_in_float64():
-    defn, smoke = _smoke("softmax_v128256")
-    for wl in smoke:
+    defn, smoke_set = smoke("softmax_v128256")
+    for wl in smoke_set:
         x = make_inputs(defn, wl, upcast=True)["logits"]
         torch.testing.assert_close(reference(defn)(logits=x), torch.softmax(x, dim=-1), rtol=1e-12, atol=1e-15)
-    defn, smoke = _smoke("silu_and_mul_i14336")
-    for wl in smoke:
+    defn, smoke_set = smoke("silu_and_mul_i14336")
+    for wl in smoke_set:
         x = make_inputs(defn, wl, upcast=True)["gate_up"]
         gate, up = x.chunk(2, dim=-1)
         expected = torch.nn.functional.silu(gate) * up
         torch.testing.assert_close(reference(defn)(gate_up=x), expected, rtol=1e-12, atol=1e-12)
-    defn, smoke = _smoke("gemm_bf16_llama31_8b")
-    for wl in smoke:
+    defn, smoke_set = smoke("gemm_bf16_llama31_8b")
+    for wl in smoke_set:
         inputs = make_inputs(defn, wl)
         a, b = inputs["A"].double(), inputs["B"].double()
         torch.testing.assert_close(reference(defn)(A=a, B=b), a @ b.T, rtol=1e-12, atol=1e-10)
@@ -318,8 +237,8 @@ def test_softmax_silu_and_gemm_match_torch_in_float64():
 
 
 def test_rope_matches_a_complex_rotation_with_llama_frequencies():
-    defn, smoke = _smoke("rope_neox_h32_kv8_d128")
-    for wl in smoke:
+    defn, smoke_set = smoke("rope_neox_h32_kv8_d128")
+    for wl in smoke_set:
         inputs = make_inputs(defn, wl, upcast=True)
         max_position, dim = inputs["cos_sin_cache"].shape
         theta = 500000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (D/2,)
@@ -332,31 +251,20 @@ def test_rope_matches_a_complex_rotation_with_llama_frequencies():
             torch.testing.assert_close(out, torch.cat([z.real, z.imag], dim=-1), rtol=1e-12, atol=1e-12)
 
 
-def naive_attention(q, k, v, causal: bool) -> torch.Tensor:
-    """float64 attention with the KV heads repeated and the full score matrix: (B, Sq, Hq, D)."""
-    group = q.shape[2] // k.shape[2]
-    k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
-    if causal:
-        future = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).triu(1)
-        scores = scores.masked_fill(future, float("-inf"))
-    return torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores, dim=-1), v)
-
-
 @pytest.mark.parametrize("q_block", [None, 16])
 def test_blocked_causal_prefill_matches_naive_attention(q_block):
     """Q_BLOCK 16 walks several blocks and a ragged tail on every smoke shape."""
-    defn, smoke = _smoke("gqa_prefill_causal_h32_kv8_d128")
+    defn, smoke_set = smoke("gqa_prefill_causal_h32_kv8_d128")
     run = reference(defn) if q_block is None else reference(defn, Q_BLOCK=q_block)
-    for wl in smoke:
+    for wl in smoke_set:
         inputs = make_inputs(defn, wl, upcast=True)
         expected = naive_attention(inputs["q"], inputs["k"], inputs["v"], causal=True)
         torch.testing.assert_close(run(**inputs), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_decode_matches_naive_attention():
-    defn, smoke = _smoke("gqa_decode_h32_kv8_d128")
-    for wl in smoke:
+    defn, smoke_set = smoke("gqa_decode_h32_kv8_d128")
+    for wl in smoke_set:
         inputs = make_inputs(defn, wl, upcast=True)
         expected = naive_attention(inputs["q"][:, None], inputs["k_cache"], inputs["v_cache"], causal=False)[:, 0]
         torch.testing.assert_close(reference(defn)(**inputs), expected, rtol=1e-10, atol=1e-12)
@@ -365,32 +273,10 @@ def test_decode_matches_naive_attention():
 # -- tolerances: honest low precision passes, wrong answers fail ------------------------------
 
 
-def flash_style_attention(q, k, v, causal: bool) -> torch.Tensor:
-    """What a FlashAttention kernel computes: float32 scores, P rounded to bfloat16 for the PV
-    matmul, float32 row sums and accumulation, bfloat16 output."""
-    group = q.shape[2] // k.shape[2]
-    k, v = k.repeat_interleave(group, dim=2).float(), v.repeat_interleave(group, dim=2).float()
-    scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k) / math.sqrt(q.shape[-1])
-    if causal:
-        future = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).triu(1)
-        scores = scores.masked_fill(future, float("-inf"))
-    p = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
-    o = torch.einsum("bhqk,bkhd->bqhd", p.bfloat16().float(), v) / p.sum(dim=-1).transpose(1, 2)[..., None]
-    return o.bfloat16()
-
-
-def _attention_case(name: str, wl: Workload, distribution: str):
-    """The workload's (q, k, v) in bfloat16, the float64 answer rounded to bfloat16, the tolerance."""
-    defn, _ = load_builtin(name)
-    inputs = make_inputs(defn, wl, seed=1, distribution=distribution)
-    exact = reference(defn)(**{n: t.double() for n, t in inputs.items()}).bfloat16()
-    return tuple(inputs.values()), exact, defn.tolerance_for(defn.outputs["o"].dtype)
-
-
 def _flash(name: str, q, k, v, causal: bool = True) -> torch.Tensor:
     if "prefill" in name:
-        return flash_style_attention(q, k, v, causal)
-    return flash_style_attention(q[:, None], k, v, causal=False)[:, 0]  # one query row per sequence
+        return flash_attention(q, k, v, causal)
+    return flash_attention(q[:, None], k, v, causal=False)[:, 0]  # one query row per sequence
 
 
 ATTENTION = ["gqa_prefill_causal_h32_kv8_d128", "gqa_decode_h32_kv8_d128"]
@@ -399,15 +285,17 @@ ATTENTION = ["gqa_prefill_causal_h32_kv8_d128", "gqa_decode_h32_kv8_d128"]
 @pytest.mark.parametrize("distribution", ["normal", "large", "tiny", "mixed"])
 @pytest.mark.parametrize("name", ATTENTION)
 def test_attention_tolerance_accepts_a_flash_style_kernel_on_every_distribution(name, distribution):
-    for wl in _smoke(name)[1][1:]:  # the two larger smoke shapes
-        (q, k, v), exact, tol = _attention_case(name, wl, distribution)
+    for wl in smoke(name)[1][1:]:  # the two larger smoke shapes
+        inputs, exact, tol = attention_case(name, wl, distribution)
+        q, k, v = inputs.values()
         assert passes(_flash(name, q, k, v), exact, tol), wl.uuid
 
 
 @pytest.mark.parametrize("name", ATTENTION)
 def test_attention_tolerance_rejects_wrong_outputs(name):
-    for wl in _smoke(name)[1][1:]:
-        (q, k, v), exact, tol = _attention_case(name, wl, "normal")
+    for wl in smoke(name)[1][1:]:
+        inputs, exact, tol = attention_case(name, wl, "normal")
+        q, k, v = inputs.values()
         assert not passes(torch.zeros_like(exact), exact, tol), wl.uuid
         assert not passes(exact.double() * 1.05, exact, tol), wl.uuid
         if "prefill" in name:  # a kernel that forgets the causal mask
@@ -431,18 +319,18 @@ def online_softmax(logits: torch.Tensor, chunks: int = 8) -> torch.Tensor:
 
 @pytest.mark.parametrize("distribution", ["normal", "large", "tiny", "mixed"])
 def test_softmax_tolerance_accepts_online_float32_on_every_distribution(distribution):
-    defn, smoke = _smoke("softmax_v128256")
+    defn, smoke_set = smoke("softmax_v128256")
     tol = defn.tolerance_for(defn.outputs["probs"].dtype)
-    logits = make_inputs(defn, smoke[-1], distribution=distribution)["logits"]
+    logits = make_inputs(defn, smoke_set[-1], distribution=distribution)["logits"]
     exact = reference(defn)(logits=logits.double()).float()
     assert passes(online_softmax(logits), exact, tol)
     assert passes(reference(defn)(logits=logits), exact, tol)
 
 
 def test_softmax_tolerance_rejects_zeros_and_bfloat16_precision():
-    defn, smoke = _smoke("softmax_v128256")
+    defn, smoke_set = smoke("softmax_v128256")
     tol = defn.tolerance_for(defn.outputs["probs"].dtype)
-    logits = make_inputs(defn, smoke[-1])["logits"]
+    logits = make_inputs(defn, smoke_set[-1])["logits"]
     exact = reference(defn)(logits=logits.double()).float()
     online = online_softmax(logits)
     assert not passes(torch.zeros_like(online), exact, tol)  # passes the default atol 1e-4 almost everywhere
@@ -453,37 +341,23 @@ def test_softmax_tolerance_rejects_zeros_and_bfloat16_precision():
 # -- work ----------------------------------------------------------------------------------
 
 
-def _count_work():
-    try:
-        from solforge.roofline import count_work
-    except ImportError:  # the package may not re-export it yet
-        counting = pytest.importorskip("solforge.roofline.counting")
-        count_work = counting.count_work
-    return count_work
-
-
 def test_causal_prefill_flops_count_only_the_causal_scores():
-    count_work = _count_work()
-    defn, wl = workload("gqa_prefill_causal_h32_kv8_d128", "gqa_prefill_causal_h32_kv8_d128-smoke-b2-s67")
     B, S, Hq, Hkv, D = 2, 67, 32, 8, 128
     scores = int(torch.ones(S, S).tril().sum())  # query i sees keys 0..i
-    work = count_work(defn, wl)
+    work = count("gqa_prefill_causal_h32_kv8_d128", "gqa_prefill_causal_h32_kv8_d128-smoke-b2-s67")
     assert work.tensor_flops == {"bfloat16": B * Hq * scores * 2 * D * 2}  # QK^T and PV, 2 FLOPs per MAC
     assert work.other_flops == 0
     assert work.bytes_moved == 2 * (2 * B * S * Hq * D + 2 * B * S * Hkv * D)  # q, o; k, v
 
 
 def test_gemm_counts_two_flops_per_mac_in_bfloat16():
-    count_work = _count_work()
-    defn, wl = workload("gemm_bf16_llama31_8b", "gemm_bf16_llama31_8b-gate_up-m128")
     M, N, K = 128, 28672, 4096
-    work = count_work(defn, wl)
+    work = count("gemm_bf16_llama31_8b", "gemm_bf16_llama31_8b-gate_up-m128")
     assert work.tensor_flops == {"bfloat16": 2 * M * N * K}
     assert work.bytes_moved == 2 * (M * K + N * K + M * N)
 
 
 def test_rope_bytes_leave_out_the_unread_cache():
-    count_work = _count_work()
-    defn, wl = workload("rope_neox_h32_kv8_d128", "rope_neox_h32_kv8_d128-t1-p131072")
     # q and k read and written in bfloat16, one int64 position; not the 64 MiB cache
-    assert count_work(defn, wl).bytes_moved == 2 * 2 * (32 + 8) * 128 + 8
+    work = count("rope_neox_h32_kv8_d128", "rope_neox_h32_kv8_d128-t1-p131072")
+    assert work.bytes_moved == 2 * 2 * (32 + 8) * 128 + 8

@@ -12,17 +12,26 @@ input distribution and reject wrong outputs."""
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass, field
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from problems_support import (
+    as_tuple,
+    make_inputs,
+    meta_inputs,
+    peak_gib,
+    reference,
+    resolve_torch_name,
+    smoke,
+    smoke_cases,
+    to_float64,
+    workload,
+)
 
 from solforge.problems import builtin_names, builtin_root, load_builtin, select_workloads
-from solforge.spec import Definition, Tolerance, Workload, check_definition, check_workload, load_dataset
+from solforge.spec import Definition, Tolerance, check_definition, check_workload, load_dataset
 
 
 @dataclass(frozen=True)
@@ -112,31 +121,11 @@ FP8_MIN_SCALE = 1.0 / (FP8_MAX * 512.0)  # vLLM's floor, which the definitions a
 # -- helpers --------------------------------------------------------------------------------
 
 
-def reference(defn: Definition, **overrides):
-    """The reference's `run`, from a fresh module namespace (module constants overridable)."""
-    namespace: dict = {"__name__": f"reference_{defn.name}"}
-    exec(compile(defn.reference, f"<reference of {defn.name}>", "exec"), namespace)
-    namespace.update(overrides)
-    return namespace["run"]
-
-
-def make_inputs(defn: Definition, wl: Workload, seed: int = 0, upcast: bool = False,
-                distribution: str = "normal") -> dict:
-    """The harness's inputs on the CPU; with `upcast`, float tensors become float64 as the harness
-    does for its precise reference."""
-    from solforge.bench.inputs import make_inputs as harness_inputs
-
-    inputs = harness_inputs(defn, wl, defn.resolve_axes(wl.axes), seed, distribution, "cpu", builtin_root())
-    return {n: t.double() if upcast and t.is_floating_point() else t for n, t in inputs.items()}
-
-
-def as_tuple(result) -> tuple:
-    return result if isinstance(result, tuple) else (result,)
-
-
 def passes(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> bool:
     """The harness's rule: ints exactly; floats |out - ref| <= atol + rtol * |ref| on at least
-    required_matched_ratio of the elements, and finite wherever the reference is."""
+    required_matched_ratio of the elements, and finite wherever the reference is. (Stricter
+    than problems_support.passes, which the built-in and part-B tests use: their outputs are
+    all float and finite.)"""
     if not ref.dtype.is_floating_point:
         return torch.equal(out, ref)
     out, ref = out.double(), ref.double()
@@ -149,20 +138,6 @@ def passes(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> bool:
 def rounded(defn: Definition, outs: tuple) -> list[torch.Tensor]:
     """Reference outputs rounded to the declared dtypes, as the harness compares them."""
     return [o.to(spec.dtype.to_torch()) for o, spec in zip(outs, defn.outputs.values())]
-
-
-def smoke(name: str) -> tuple[Definition, list[Workload]]:
-    defn, workloads = load_builtin(name)
-    return defn, select_workloads(workloads, "smoke")
-
-
-def workload(name: str, uuid: str) -> tuple[Definition, Workload]:
-    defn, workloads = load_builtin(name)
-    return defn, next(w for w in workloads if w.uuid == uuid)
-
-
-def smoke_cases() -> list[tuple[str, str]]:
-    return [(n, w.uuid) for n in NAMES for w in smoke(n)[1]]
 
 
 # -- the data -------------------------------------------------------------------------------
@@ -260,9 +235,7 @@ def test_forbidden_torch_names_exist(name):
     assert defn.solforge.forbidden_calls
     for dotted in defn.solforge.forbidden_calls:
         if dotted.startswith("torch."):
-            obj = torch
-            for part in dotted.split(".")[1:]:
-                obj = getattr(obj, part)
+            resolve_torch_name(dotted)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -278,7 +251,7 @@ def test_references_write_the_math_rather_than_call_the_forbidden_shortcut(name)
 # -- references: smoke sizes on the CPU, every real size on meta -------------------------------
 
 
-@pytest.mark.parametrize(("name", "uuid"), smoke_cases())
+@pytest.mark.parametrize(("name", "uuid"), smoke_cases(NAMES))
 def test_reference_runs_on_smoke_workloads(name, uuid):
     """In bfloat16 and upcast to float64, with the declared shapes; float outputs follow the
     precision (float64 when upcast), fp8 and integer outputs keep their declared dtype."""
@@ -302,45 +275,9 @@ def test_reference_runs_on_meta_at_every_real_size(name):
     defn, workloads = load_builtin(name)
     for wl in select_workloads(workloads, "all"):
         axes = defn.resolve_axes(wl.axes)
-        kwargs = {n: torch.empty(defn.shape_of(s, axes), dtype=s.dtype.to_torch(), device="meta")
-                  for n, s in defn.inputs.items()}
-        for out, spec in zip(as_tuple(reference(defn)(**kwargs)), defn.outputs.values()):
+        for out, spec in zip(as_tuple(reference(defn)(**meta_inputs(defn, wl))), defn.outputs.values()):
             assert out.device.type == "meta" and out.dtype == spec.dtype.to_torch(), wl.uuid
             assert tuple(out.shape) == defn.shape_of(spec, axes), wl.uuid
-
-
-class _PeakBytes(TorchDispatchMode):
-    """Peak bytes of the tensors ops create and keep alive (views and in-place ops add none)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-
-    def _free(self, n: int) -> None:
-        self.live -= n
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view and not func._schema.is_mutable:
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor):
-                    n = t.numel() * t.element_size()
-                    self.live += n
-                    self.peak = max(self.peak, self.live)
-                    weakref.finalize(t, self._free, n)
-        return out
-
-
-def peak_gib(defn: Definition, wl: Workload, **overrides) -> float:
-    """float64 inputs (the harness's precise reference) plus the reference's peak, in GiB."""
-    axes = defn.resolve_axes(wl.axes)
-    kwargs = {n: torch.empty(defn.shape_of(s, axes), device="meta",
-                             dtype=torch.float64 if s.dtype.is_floating else s.dtype.to_torch())
-              for n, s in defn.inputs.items()}
-    mode = _PeakBytes()
-    with mode:
-        reference(defn, **overrides)(**kwargs)
-    return (sum(t.numel() * t.element_size() for t in kwargs.values()) + mode.peak) / 2**30
 
 
 def test_references_fit_a_gpu_at_every_real_size_even_in_float64():
@@ -573,8 +510,7 @@ def _case(name: str, distribution: str) -> tuple[Definition, dict, list[torch.Te
     wide_rows = "vocab_size" in defn.axes and SUITE_A[name].family != "embedding"
     wl = smoke_set[0] if wide_rows else smoke_set[len(smoke_set) // 2]
     inputs = make_inputs(defn, wl, seed=1, distribution=distribution)
-    exact = rounded(defn, as_tuple(reference(defn)(**{n: t.double() if t.is_floating_point() else t
-                                                     for n, t in inputs.items()})))
+    exact = rounded(defn, as_tuple(reference(defn)(**to_float64(inputs))))
     return defn, inputs, exact
 
 

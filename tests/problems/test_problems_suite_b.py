@@ -8,19 +8,31 @@ honest low-precision kernels while rejecting wrong ones."""
 from __future__ import annotations
 
 import math
-import weakref
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from problems_support import (
+    as_tuple,
+    attention_case,
+    count,
+    flash_attention,
+    make_inputs,
+    naive_attention,
+    passes,
+    real_cases,
+    reference,
+    resolve_torch_name,
+    run_with_peak,
+    smoke,
+    smoke_cases,
+    workload,
+)
+from problems_support import meta_inputs as declared_meta_inputs
 
 from solforge.bench.inputs import generate
 from solforge.problems import builtin_names, builtin_root, load_builtin, select_workloads
-from solforge.spec import (
-    Definition, Tolerance, Workload, check_definition, check_workload, eval_axis_expr, load_dataset,
-)
+from solforge.spec import Definition, Workload, check_definition, check_workload, eval_axis_expr, load_dataset
 
 # name -> family: one independent float64 check and one hand SOL formula per family
 SUITE_B = {
@@ -72,55 +84,6 @@ def _one_intra_op_thread():
     torch.set_num_threads(threads)
 
 
-def reference(defn: Definition, **overrides):
-    """The reference's `run`, from a fresh module namespace (module constants overridable)."""
-    namespace: dict = {"__name__": f"reference_{defn.name}"}
-    exec(compile(defn.reference, f"<reference of {defn.name}>", "exec"), namespace)
-    namespace.update(overrides)
-    return namespace["run"]
-
-
-def make_inputs(defn: Definition, wl: Workload, seed: int = 0, upcast: bool = False, distribution: str = "normal"):
-    """The harness's inputs on the CPU; with `upcast`, float tensors become float64 as the
-    harness makes them for a precise reference."""
-    from solforge.bench.inputs import make_inputs as harness_inputs
-
-    inputs = harness_inputs(defn, wl, defn.resolve_axes(wl.axes), seed, distribution, "cpu", builtin_root())
-    return {n: t.double() if upcast and t.is_floating_point() else t for n, t in inputs.items()}
-
-
-def as_tuple(result) -> tuple:
-    return result if isinstance(result, tuple) else (result,)
-
-
-def matched(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> float:
-    """Fraction of elements with |out - ref| <= atol + rtol * |ref|."""
-    out, ref = out.double(), ref.double()
-    return ((out - ref).abs() <= tol.atol + tol.rtol * ref.abs()).double().mean().item()
-
-
-def passes(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> bool:
-    return matched(out, ref, tol) >= tol.required_matched_ratio
-
-
-def workload(name: str, uuid: str) -> tuple[Definition, Workload]:
-    defn, workloads = load_builtin(name)
-    return defn, next(w for w in workloads if w.uuid == uuid)
-
-
-def smoke(name: str) -> tuple[Definition, list[Workload]]:
-    defn, workloads = load_builtin(name)
-    return defn, select_workloads(workloads, "smoke")
-
-
-def smoke_cases():
-    return [(n, w.uuid) for n in NAMES for w in select_workloads(load_builtin(n)[1], "smoke")]
-
-
-def real_cases():
-    return [(n, w.uuid) for n in NAMES for w in select_workloads(load_builtin(n)[1], "all")]
-
-
 def generated(defn: Definition, wl: Workload, name: str, seed: int = 0) -> torch.Tensor:
     """One input from its custom generator, on the CPU (cheap for index inputs at real sizes)."""
     axes = defn.resolve_axes(wl.axes)
@@ -134,21 +97,10 @@ def generated(defn: Definition, wl: Workload, name: str, seed: int = 0) -> torch
 def meta_inputs(defn: Definition, wl: Workload, float_dtype: torch.dtype | None = None) -> dict:
     """Meta tensors of the workload's shapes (floats as `float_dtype` when given); the
     data-dependent references get their offsets from the generator, on the CPU."""
-    axes = defn.resolve_axes(wl.axes)
-    out = {}
-    for n, s in defn.inputs.items():
-        if defn.name in DATA_DEPENDENT and n == "expert_offsets":
-            out[n] = generated(defn, wl, n)
-            continue
-        dtype = float_dtype if float_dtype is not None and s.dtype.is_floating else s.dtype.to_torch()
-        out[n] = torch.empty(defn.shape_of(s, axes), dtype=dtype, device="meta")
+    out = declared_meta_inputs(defn, wl, float_dtype)
+    if defn.name in DATA_DEPENDENT and "expert_offsets" in out:
+        out["expert_offsets"] = generated(defn, wl, "expert_offsets")
     return out
-
-
-def count(name: str, uuid: str):
-    from solforge.roofline import count_work
-
-    return count_work(*workload(name, uuid))
 
 
 # -- the data ---------------------------------------------------------------------------
@@ -328,13 +280,6 @@ def test_prefill_and_decode_ranges():
 # -- forbidden calls ------------------------------------------------------------------------
 
 
-def _resolve(dotted: str) -> object:
-    obj = torch
-    for part in dotted.split(".")[1:]:
-        obj = getattr(obj, part)
-    return obj
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_forbidden_torch_names_exist(name):
     import torch.nn.attention.flex_attention  # noqa: F401  (a submodule torch does not import itself)
@@ -343,7 +288,7 @@ def test_forbidden_torch_names_exist(name):
     assert defn.solforge.forbidden_calls
     for dotted in defn.solforge.forbidden_calls:
         if dotted.startswith("torch."):
-            _resolve(dotted)
+            resolve_torch_name(dotted)
 
 
 def test_the_library_fast_paths_are_forbidden():
@@ -381,7 +326,7 @@ def test_references_write_the_op_rather_than_call_a_forbidden_shortcut(name):
 # -- references: smoke sizes on the CPU, every real size on meta ----------------------------
 
 
-@pytest.mark.parametrize(("name", "uuid"), smoke_cases())
+@pytest.mark.parametrize(("name", "uuid"), smoke_cases(NAMES))
 @pytest.mark.parametrize("upcast", [False, True], ids=["native", "float64"])
 def test_reference_runs_on_smoke_workloads(name, uuid, upcast):
     defn, wl = workload(name, uuid)
@@ -412,55 +357,25 @@ def test_data_dependent_references_give_every_count_as_a_formula(name):
         assert work.bytes_moved > 0 and sum(work.tensor_flops.values()) > 0
 
 
-class _PeakBytes(TorchDispatchMode):
-    """Peak bytes of the tensors ops create and keep alive (views and in-place ops add none)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-
-    def _free(self, n: int) -> None:
-        self.live -= n
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view and not func._schema.is_mutable:
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor) and t.device.type == "meta":
-                    n = t.numel() * t.element_size()
-                    self.live += n
-                    self.peak = max(self.peak, self.live)
-                    weakref.finalize(t, self._free, n)
-        return out
-
-
 def peak_gib(defn: Definition, wl: Workload, **overrides) -> float:
-    """float64 inputs (the harness's precise reference) plus the reference's peak, in GiB."""
-    kwargs = meta_inputs(defn, wl, float_dtype=torch.float64)
-    inputs = sum(t.numel() * t.element_size() for t in kwargs.values())
-    mode = _PeakBytes()
-    with mode:
-        reference(defn, **overrides)(**kwargs)
-    return (inputs + mode.peak) / 2**30
+    """float64 inputs (the harness's precise reference) plus the reference's peak, in GiB,
+    counting meta tensors only (the grouped GEMMs' offsets are real CPU tensors)."""
+    return run_with_peak(defn, meta_inputs(defn, wl, float_dtype=torch.float64), meta_only=True, **overrides)[1]
 
 
-@pytest.mark.parametrize(("name", "uuid"), real_cases())
+@pytest.mark.parametrize(("name", "uuid"), real_cases(NAMES))
 def test_reference_runs_on_meta_and_fits_an_80gb_gpu_at_every_real_size(name, uuid):
     """No data-dependent shapes or .item() (what counting needs; the grouped GEMMs read their
     offsets on the host), and float64 inputs plus the reference's peak stay under 40 GB of
     the 80, leaving the harness's own copies and the solution room."""
     defn, wl = workload(name, uuid)
     axes = defn.resolve_axes(wl.axes)
-    kwargs = meta_inputs(defn, wl, float_dtype=torch.float64)
-    inputs = sum(t.numel() * t.element_size() for t in kwargs.values())
-    mode = _PeakBytes()
-    with mode:
-        outs = as_tuple(reference(defn)(**kwargs))
+    outs, gib = run_with_peak(defn, meta_inputs(defn, wl, float_dtype=torch.float64), meta_only=True)
     for out, spec in zip(outs, defn.outputs.values()):
         assert out.device.type == "meta"
         assert tuple(out.shape) == defn.shape_of(spec, axes)
         assert out.dtype == (torch.float64 if spec.dtype.is_floating else spec.dtype.to_torch())
-    assert (inputs + mode.peak) / 2**30 < 40
+    assert gib < 40
 
 
 @pytest.mark.parametrize(("name", "uuid", "overrides", "unblocked_gib"), [
@@ -680,17 +595,6 @@ def test_unpermute_inverts_the_permute_and_matches_an_index_add():
         expected.index_add_(0, inputs["source_row"].long() // k, inputs["expert_output"] * flat_weights[:, None])
         torch.testing.assert_close(reference(defn)(**inputs), expected, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(reference(defn, TOKEN_BLOCK=2)(**inputs), expected, rtol=1e-12, atol=1e-12)
-
-
-def naive_attention(q, k, v, causal: bool, scale: float | None = None) -> torch.Tensor:
-    """float64 attention with the KV heads repeated and the full score matrix: (B, Sq, Hq, Dv)."""
-    group = q.shape[2] // k.shape[2]
-    k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
-    if causal:
-        scores = scores.masked_fill(torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).triu(1), float("-inf"))
-    return torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores, dim=-1), v)
 
 
 @pytest.mark.parametrize("q_block", [None, 16])
@@ -1027,20 +931,6 @@ def test_ssd_state_update_counts():
 DISTRIBUTIONS = ["normal", "large", "tiny", "mixed"]
 
 
-def flash_attention(q, k, v, causal: bool, scale: float | None = None) -> torch.Tensor:
-    """What a FlashAttention kernel computes: float32 scores, P rounded to bfloat16 for the
-    PV matmul, float32 row sums and accumulation, bfloat16 output."""
-    group = q.shape[2] // k.shape[2]
-    k, v = k.repeat_interleave(group, dim=2).float(), v.repeat_interleave(group, dim=2).float()
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k) * scale
-    if causal:
-        scores = scores.masked_fill(torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).triu(1), float("-inf"))
-    p = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
-    o = torch.einsum("bhqk,bkhd->bqhd", p.bfloat16().float(), v) / p.sum(dim=-1).transpose(1, 2)[..., None]
-    return o.bfloat16()
-
-
 def flash_kernel(name: str, inputs: dict, drop_half: bool = False, causal: bool = True) -> torch.Tensor:
     """The flash-style answer of one of the attention definitions; `drop_half` reads only
     the first half of each sequence's keys (a wrong kernel)."""
@@ -1073,20 +963,13 @@ ATTENTION_TOLERANCE_CASES = ["gqa_prefill_causal_h64_kv8_d128", "gqa_prefill_cau
                              "gqa_decode_paged_h64_kv8_d128_ps16", "mla_decode_paged_h128_ckv512_kpe64_ps64"]
 
 
-def _attention_case(name: str, wl: Workload, distribution: str):
-    defn, _ = load_builtin(name)
-    inputs = make_inputs(defn, wl, seed=1, distribution=distribution)
-    exact = reference(defn)(**{n: t.double() if t.is_floating_point() else t for n, t in inputs.items()}).bfloat16()
-    return inputs, exact, defn.tolerance_for(defn.outputs["o"].dtype)
-
-
 @pytest.mark.parametrize("name", ATTENTION_TOLERANCE_CASES)
 def test_attention_tolerance_accepts_flash_style_kernels_and_rejects_wrong_ones(name):
     for wl in smoke(name)[1][-1:]:  # the largest smoke shape
         for distribution in DISTRIBUTIONS:
-            inputs, exact, tol = _attention_case(name, wl, distribution)
+            inputs, exact, tol = attention_case(name, wl, distribution)
             assert passes(flash_kernel(name, inputs), exact, tol), (wl.uuid, distribution)
-        inputs, exact, tol = _attention_case(name, wl, "normal")
+        inputs, exact, tol = attention_case(name, wl, "normal")
         assert not passes(torch.zeros_like(exact), exact, tol), wl.uuid
         assert not passes(exact.double() * 1.05, exact, tol), wl.uuid
         if "noncausal" not in name and "paged" not in name:  # a kernel that forgets the causal mask

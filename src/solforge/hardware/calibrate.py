@@ -5,8 +5,8 @@ this device, in this machine, at its current power and clock settings, actually 
 Both SOLs are reported. Clocks are never locked here.
 
 Ceilings are cached as JSON per device, keyed by a slug of the device name plus its SM
-count (logical CPU count on the CPU), under `platformdirs.user_cache_dir("solforge")/ceilings/`
-or `$SOLFORGE_CACHE_DIR/ceilings/`.
+count (logical CPU count on the CPU), under `<cache root>/ceilings/`, the cache root being
+`solforge.cache.cache_root()` (`$SOLFORGE_CACHE_DIR`, else `platformdirs.user_cache_dir("solforge")`).
 
 CUDA: DRAM bandwidth of a device-to-device copy of max(2 GiB, 8 x L2), counting bytes read
 plus bytes written; matmul TFLOP/s at 8192^3 for bfloat16, float16, float32 (TF32 off:
@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from solforge.cache import cache_root
 from solforge.hardware.datasheet import Peaks
 from solforge.hardware.detect import DeviceIdentity, identify
 
@@ -100,16 +101,6 @@ def calibrate(device: str, force: bool = False) -> Ceilings:
 def ceilings_path(device: str) -> Path:
     """Where the ceilings of `device` are cached (the file may not exist yet)."""
     return cache_path(identify(device))
-
-
-def cache_root() -> Path:
-    """`$SOLFORGE_CACHE_DIR`, else `platformdirs.user_cache_dir("solforge")`."""
-    override = os.environ.get("SOLFORGE_CACHE_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("solforge"))
 
 
 def cache_path(identity: DeviceIdentity) -> Path:

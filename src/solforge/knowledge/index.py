@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from solforge.cache import cache_root
 from solforge.knowledge.seeds import SeedKernel, load_seed, shipped_seed_paths
 from solforge.spec import SpecError
 
@@ -191,15 +192,9 @@ def build_index(db_path: str | Path) -> IndexInfo:
 
 
 def default_index_path() -> Path:
-    """`$SOLFORGE_CACHE_DIR/knowledge/index.sqlite3`, else under `platformdirs.user_cache_dir("solforge")`."""
-    override = os.environ.get("SOLFORGE_CACHE_DIR")
-    if override:
-        root = Path(override)
-    else:
-        import platformdirs
-
-        root = Path(platformdirs.user_cache_dir("solforge"))
-    return root / "knowledge" / INDEX_FILENAME
+    """`<cache root>/knowledge/index.sqlite3`, the cache root being `solforge.cache.cache_root()`
+    (`$SOLFORGE_CACHE_DIR`, else `platformdirs.user_cache_dir("solforge")`)."""
+    return cache_root() / "knowledge" / INDEX_FILENAME
 
 
 def ensure_index(db_path: str | Path | None = None) -> Path:
