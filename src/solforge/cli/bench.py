@@ -127,7 +127,9 @@ def bench(
     workloads: Annotated[
         Optional[str], typer.Option(help="all, search, held-out or smoke (default: smoke on cpu, search on cuda).")
     ] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Hard limit per call, in seconds.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        help="Hard limit, in seconds, of each request to the worker: one workload's correctness calls, "
+        "or its timing run (default 300: an honest kernel never meets it).")] = None,
     cuda_graph: Annotated[bool, typer.Option(help="Time CUDA-graph replays (for launch-bound kernels).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Write every Trace as a JSON line here.")] = None,
 ) -> None:

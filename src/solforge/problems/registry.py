@@ -49,15 +49,17 @@ def load_builtin(name: str) -> tuple[Definition, list[Workload]]:
     """One built-in definition and all its workloads (search, held-out and smoke, in file
     order), as copies the caller may change.
 
-    Raises SpecError `unknown problem 'x' (built-in problems: ...)`, with the closest
-    name suggested when one is near (difflib's ratio >= 0.6).
+    Raises SpecError `unknown problem 'x'; did you mean 'y'? (...)`: up to three close
+    names (difflib's ratio >= 0.6), and where to see all of them (one line, however large
+    the suite grows).
     """
     ds = builtin_dataset()
     if name not in ds.definitions:
         names = builtin_names()
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise SpecError(f"unknown problem '{name}' (built-in problems: {', '.join(names)}){hint}")
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise SpecError(f"unknown problem '{name}'{hint} (`solforge problems list` shows the {len(names)} "
+                        "built-in problems)")
     definition = ds.definitions[name].model_copy(deep=True)
     workloads = [w.model_copy(deep=True) for w in ds.workloads.get(name, [])]
     return definition, workloads

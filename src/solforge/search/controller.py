@@ -183,6 +183,7 @@ class Controller:
         self.baselines: dict[str, dict[str, float]] = archive.run.config.get("baselines", {})
         self.detected = detect_device(self.devices[0])
         self.started = time.time()
+        self.halt: str | None = None  # why the search stopped early (nothing new, the proposer stopped)
         self.in_flight = 0  # jobs given to the evaluators and not yet handled
         self.admitting = 0  # a proposal taken off the queue and being admitted
         self._evaluated = len(archive.evaluated_ids())
@@ -318,6 +319,8 @@ class Controller:
         return len(self.archive.evaluated_ids())
 
     def _budget_left(self) -> bool:
+        if self.halt is not None:
+            return False
         if self.config.max_candidates is not None and self.evaluated_count() >= self.config.max_candidates:
             return False
         return self.config.budget_s is None or time.time() - self.started < self.config.budget_s
@@ -400,7 +403,7 @@ class Controller:
         proposer = threading.Thread(target=self._proposer, daemon=True)
         for t in [*evaluators, proposer]:
             t.start()
-        duplicates, reason = 0, "budget spent"
+        duplicates = 0
         try:
             while True:
                 budget_left = self._budget_left()
@@ -421,9 +424,8 @@ class Controller:
                         self.admitting = 0
                         duplicates += 1
                         if duplicates >= MAX_CONSECUTIVE_DUPLICATES:
-                            reason = "the operators found nothing new"
+                            self.halt = "the operators found nothing new"
                             budget_left = False
-                            self.config.budget_s = 0.0
                         continue
                     duplicates = 0
                     self.jobs.put(job)
@@ -436,8 +438,7 @@ class Controller:
                     continue
                 if done.job.candidate_id < 0:  # the proposer stopped: finish what is in flight
                     self._handle(done)
-                    reason = done.error or "the proposer stopped"
-                    self.config.budget_s = 0.0
+                    self.halt = done.error or "the proposer stopped"
                     continue
                 in_flight -= 1
                 retime = self._handle(done)
@@ -452,11 +453,11 @@ class Controller:
             self.stop.set()
             for _ in evaluators:
                 self.jobs.put(None)
+        if self.halt is not None:
+            return self.halt
         if self.config.max_candidates is not None and self.evaluated_count() >= self.config.max_candidates:
-            reason = f"{self.config.max_candidates} candidates evaluated"
-        elif self.config.budget_s is not None and reason == "budget spent":
-            reason = f"time budget of {self.config.budget_s:.0f} s spent"
-        return reason
+            return f"{self.config.max_candidates} candidates evaluated"
+        return f"time budget of {self.config.budget_s:.0f} s spent"
 
     def held_out_gate(self) -> tuple[int | None, bool | None]:
         """(winner id, generalizes): the best candidates on the held-out workloads, best first;
