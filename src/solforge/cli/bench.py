@@ -47,7 +47,8 @@ def default_workload_set(device: str, workloads: list[Workload]) -> str:
     return "smoke" if device == "cpu" and any(w.smoke for w in workloads) else "search"
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def fmt_or_dash(value: float | None, spec: str) -> str:
+    """`value` formatted with `spec`, or '-' when it is missing or NaN (shared by the CLI tables)."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
@@ -82,14 +83,14 @@ def trace_table(title: str, traces: list[Trace]) -> Table:
         table.add_row(
             t.workload.label,
             status,
-            _fmt(latency, ".4f"),
-            _fmt(sol.achieved_tflops if sol else None, ".2f"),
-            _fmt(sol.achieved_gb_s if sol else None, ".1f"),
-            _fmt(sol_ms, ".4f") + (f" ({sol.binding[:3]})" if sol and sol.binding else ""),
-            _fmt(sol.sol_fraction if sol else None, ".3f"),
-            _fmt(sol.sol_score if sol else None, ".3f"),
-            _fmt(speedup, ".2f"),
-            _fmt(ext.speedup_vs_compile, ".2f"),
+            fmt_or_dash(latency, ".4f"),
+            fmt_or_dash(sol.achieved_tflops if sol else None, ".2f"),
+            fmt_or_dash(sol.achieved_gb_s if sol else None, ".1f"),
+            fmt_or_dash(sol_ms, ".4f") + (f" ({sol.binding[:3]})" if sol and sol.binding else ""),
+            fmt_or_dash(sol.sol_fraction if sol else None, ".3f"),
+            fmt_or_dash(sol.sol_score if sol else None, ".3f"),
+            fmt_or_dash(speedup, ".2f"),
+            fmt_or_dash(ext.speedup_vs_compile, ".2f"),
         )
     return table
 
@@ -105,10 +106,10 @@ def summary_table(results: dict[str, list[Trace]]) -> Table:
         table.add_row(
             name,
             f"{len(passed)}/{len(traces)}",
-            _fmt(_geomean([s.sol_fraction for s in sols]), ".3f"),
-            _fmt(_geomean([s.sol_score for s in sols]), ".3f"),
-            _fmt(_geomean([t.evaluation.performance.speedup_factor for t in passed if t.evaluation.performance]), ".2f"),
-            _fmt(_geomean([t.evaluation.solforge.speedup_vs_compile for t in passed]), ".2f"),
+            fmt_or_dash(_geomean([s.sol_fraction for s in sols]), ".3f"),
+            fmt_or_dash(_geomean([s.sol_score for s in sols]), ".3f"),
+            fmt_or_dash(_geomean([t.evaluation.performance.speedup_factor for t in passed if t.evaluation.performance]), ".2f"),
+            fmt_or_dash(_geomean([t.evaluation.solforge.speedup_vs_compile for t in passed]), ".2f"),
         )
     return table
 

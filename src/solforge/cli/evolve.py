@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from solforge.cli.bench import fmt_or_dash
 from solforge.spec import SpecError
 
 console = Console(width=None if Console().is_terminal else 140)  # logs and CI: wide enough for the tables
@@ -27,15 +28,11 @@ def parse_duration_s(text: str) -> float:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def progress_view(s) -> Group:
     """The live display of one snapshot."""
     head = Table.grid(padding=(0, 2))
-    head.add_row("evaluated", str(s.evaluated), "best SOL fraction", _fmt(s.best_sol_fraction, ".3f"),
-                 "best fitness", _fmt(s.best_fitness, ".4f"))
+    head.add_row("evaluated", str(s.evaluated), "best SOL fraction", fmt_or_dash(s.best_sol_fraction, ".3f"),
+                 "best fitness", fmt_or_dash(s.best_fitness, ".4f"))
     remaining = "no limit" if s.remaining_s is None else f"{s.remaining_s:.0f} s"
     head.add_row("elapsed", f"{s.elapsed_s:.0f} s", "remaining", remaining, "failures",
                  ", ".join(f"{k} {v}" for k, v in sorted(s.failures.items()) if v and k != "PASSED") or "none")
@@ -48,9 +45,9 @@ def summary_table(result) -> Table:
         table.add_column(col, justify="left" if col in ("workload", "set", "status") else "right")
     for r in result.rows:
         speedup = r.eager_ms / r.best_ms if r.eager_ms and r.best_ms else None
-        table.add_row(r.label, "held-out" if r.held_out else "search", r.status, _fmt(r.eager_ms, ".4f"),
-                      _fmt(r.compile_ms, ".4f"), _fmt(r.best_ms, ".4f"), _fmt(r.sol_ms, ".4f"),
-                      _fmt(r.sol_fraction, ".3f"), _fmt(speedup, ".2f"))
+        table.add_row(r.label, "held-out" if r.held_out else "search", r.status, fmt_or_dash(r.eager_ms, ".4f"),
+                      fmt_or_dash(r.compile_ms, ".4f"), fmt_or_dash(r.best_ms, ".4f"), fmt_or_dash(r.sol_ms, ".4f"),
+                      fmt_or_dash(r.sol_fraction, ".3f"), fmt_or_dash(speedup, ".2f"))
     return table
 
 
@@ -119,8 +116,8 @@ def evolve(
     console.print()
     console.print(summary_table(result))
     console.print(f"run {result.run_id}: {result.evaluated} candidates evaluated; stopped: {result.stop_reason}")
-    console.print(f"fitness (geometric-mean SOL score): first {_fmt(result.first_fitness, '.4f')}, "
-                  f"best {_fmt(result.best_fitness, '.4f')}"
+    console.print(f"fitness (geometric-mean SOL score): first {fmt_or_dash(result.first_fitness, '.4f')}, "
+                  f"best {fmt_or_dash(result.best_fitness, '.4f')}"
                   + (f", reached after {result.seconds_to_best:.0f} s" if result.seconds_to_best is not None else ""))
     if result.winner_id is None:
         console.print("[red]no winner[/red]: no candidate passed every search and held-out workload")
