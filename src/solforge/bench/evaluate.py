@@ -15,6 +15,7 @@ import importlib.metadata
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -266,6 +267,7 @@ def run_bench(
     device: str | None = None,
     baselines: tuple[str, ...] = ("eager", "compile"),
     config: BenchConfig | None = None,
+    on_trace: Callable[[str, Trace], None] | None = None,
 ) -> BenchResult:
     """Evaluate the baselines, then every solution, on every workload, with SOL reports.
 
@@ -274,8 +276,9 @@ def run_bench(
     with a real measurement gets `evaluation.solforge.sol` from
     `roofline.sol_report(work, latency, T_b = eager median, datasheet, calibrated)`,
     `performance.reference_latency_ms` and `speedup_factor` (eager / latency),
-    `baseline_latency_ms` and `speedup_vs_compile`. Raises SpecError for an unknown
-    baseline name or two solutions of the same name.
+    `baseline_latency_ms` and `speedup_vs_compile`. `on_trace(name, trace)` is called
+    with each trace (SOL report attached) as it lands, baselines first. Raises SpecError
+    for an unknown baseline name or two solutions of the same name.
     """
     config = config or BenchConfig()
     device = normalize_device(device or config.device)
@@ -290,11 +293,16 @@ def run_bench(
     for name in baselines:
         result.baselines[name] = _evaluate(definition, workloads, BASELINES[name](definition), device, config,
                                            trusted=True)
-    for solution in solutions:
-        result.solutions[solution.name] = evaluate(definition, workloads, solution, device, config)
     latencies = baseline_latencies(result.baselines)
-    for traces in [*result.baselines.values(), *result.solutions.values()]:
+    for name, traces in result.baselines.items():
         attach_sol(definition, traces, latencies, result.device)
+        for trace in traces if on_trace else ():
+            on_trace(name, trace)
+    for solution in solutions:
+        traces = result.solutions[solution.name] = evaluate(definition, workloads, solution, device, config)
+        attach_sol(definition, traces, latencies, result.device)
+        for trace in traces if on_trace else ():
+            on_trace(solution.name, trace)
     result.failed = [name for name, traces in result.solutions.items()
                      if any(t.evaluation is None or t.evaluation.status is not PASSED for t in traces)]
     return result
