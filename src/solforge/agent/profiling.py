@@ -10,8 +10,9 @@ this machine has.
   profiler's kernel table.
 - Triton on CUDA, in addition: the compile report from each compiled kernel's metadata
   (registers, spills, shared memory, num_warps, num_stages).
-- CPU: the torch profiler's op table (Triton runs under its interpreter here, so there
-  is no compile report).
+- CPU: the torch profiler's op table, and for Triton and CUDA C++ the compile report of
+  the kernels cross-compiled for sm_90a (`solforge.bench.crosscompile`): registers,
+  spills, shared memory, occupancy, ptxas' warnings, or the compile error.
 
 The candidate runs in a child process with the harness's scrubbed environment, under a
 wall-clock limit (its process group is killed on expiry); a crash costs the profile,
@@ -168,7 +169,13 @@ def profile_solution(solution: Solution, definition: Definition, workload: Workl
             ok = code == 0
             why = "" if ok else ("timed out" if code is None else f"the driver exited with {code}") + ":\n"
             report.sections.append(ProfileSection("torch.profiler", ok, why + _tail(table, 6000)))
-        if solution.spec.language.value == "triton":
+        if not on_gpu and solution.spec.language.value in ("triton", "cuda"):
+            from solforge.bench.crosscompile import compile_report_section  # ptxas' figures for the target chip
+
+            report.sections.append(ProfileSection(*compile_report_section(solution, definition, [workload],
+                                                                          timeout_s=timeout_s,
+                                                                          dataset_root=dataset_root)))  # fmt: skip
+        elif solution.spec.language.value == "triton":
             report.sections.append(_triton_section(triton, on_gpu))
     return report
 

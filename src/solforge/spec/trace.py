@@ -81,6 +81,53 @@ class SolReport(BaseModel):
     audit: str | None = Field(default=None, description="Set when the measured time beat SOL.")
 
 
+OccupancyLimiter = Literal["registers", "shared_memory", "threads", "blocks", "barriers"]
+
+
+class Occupancy(BaseModel):
+    """Theoretical occupancy of one compiled kernel on one target, by the rules of the CUDA
+    occupancy calculator (`solforge.bench.crosscompile.occupancy` cites each one)."""
+
+    threads_per_block: int = Field(ge=0, description="The block size it was computed for.")
+    block_size_basis: Literal["launch", "best"] = Field(
+        description="'launch': the kernel's own block size (Triton's num_warps x 32); 'best': the block size "
+        "with the highest occupancy, for CUDA C++ whose launch the compiler does not see."
+    )
+    blocks_per_sm: int = Field(ge=0, description="Resident blocks per SM; 0: the block cannot launch.")
+    active_warps_per_sm: int = Field(ge=0)
+    max_warps_per_sm: int = Field(gt=0)
+    fraction: float = Field(ge=0.0, le=1.0, description="active_warps_per_sm / max_warps_per_sm.")
+    limited_by: list[OccupancyLimiter] = Field(description="The resources whose limit equals blocks_per_sm.")
+    blocks_limit: dict[str, int] = Field(description="Resident blocks per SM each resource allows.")
+
+
+class CompileReport(BaseModel):
+    """One kernel cross-compiled for one target (ptxas -v), at one specialization."""
+
+    kernel: str = Field(min_length=1, description="The kernel's name (demangled for CUDA C++).")
+    target: str = Field(description="e.g. 'sm_90a'.")
+    language: Literal["triton", "cuda"]
+    workloads: list[str] = Field(default_factory=list, description="uuids of the workloads compiled to this.")
+    specialization: str = Field(default="", description="Triton: argument types, divisibility and constexprs.")
+    registers_per_thread: int = Field(ge=0)
+    spill_store_bytes: int = Field(ge=0)
+    spill_load_bytes: int = Field(ge=0)
+    stack_frame_bytes: int = Field(ge=0)
+    static_shared_memory_bytes: int = Field(ge=0)
+    dynamic_shared_memory_bytes: int = Field(ge=0, description="Triton's metadata.shared; 0 for CUDA C++.")
+    barriers: int = Field(ge=0)
+    num_warps: int | None = None
+    num_stages: int | None = None
+    threads_per_block: int | None = Field(default=None, description="The launch's block size, when known.")
+    max_threads_per_block: int = Field(ge=0, description="The largest block the registers allow on the target.")
+    occupancy: Occupancy
+    ptxas_warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def spill_bytes(self) -> int:
+        return self.spill_store_bytes + self.spill_load_bytes
+
+
 class EvaluationExtension(BaseModel):
     """solforge's fields on an Evaluation, under the `solforge` key."""
 
@@ -95,6 +142,9 @@ class EvaluationExtension(BaseModel):
     correctness_trials: int = 0
     reference_precision: str | None = None
     held_out: bool = False
+    compile_reports: list[CompileReport] | None = Field(
+        default=None, description="The kernels cross-compiled for the target before any GPU time; None: not compiled."
+    )
 
 
 class Evaluation(BaseModel):
