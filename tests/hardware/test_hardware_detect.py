@@ -114,7 +114,7 @@ def test_parse_device():
     assert parse_device("cuda:3") == ("cuda", 3)
     assert parse_device("cpu") == ("cpu", 0)
     for bad in ("gpu", "cpu:0", "cuda:x", ""):
-        with pytest.raises(SpecError, match="expected 'cuda', 'cuda:N' or 'cpu'"):
+        with pytest.raises(SpecError, match=r"expected 'cuda', 'cuda:N'(,| or) 'cpu'"):
             parse_device(bad)
 
 

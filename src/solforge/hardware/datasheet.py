@@ -58,6 +58,43 @@ class Peaks:
 
 
 @dataclass(frozen=True)
+class DevicePeaks:
+    """A device's datasheet peaks and calibrated ceilings, the ones SOL bounds use, and why.
+
+    Made only by `choose_peaks`, the one place that decides which bound is used.
+    """
+
+    datasheet: Peaks | None
+    calibrated: Peaks | None
+    used: Peaks | None
+    reason: str
+
+    @property
+    def source(self) -> Literal["datasheet", "calibrated"] | None:
+        """Which peaks `used` are: "calibrated", "datasheet", or None when the device has neither."""
+        return self.used.source if self.used is not None else None
+
+
+def choose_peaks(datasheet: Peaks | None, calibrated: Peaks | None, *, calibration_note: str = "") -> DevicePeaks:
+    """The rule: calibrated ceilings when measured, else datasheet peaks, else no bound.
+
+    Calibrated ceilings win because they are what this very device, at its clocks and
+    power limit, reaches; the datasheet promises boost-clock figures it may never see.
+    `calibration_note` (e.g. "taken under load") is added to the reason when the
+    calibrated ceilings are used. Source: DESIGN.md, "Speed of light".
+    """
+    if calibrated is not None:
+        note = f" ({calibration_note})" if calibration_note else ""
+        return DevicePeaks(datasheet, calibrated, calibrated,
+                           f"calibrated ceilings{note}: what this device reached when measured")
+    if datasheet is not None:
+        return DevicePeaks(datasheet, None, datasheet,
+                           "datasheet peaks: not calibrated yet (run `solforge calibrate`)")
+    return DevicePeaks(None, None, None,
+                       "no SOL bound: no datasheet entry and not calibrated (run `solforge calibrate`)")
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     """Datasheet figures of one device. Throughputs are dense, in TFLOP/s (int8 in TOP/s).
 
