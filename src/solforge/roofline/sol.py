@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from solforge.hardware.datasheet import choose_peaks
 from solforge.spec import SolReport
 
 if TYPE_CHECKING:
@@ -138,17 +139,19 @@ def sol_report(
     at the datasheet peaks and `sol_time_calibrated_ms` at the calibrated ceilings
     (each None where those peaks are None, e.g. an unknown device).
 
-    The bound used for `binding`, `sol_fraction`, `sol_score` and `audit` is the
-    calibrated one when calibrated peaks are given (what this very device reaches),
-    else the datasheet one. With `latency_ms` (the kernel's median, ms): achieved_tflops
-    = total FLOPs / latency, achieved_gb_s = compulsory bytes / latency, sol_fraction;
-    with `baseline_ms` too (the eager reference's median, ms): sol_score. `audit` is set
-    when the kernel (or the baseline) measured below the bound used. A failed run
-    passes `latency_ms=None`: then only the counts and bounds are filled.
+    The bound used for `binding`, `sol_fraction`, `sol_score` and `audit` is the one
+    `hardware.choose_peaks` picks: the calibrated one when calibrated peaks are
+    given (what this very device reaches), else the datasheet one. With `latency_ms`
+    (the kernel's median, ms): achieved_tflops = total FLOPs / latency, achieved_gb_s =
+    compulsory bytes / latency, sol_fraction; with `baseline_ms` too (the eager
+    reference's median, ms): sol_score. `audit` is set when the kernel (or the
+    baseline) measured below the bound used. A failed run passes `latency_ms=None`:
+    then only the counts and bounds are filled.
     """
     datasheet_bound = sol_bound(work, datasheet) if datasheet is not None else None
     calibrated_bound = sol_bound(work, calibrated) if calibrated is not None else None
-    used, which = (calibrated_bound, "calibrated") if calibrated_bound is not None else (datasheet_bound, "datasheet")
+    which = choose_peaks(datasheet, calibrated).source  # the one rule: calibrated, else datasheet
+    used = {"calibrated": calibrated_bound, "datasheet": datasheet_bound, None: None}[which]
     report = SolReport(
         tensor_flops=dict(work.tensor_flops),
         other_flops=work.other_flops,
