@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from solforge.cache import cache_root
-from solforge.hardware import ceilings as ceilings_cache
-from solforge.hardware.ceilings import Ceilings
+from solforge.hardware.ceilings import Ceilings, cache_path, generation, load_cached
 from solforge.hardware.datasheet import DevicePeaks, DeviceSpec, Peaks, choose_peaks
 from solforge.hardware.identity import DeviceIdentity
 from solforge.hardware.registry import DeviceKind, DeviceMemory, TimerKind, device_kind, device_kinds
@@ -219,7 +218,7 @@ _lock = threading.RLock()
 def _parse(text: str) -> Device:
     kind, index = split_device(text)
     canonical = f"{kind.name}:{index}" if kind.indexed else kind.name
-    key = (canonical, str(cache_root()), ceilings_cache.generation())
+    key = (canonical, str(cache_root()), generation())
     with _lock:
         device = _parsed.get(key)
         if device is None:
@@ -227,7 +226,7 @@ def _parse(text: str) -> Device:
             spec, match_reason = kind.match(identity)
             device = Device(
                 kind=kind, index=index, identity=identity, spec=spec, match_reason=match_reason,
-                ceilings=ceilings_cache.load_cached(identity), ceilings_path=ceilings_cache.cache_path(identity),
+                ceilings=load_cached(identity), ceilings_path=cache_path(identity),
                 count=kind.count(),
             )
             _parsed[key] = device
