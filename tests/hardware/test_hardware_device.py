@@ -196,3 +196,20 @@ def test_device_peaks_say_when_the_calibration_was_under_load(tmp_path):
     again = Device.parse("toy:0")
     assert again.ceilings == loaded
     assert "taken under load" in again.peaks.reason and "taken under load" in again.reason
+
+
+def test_host_memory_reads_memavailable_and_a_cgroup_limit(tmp_path):
+    from solforge.hardware.kinds.cpu import host_memory, physical_memory_bytes
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24683584 kB\nMemAvailable:    1048576 kB\n")
+    free_only = host_memory(meminfo, tmp_path / "no-cgroup")
+    assert free_only.free_bytes == 2**30 and free_only.total_bytes == physical_memory_bytes()
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text(f"{512 * 2**20}\n")
+    (cgroup / "memory.current").write_text(f"{400 * 2**20}\n")
+    limited = host_memory(meminfo, cgroup)
+    assert limited.total_bytes == 512 * 2**20 and limited.free_bytes == 112 * 2**20
+    (cgroup / "memory.max").write_text("max\n")
+    assert host_memory(meminfo, cgroup) == free_only
