@@ -35,7 +35,7 @@ def test_kernelbench_prints_each_skipped_file_with_its_reason_and_exits_1(app, t
     broken = FIXTURES / "kernelbench" / "level1" / "5_BrokenInputs.py"
     assert f"skipped {broken}: get_inputs() raised ValueError: the inputs of this problem are broken" in result.output
     assert "3 item(s) skipped" in result.output
-    assert "imported 5 definition(s), 5 workload(s)" in result.output
+    assert "imported 5 definition(s), 10 workload(s)" in result.output  # each: the file's, and smoke
     assert f"report: {out / REPORT_FILE}" in result.output
     assert len(load_dataset(out).definitions) == 5  # what could be imported is written
 
@@ -45,7 +45,7 @@ def test_kernelbench_exits_0_when_everything_was_imported(app, tmp_path):
     result = invoke(app, "kernelbench", str(level1 / "1_ElementwiseAdd.py"), str(level1 / "2_Linear_ReLU.py"),
                     str(FIXTURES / "kernelbench" / "solutions" / "2_Linear_ReLU_addmm.py"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
-    assert "imported 2 definition(s), 2 workload(s), 1 solution(s)" in result.output
+    assert "imported 2 definition(s), 4 workload(s), 1 solution(s)" in result.output
     assert json.loads((tmp_path / "out" / REPORT_FILE).read_text())["complete"] is True
 
 

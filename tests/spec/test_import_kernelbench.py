@@ -70,7 +70,7 @@ def write_problem(tmp_path: Path, name: str, body: str) -> Path:
 # -- definitions and workloads ---------------------------------------------------------------
 
 
-def test_elementwise_add_has_two_tensor_inputs_and_a_batch_var_axis(imported):
+def test_elementwise_add_has_two_tensor_inputs_and_var_axes(imported):
     defn = _definition(imported, "1_ElementwiseAdd")
     assert defn.op_type == "kernelbench_level1"
     assert "source:kernelbench" in defn.tags
@@ -78,12 +78,20 @@ def test_elementwise_add_has_two_tensor_inputs_and_a_batch_var_axis(imported):
         "a": (["batch_size", "dim"], "float32"),
         "b": (["batch_size", "dim"], "float32"),
     }
-    assert isinstance(_axis(defn, "batch_size"), AxisVar)
-    assert _axis(defn, "dim") == AxisConst(value=64, description="Module global `dim`.")
+    # neither global sizes the model: both are var axes
+    assert isinstance(_axis(defn, "batch_size"), AxisVar) and isinstance(_axis(defn, "dim"), AxisVar)
     assert defn.outputs["output"].shape == ["batch_size", "dim"]
-    (workload,) = imported.dataset.workloads[defn.name]
-    assert workload.axes == {"batch_size": 16}
-    assert {n: s.type for n, s in workload.inputs.items()} == {"a": "random", "b": "random"}
+    workloads = imported.dataset.workloads[defn.name]
+    assert [(w.uuid.rsplit("-", 1)[1], w.axes, w.smoke, w.held_out) for w in workloads] == [
+        ("file", {"batch_size": 16, "dim": 64}, False, False),  # small: also the search workload
+        ("smoke", {"batch_size": 16, "dim": 64}, True, False),
+    ]
+    assert {n: s.type for n, s in workloads[0].inputs.items()} == {"a": "random", "b": "random"}
+    # KernelBench's tolerance and the file's own values
+    assert defn.tolerance_for(defn.outputs["output"].dtype).model_dump() == {
+        "atol": 1e-2, "rtol": 1e-2, "required_matched_ratio": 1.0}
+    assert defn.solforge.inputs_generator.generator == "reference_function"
+    assert defn.solforge.inputs_generator.args == {"function": "kernelbench_get_inputs"}
 
 
 def test_linear_parameters_are_inputs_and_init_inputs_are_constants(imported):
@@ -109,25 +117,37 @@ def test_conv_names_equal_sizes_in_source_order_and_includes_buffers(imported):
     assert defn.inputs["x"].shape == ["batch_size", "in_channels", "height", "width"]
     assert defn.inputs["bn_running_var"].shape == ["out_channels"]
     assert (defn.inputs["bn_num_batches_tracked"].shape, defn.inputs["bn_num_batches_tracked"].dtype.value) == ([], "int64")
-    # 12 - 2 and 16 - 2 match no axis: generated names
-    assert defn.outputs["output"].shape == ["batch_size", "out_channels", "d10", "d14"]
-    assert defn.axes["d14"].value == 14
+    # the spatial globals size only the data: var axes, the output's an expression of them
+    assert defn.outputs["output"].shape == ["batch_size", "out_channels", "height_minus2", "width_minus2"]
+    assert defn.axes["width_minus2"] == AxisExpr(expression="width - 2")
+    assert defn.var_axes() == ["batch_size", "height", "width"]
+    assert isinstance(defn.axes["in_channels"], AxisConst)  # it sizes the weight
 
 
 def test_a_number_from_get_inputs_is_a_scalar_input(imported):
     defn = _definition(imported, "4_ScaledSoftmax")
     assert (defn.inputs["scale"].shape, defn.inputs["scale"].dtype.value) == (None, "float64")
-    (workload,) = imported.dataset.workloads[defn.name]
-    assert workload.inputs["scale"].type == "scalar" and workload.inputs["scale"].value == 0.5
+    for workload in imported.dataset.workloads[defn.name]:
+        assert workload.inputs["scale"].type == "scalar" and workload.inputs["scale"].value == 0.5
 
 
-def test_an_integer_input_draws_from_the_files_range(imported):
+def test_an_integer_input_draws_from_the_files_range_at_the_workloads_sizes(imported):
+    from solforge.bench import make_inputs
+
     defn = _definition(imported, "8_Gather")
     assert defn.inputs["index"].dtype.value == "int64" and defn.inputs["index"].shape == ["num_indices"]
-    gen = defn.solforge.input_generators["index"]
-    assert gen.generator == "randint"
-    assert 0 <= gen.args["low"] < gen.args["high"] <= 50  # torch.randint(0, num_rows=50) in the file
-    assert defn.var_axes() == []  # no batch global: every axis const
+    assert defn.var_axes() == ["num_rows", "dim", "num_indices"]
+    (file_workload, _) = imported.dataset.workloads[defn.name]
+    smaller = file_workload.model_copy(update={"axes": {"num_rows": 5, "dim": 3, "num_indices": 200}})
+    axes = defn.resolve_axes(smaller.axes)
+    for seed in range(3):
+        inputs = make_inputs(defn, smaller, axes, seed=seed, distribution="large", device="cpu", dataset_root=None)
+        index = inputs["index"]
+        # torch.randint(0, num_rows) with the file's num_rows set to the workload's 5
+        assert index.shape == (200,) and 0 <= int(index.min()) and int(index.max()) < 5
+        assert set(index.tolist()) == set(range(5))
+        assert inputs["table"].shape == (5, 3)
+        exec_run(defn.reference, defn.name)(**inputs)  # in range: the gather runs
 
 
 # -- the reference -----------------------------------------------------------------------------
@@ -261,8 +281,9 @@ def test_a_batch_global_the_model_cannot_double_stays_const(tmp_path):
     result = read_kernelbench([path])
     (defn,) = result.dataset.definitions.values()
     assert isinstance(defn.axes["batch_size"], AxisConst) and defn.axes["batch_size"].value == 4
-    assert result.dataset.workloads[defn.name][0].axes == {}
-    assert any("`batch_size` is a const axis" in n.message for n in result.report.notes)
+    assert isinstance(defn.axes["dim"], AxisConst)
+    assert all(w.axes == {} for w in result.dataset.workloads[defn.name])
+    assert any(n.message.startswith("every axis is const") for n in result.report.notes)
 
 
 def test_a_dim_proportional_to_batch_is_an_expr_axis(tmp_path):
@@ -282,11 +303,11 @@ def test_a_dim_proportional_to_batch_is_an_expr_axis(tmp_path):
     """)
     result = read_kernelbench([path])
     (defn,) = result.dataset.definitions.values()
-    assert defn.outputs["output"].shape == ["batch_size_x8"]
-    assert defn.axes["batch_size_x8"] == AxisExpr(expression="batch_size * 8")
-    assert defn.resolve_axes({"batch_size": 10})["batch_size_x8"] == 80
+    assert defn.outputs["output"].shape == ["batch_size_x_dim"]
+    assert defn.axes["batch_size_x_dim"] == AxisExpr(expression="batch_size * dim")
+    assert defn.resolve_axes({"batch_size": 10, "dim": 3})["batch_size_x_dim"] == 30
     run = exec_run(defn.reference, defn.name)
-    x = torch.randn(10, 8)  # another batch than the file's: the var axis holds
+    x = torch.randn(10, 3)  # other sizes than the file's: the var axes hold
     torch.testing.assert_close(run(x=x), x.reshape(-1) * 2)
 
 
@@ -483,9 +504,9 @@ def test_buffers_keep_the_files_values_in_a_blob(tmp_path):
     import_kernelbench([path], out)
     ds = load_dataset(out)
     (defn,) = ds.definitions.values()
-    (workload,) = ds.workloads[defn.name]
-    stored = workload.inputs["mask"]
-    assert stored.type == "safetensors" and stored.path == f"blob/kernelbench/{defn.op_type}/{defn.name}.safetensors"
+    for workload in ds.workloads[defn.name]:
+        stored = workload.inputs["mask"]
+        assert stored.type == "safetensors" and stored.path == f"blob/kernelbench/{defn.op_type}/{defn.name}.safetensors"
     mask = load_file(str(out / stored.path))["mask"]
     assert torch.equal(mask, torch.tril(torch.ones(8, 8)))
     x = torch.randn(2, 6, 3)

@@ -14,6 +14,11 @@ correctness trials so that a kernel is checked beyond the standard normal:
 
 fp8 and other narrow float inputs are drawn in float32, clamped to the dtype's finite
 range, then cast (a cast past the range gives NaN for e4m3fn, which has no infinity).
+
+A definition with a whole-input generator (`solforge.inputs_generator`, see
+`INPUTS_GENERATORS`) gets its random inputs from it instead: the values are what the
+source benchmark draws (a KernelBench file's `get_inputs()`), and the distribution is
+ignored; trials differ by seed only.
 """
 
 from __future__ import annotations
@@ -300,6 +305,90 @@ _SUITE_A_GENERATORS = {
 }
 
 
+# -- whole-input generators: every input at once --------------------------------------
+# name -> (required args, optional args with defaults), as GENERATORS.
+INPUTS_GENERATORS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "reference_function": (("function",), {}),
+}
+
+# (definition name, hash of its reference) -> the reference executed once per process.
+_REFERENCE_NAMESPACES: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+def _reference_namespace(definition: Definition) -> dict[str, Any]:
+    key = (definition.name, hash(definition.reference))
+    namespace = _REFERENCE_NAMESPACES.get(key)
+    if namespace is None:
+        namespace = {"__name__": f"solforge_inputs_{definition.name}"}
+        try:
+            exec(compile(definition.reference, f"<reference {definition.name}>", "exec"), namespace)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise SpecError(f"reference: does not load ({type(exc).__name__}: {first})") from None
+        _REFERENCE_NAMESPACES[key] = namespace
+    return namespace
+
+
+def generate_all(
+    definition: Definition, axes_and_scalars: dict[str, Any], seed: int, device: str
+) -> dict[str, Any]:
+    """Every input from the definition's whole-input generator, seeded by `seed`.
+
+    `reference_function(function)`: the reference's top-level `function` called as
+    `function(axes_and_scalars, torch.device(device))` with torch's global RNG (and, on a
+    GPU, that device's) forked and seeded with `seed`, so the caller's RNG is untouched and
+    the same seed gives the same values (the contract of SOL-ExecBench's
+    `custom_inputs_entrypoint`). Tensors are moved to `device`. Returns input name ->
+    tensor or Python number. Raises SpecError for an unknown generator, bad args, a
+    function that raises, or that returns no dict.
+    """
+    import torch
+
+    spec = definition.solforge.inputs_generator
+    assert spec is not None
+    if spec.generator not in INPUTS_GENERATORS:
+        raise SpecError(
+            f"solforge.inputs_generator.generator: unknown '{spec.generator}' "
+            f"(expected one of {', '.join(INPUTS_GENERATORS)})"
+        )
+    required, optional = INPUTS_GENERATORS[spec.generator]
+    missing = [a for a in required if a not in spec.args]
+    unknown = [a for a in spec.args if a not in required and a not in optional]
+    if missing or unknown:
+        what = f"missing {missing}" if missing else f"unknown {unknown}"
+        raise SpecError(f"solforge.inputs_generator.args: {what} (takes {list(required) + list(optional)})")
+    name = spec.args["function"]
+    fn = _reference_namespace(definition).get(name)
+    if not callable(fn):
+        raise SpecError(f"solforge.inputs_generator.args.function: the reference defines no function '{name}'")
+    target = torch.device(device)
+    devices = [target.index if target.index is not None else torch.cuda.current_device()] if target.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            values = fn(dict(axes_and_scalars), target)
+    except SpecError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise SpecError(f"solforge.inputs_generator: {name}() raised {type(exc).__name__}: {first}") from None
+    if not isinstance(values, Mapping):
+        raise SpecError(f"solforge.inputs_generator: {name}() returned a {type(values).__name__}, expected a dict")
+    return {k: v.to(target) if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+
+
+def _check_generated(name: str, value: Any, shape: tuple[int, ...], dtype: torch.dtype, scalar: bool) -> Any:
+    """`value` as the input `name` needs it; raises SpecError when its shape or dtype differ."""
+    import torch
+
+    if scalar:
+        return value.item() if isinstance(value, torch.Tensor) else value
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or value.dtype != dtype:
+        got = (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise SpecError(f"inputs.{name}: the inputs generator made {got}, the definition expects {(shape, dtype)}")
+    return value.contiguous()
+
+
 def _resolve_args(input_name: str, args: Mapping[str, Any], axes: dict[str, int]) -> dict[str, Any]:
     """Generator args with axis expressions (strings) evaluated against `axes`."""
     out: dict[str, Any] = {}
@@ -354,10 +443,11 @@ def make_inputs(
 
     `axes` are the resolved axis sizes (`definition.resolve_axes(workload.axes)`).
     A `random` input (or an input the workload does not name) takes the definition's
-    generator when it has one, else values from `distribution`; a `scalar` input passes
-    its value; a `safetensors` input is loaded from `dataset_root / path`. A scalar
-    input (shape null) from a generator is returned as a Python number. Same `seed`,
-    same values; a new call always allocates new tensors.
+    generator when it has one, else its whole-input generator when it has one
+    (`generate_all`; `distribution` is then ignored), else values from `distribution`;
+    a `scalar` input passes its value; a `safetensors` input is loaded from
+    `dataset_root / path`. A scalar input (shape null) from a generator is returned as a
+    Python number. Same `seed`, same values; a new call always allocates new tensors.
     Raises SpecError naming the workload and input for anything it cannot make.
     """
     import torch
@@ -365,6 +455,19 @@ def make_inputs(
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     generators = definition.solforge.input_generators
+    whole: dict[str, Any] | None = None
+    if definition.solforge.inputs_generator is not None:
+        drawn = [n for n in definition.inputs
+                 if isinstance(workload.inputs.get(n, RandomInput()), RandomInput) and n not in generators]
+        if drawn:
+            scalars = {n: s.value for n, s in workload.inputs.items() if isinstance(s, ScalarInput)}
+            try:
+                whole = generate_all(definition, {**axes, **scalars}, seed, device)
+            except SpecError as exc:
+                raise SpecError(f"workload {workload.uuid}: {exc}") from None
+            absent = [n for n in drawn if n not in whole]
+            if absent:
+                raise SpecError(f"workload {workload.uuid}: inputs.{absent[0]}: the inputs generator made no such input")
     out: dict[str, Any] = {}
     for name, tensor_spec in definition.inputs.items():
         spec = workload.inputs.get(name, RandomInput())
@@ -381,6 +484,11 @@ def make_inputs(
             except SpecError as exc:
                 raise SpecError(f"workload {workload.uuid}: inputs.{name}: {exc}") from None
             out[name] = value.item() if tensor_spec.shape is None else value
+        elif whole is not None:
+            try:
+                out[name] = _check_generated(name, whole[name], shape, dtype, tensor_spec.shape is None)
+            except SpecError as exc:
+                raise SpecError(f"workload {workload.uuid}: {exc}") from None
         elif tensor_spec.shape is None:
             raise SpecError(f"workload {workload.uuid}: inputs.{name}: a scalar input needs a 'scalar' value")
         else:

@@ -13,6 +13,7 @@ from solforge.spec.definition import (
     DefinitionExtension,
     DType,
     InputGenerator,
+    InputsGenerator,
     TensorSpec,
     Tolerance,
     WorkFormulas,

@@ -142,6 +142,27 @@ class InputGenerator(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class InputsGenerator(BaseModel):
+    """A generator that makes every input of a workload at once, where the values of one
+    input depend on the others' or on how the source benchmark draws them (a KernelBench
+    file's own `get_inputs()`, softmaxed probabilities, +-1 targets, a model's initial
+    weights). The harness's value distributions (normal, large, tiny, mixed) are then not
+    used: correctness trials differ only in the seed.
+
+    `generator` names one of the harness's whole-input generators
+    (`solforge.bench.inputs.INPUTS_GENERATORS`); `reference_function` calls the function
+    `args.function` of the definition's reference as
+    `fn(axes_and_scalars: dict[str, int | float | bool], device: torch.device)
+    -> dict[str, Tensor | number]` under torch's global RNG seeded by the harness (the
+    contract of SOL-ExecBench's `custom_inputs_entrypoint`). A workload's `scalar` and
+    `safetensors` inputs keep their values; the generator makes the rest.
+    """
+
+    generator: str = Field(description="A whole-input generator, e.g. 'reference_function'.")
+    args: dict[str, Any] = Field(default_factory=dict, description="The generator's arguments, e.g. {'function': 'kernelbench_get_inputs'}.")
+    description: str | None = Field(default=None, description="What the values are, for a reader (where they come from).")
+
+
 class DefinitionExtension(BaseModel):
     """solforge's fields on a Definition, under the `solforge` key."""
 
@@ -156,6 +177,11 @@ class DefinitionExtension(BaseModel):
     )
     work: WorkFormulas | None = None
     input_generators: dict[str, InputGenerator] = Field(default_factory=dict)
+    inputs_generator: InputsGenerator | None = Field(
+        default=None,
+        description="Makes every input at once (see InputsGenerator); per-input `input_generators` still "
+        "win for the inputs they name.",
+    )
 
 
 class Definition(BaseModel):

@@ -139,6 +139,15 @@ def check_definition(defn: Definition) -> list[str]:
     for name in ext.input_generators:
         if name not in defn.inputs:
             problems.append(f"solforge.input_generators.{name}: not an input of the definition")
+    whole = ext.inputs_generator
+    if whole is not None and whole.generator == "reference_function":
+        fn = whole.args.get("function")
+        try:
+            found = isinstance(fn, str) and _run_signature(defn.reference, fn) is not None
+        except SyntaxError:
+            found = True  # the reference's own syntax error is reported above
+        if not found:
+            problems.append(f"solforge.inputs_generator.args.function: {fn!r} is not a top-level function of the reference")
     for dt in ext.tolerances:
         if dt not in {d.canonical for d in DType}:
             problems.append(f"solforge.tolerances.{dt}: unknown dtype")

@@ -16,17 +16,21 @@ another file. Then:
   parameters and persistent buffers, named after their `state_dict` keys with dots as
   underscores (tied parameters once). Python numbers from `get_inputs()` are scalar
   inputs; anything else (a dict, a string, None) is not importable.
-- **Axes.** At most one var axis: the first int global whose name says batch
-  (`*batch*`, `B`, `bs`), and only when the model also runs with `get_inputs()` called
-  with that global doubled (same model, meta device only). Dims that double name the var
-  axis; a dim proportional to it is an expr axis (`batch_size * 4`). If the doubled run
-  fails or a dim changes otherwise, every axis is const. Every other dim is named after
-  the int global (or int-tuple element, `name_0`) of the same value, in source order;
-  the k-th dim of one tensor with a given value takes the k-th such global (the last
-  once they run out), so a conv weight reads `(out_channels, in_channels, kernel_size,
-  kernel_size)`. A dim no global matches is `d<size>`. Parameters and buffers take const
-  axes only (the model is built once). An output dim takes an axis the inputs, parameters
-  or buffers declared with its size (in declaration order), else `d<size>`.
+- **Axes** (`kernelbench_axes`): each size global doubled on its own, on meta; a dim is
+  named after the global that moves it, so two globals of equal value never merge. The
+  globals that only size the data (not the model) are var axes, with expr axes for the
+  dims derived from them (`height - 2` after a 3x3 convolution).
+- **Values.** The definition's inputs generator, `kernelbench_get_inputs` in the
+  generated reference (`solforge.inputs_generator`): the file's own `get_inputs()` run
+  with the var axes' globals set to the workload's sizes, and the weights of a fresh
+  `Model(*init)` as its constructor draws them, under the harness's seed. Softmaxed
+  probabilities stay probabilities, +-1 targets stay +-1, and no normal / large / tiny /
+  mixed values replace them. Persistent buffers keep the values the file's
+  `Model(*init)` gives them (a causal mask must stay a causal mask): the model is built
+  once on the CPU (seed 0) and its buffers stored as a safetensors blob,
+  `blob/kernelbench/<op_type>/<name>.safetensors`, that every workload points to.
+- **Tolerance.** KernelBench's own, atol = rtol = 1e-2 on every element (`torch.allclose`
+  in KernelBench v0 and v0.1's `run_and_check_correctness`), for every float output dtype.
 - **Reference.** Generated: the file's source embedded verbatim and executed once per
   process, `Model(*INIT_INPUTS)` built once per (device, dtype) with the init inputs
   bound as constants, called through `torch.func.functional_call` with its parameters
@@ -36,13 +40,10 @@ another file. Then:
   forward drawing random numbers (an LSTM's initial state) is a function of its inputs.
   When the harness upcasts float inputs (a float64 reference), the module's own float
   tensors follow. It is checked on meta tensors before it is kept.
-- **Workload.** One, at the file's sizes: tensors random, integer tensors from
-  `randint` over the range the file's own `get_inputs()` produced on the CPU, scalars as
-  given. The file's value distributions are otherwise not carried (the harness draws its
-  own normal, large, tiny and mixed values). Persistent buffers keep the values the
-  file's `Model(*init)` gives them (a causal mask must stay a causal mask): the model is
-  built once on the CPU (seed 0) and its buffers stored as a safetensors blob,
-  `blob/kernelbench/<op_type>/<name>.safetensors`, that the workload points to.
+- **Workloads** (`kernelbench_workloads`): the file's own sizes, plus search and smoke
+  workloads derived by shrinking the var axes, each checked on meta; the reference is
+  run on the CPU at the smallest of them on two draws of `get_inputs()`, and a file
+  whose output shape changes between draws (data-dependent) is skipped with the reason.
 - **ModelNew.** A file defining `ModelNew` becomes a Solution of the problem it names:
   one imported in the same call whose file stem starts its own (`19_ReLU_v2.py`), or
   KernelBench's run naming `level_1_problem_19_...`. Its language is `cuda` when it
@@ -57,14 +58,16 @@ op_type is `kernelbench_level<N>` for a file under a `level<N>` directory, else
 `kernelbench`; every definition is tagged `source:kernelbench`. What cannot be imported
 is reported file by file with the reason; nothing is dropped silently.
 
-Running a file and naming its axes live in `kernelbench_run`; the generated reference and
-entry point in `kernelbench_code`.
+Running a file lives in `kernelbench_run`, naming its axes in `kernelbench_axes`, its
+workloads in `kernelbench_workloads`, the generated reference and entry point in
+`kernelbench_code`.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import math
 import re
 import types
 from collections.abc import Sequence
@@ -76,28 +79,24 @@ from solforge.spec.dataset import Dataset
 from solforge.spec.definition import Definition
 from solforge.spec.errors import SpecError
 from solforge.spec.importers import ImportReport, ImportResult, Imported, ItemKind, Note, Skipped, check_out_dir, write_import
+from solforge.spec.importers.kernelbench_axes import AxisPlan, infer_axes, shapes_of
 from solforge.spec.importers.kernelbench_code import (
     ENTRY_FILE,
+    INPUTS_FUNCTION,
     CallSpec,
     entry_source,
-    exec_run,
     literal,
     model_new_module,
     reference_source,
 )
 from solforge.spec.importers.kernelbench_run import (
-    AxisNamer,
     DeviceScope,
-    NotProportional,
     Observed,
     Unsupported,
-    batch_global,
-    check_inputs,
     dtype_name,
     execute_file,
     forward_names,
     ident,
-    module_sizes,
     observe,
     one_line,
     solution_language,
@@ -105,12 +104,16 @@ from solforge.spec.importers.kernelbench_run import (
     top_level_names,
     unique_name,
 )
+from solforge.spec.importers.kernelbench_workloads import SMOKE_BUDGET, check_draws, derive_workloads, meta_cost
 from solforge.spec.io import check_definition, check_solution, check_workload, parse_model
 from solforge.spec.solution import Solution
-from solforge.spec.workload import Workload
+from solforge.spec.workload import Workload, WorkloadExtension
 
 _LEVEL_DIR = re.compile(r"^level[_-]?(\d+)$", re.IGNORECASE)
 _RUN_NAME = re.compile(r"level_?(\d+)_problem_?(\d+)", re.IGNORECASE)
+# KernelBench v0 and v0.1 check every output with torch.allclose(atol=1e-2, rtol=1e-2)
+# (src/kernelbench/eval.py, run_and_check_correctness); solforge checks against it.
+KERNELBENCH_TOLERANCE = {"atol": 1e-2, "rtol": 1e-2, "required_matched_ratio": 1.0}
 
 
 # -- a problem file -----------------------------------------------------------------------
@@ -118,14 +121,14 @@ _RUN_NAME = re.compile(r"level_?(\d+)_problem_?(\d+)", re.IGNORECASE)
 
 @dataclass
 class ImportedProblem:
-    """A problem file made into a definition and its workload."""
+    """A problem file made into a definition and its workloads."""
 
     display: str
     stem: str
     level: int | None
     init: list[Any]  # get_init_inputs()
     definition: Definition
-    workload: Workload
+    workloads: list[Workload]
     call: CallSpec
     notes: list[str]
     blob: str | None = None  # where the buffers' values go, relative to the dataset root
@@ -136,58 +139,6 @@ def level_of(display: str) -> int | None:
     """N of the nearest `levelN` directory in `display`, if any."""
     levels = [int(m.group(1)) for part in Path(display).parts[:-1] if (m := _LEVEL_DIR.match(part))]
     return levels[-1] if levels else None
-
-
-def _shapes(values: Sequence[Any]) -> list[tuple[int, ...] | None]:
-    import torch
-
-    return [tuple(v.shape) if isinstance(v, torch.Tensor) else None for v in values]
-
-
-def _name_axes(observed: Observed, sizes: list[tuple[str, int]], var: tuple[str, int] | None, state: list[Any]):
-    """(namer, input axes, state axes, output axes); raises NotProportional when `var`
-    does not explain how the doubled run's shapes changed."""
-    namer = AxisNamer(sizes, var)
-    doubled_in = _shapes(observed.doubled_inputs) if var is not None else None
-    doubled_out = _shapes(observed.doubled_outputs) if var is not None else None
-    if var is not None:
-        if len(doubled_in) != len(observed.inputs) or len(doubled_out) != len(observed.outputs):
-            raise NotProportional(f"get_inputs() or the forward returned another number of values when `{var[0]}` doubled")
-        scalars = [(a, b) for a, b in zip(observed.inputs, observed.doubled_inputs) if not hasattr(a, "shape")]
-        if any(a != b for a, b in scalars):
-            raise NotProportional(f"a scalar from get_inputs() changed when `{var[0]}` doubled")
-    inputs = [
-        None if shape is None else namer.name(shape, doubled_in[i] if doubled_in else None)
-        for i, shape in enumerate(_shapes(observed.inputs))
-    ]
-    state_axes = [namer.name(tuple(t.shape), None) for t in state]
-    outputs = [
-        namer.name(shape, doubled_out[i] if doubled_out else None, declared_only=True)
-        for i, shape in enumerate(_shapes(observed.outputs))
-    ]
-    return namer, inputs, state_axes, outputs
-
-
-def _int_ranges(module: types.ModuleType, observed: Observed, names: list[str]) -> tuple[dict[str, tuple[int, int]], str | None]:
-    """Input name -> (low, high) of each integer tensor from get_inputs(), as the file
-    makes them on the CPU (seeded with 0), and a note when that run failed."""
-    import torch
-
-    def is_int(v: Any) -> bool:
-        return isinstance(v, torch.Tensor) and not v.dtype.is_floating_point and not v.is_complex() and v.dtype != torch.bool
-
-    wanted = [i for i, v in enumerate(observed.inputs) if is_int(v)]
-    if not wanted:
-        return {}, None
-    values = observed.inputs
-    if observed.device != "cpu":
-        try:
-            with torch.random.fork_rng(devices=[]), DeviceScope("cpu"):
-                torch.manual_seed(0)
-                values = check_inputs(module.get_inputs())
-        except Exception as exc:
-            return {}, f"integer inputs keep the harness's default values: get_inputs() on the CPU raised {one_line(exc)}"
-    return {names[i]: (int(values[i].min()), int(values[i].max()) + 1) for i in wanted if values[i].numel()}, None
 
 
 def _buffer_values(
@@ -212,49 +163,41 @@ def _buffer_values(
     return {name: state[key].detach().clone().contiguous() for name, key in buffers.items()}, None
 
 
-def _rename_axes(definition: dict[str, Any], workload: dict[str, Any]) -> None:
+def _rename_clashes(plan: AxisPlan, tensors: set[str]) -> None:
     """SOL-ExecBench forbids an input named as an axis: such axes get a `_size` suffix."""
-    tensors = set(definition["inputs"]) | set(definition["outputs"])
-    for old in [a for a in definition["axes"] if a in tensors]:
-        new = unique_name(f"{old}_size", set(definition["axes"]) | tensors)
-        definition["axes"] = {new if a == old else a: v for a, v in definition["axes"].items()}
-        for axis in definition["axes"].values():
-            if axis["type"] == "expr":
-                axis["expression"] = re.sub(rf"\b{re.escape(old)}\b", new, axis["expression"])
-        for group in ("inputs", "outputs"):
-            for spec in definition[group].values():
-                if spec["shape"] is not None:
-                    spec["shape"] = [new if a == old else a for a in spec["shape"]]
-        if old in workload["axes"]:
-            workload["axes"][new] = workload["axes"].pop(old)
+    for old in [a for a in plan.axes if a in tensors]:
+        plan.rename(old, unique_name(f"{old}_size", set(plan.axes) | tensors))
 
 
-def check_reference_on_meta(definition: Definition, workload: Workload) -> None:
-    """Run the generated reference on meta tensors of the definition's shapes; raises
-    Unsupported when it fails or its outputs differ from the definition's."""
-    import torch
-
+def _load_init(module: types.ModuleType) -> tuple[list[Any], list[str]]:
+    """get_init_inputs() as a list, and notes. Raises Unsupported when it raises or returns no list."""
+    if not callable(getattr(module, "get_init_inputs", None)):
+        return [], ["defines no get_init_inputs(): Model() is built without arguments"]
     try:
-        run = exec_run(definition.reference, f"<reference {definition.name}>")
-        axes = definition.resolve_axes(workload.axes)
-        kwargs = {
-            name: workload.inputs[name].value if spec.shape is None
-            else torch.empty(definition.shape_of(spec, axes), dtype=spec.dtype.to_torch(), device="meta")
-            for name, spec in definition.inputs.items()
-        }
-        out = run(**kwargs)
+        init = module.get_init_inputs()
     except Exception as exc:
-        raise Unsupported(f"the generated reference failed on meta tensors: {one_line(exc)}") from None
-    outs = list(out) if isinstance(out, tuple) else [out]
-    for (name, spec), value in zip(definition.outputs.items(), outs):
-        expected = (definition.shape_of(spec, axes), spec.dtype.to_torch())
-        if (tuple(value.shape), value.dtype) != expected:
-            got = (tuple(value.shape), value.dtype)
-            raise Unsupported(f"the generated reference gives output {name} as {got}, expected {expected}")
+        raise Unsupported(f"get_init_inputs() raised {one_line(exc)}") from None
+    if not isinstance(init, (list, tuple)):
+        raise Unsupported(f"get_init_inputs() returned a {type(init).__name__}; expected a list")
+    return list(init), []
+
+
+def _cpu_workloads(definition: Definition, file_workload: Workload) -> tuple[list[Workload], list[str]]:
+    """Workloads of a file that runs only on the CPU: its own, and a smoke copy when it is small."""
+    axes = definition.resolve_axes(file_workload.axes)
+    specs = [*definition.inputs.values(), *definition.outputs.values()]
+    moved = sum(math.prod(definition.shape_of(s, axes)) * s.dtype.itemsize_bits // 8 for s in specs if s.shape is not None)
+    if moved > SMOKE_BUDGET.bytes_moved:
+        return [file_workload], [f"no smoke workload: the file's sizes move {moved / 2**20:.1f} MiB and no axis can shrink"]
+    smoke = file_workload.model_copy(update={
+        "uuid": file_workload.uuid.removesuffix("-file") + "-smoke",
+        "solforge": WorkloadExtension(label="smoke: the file's sizes", smoke=True),
+    })
+    return [file_workload, smoke], []
 
 
 def import_problem(path: Path, display: str, source: str, op_type: str, name: str) -> ImportedProblem:
-    """Make one problem file into a definition and its workload (module docstring).
+    """Make one problem file into a definition and its workloads (module docstring).
     Raises Unsupported with the reason when it cannot."""
     import torch
 
@@ -264,20 +207,13 @@ def import_problem(path: Path, display: str, source: str, op_type: str, name: st
         raise Unsupported("`Model` is not a torch.nn.Module subclass")
     if not callable(getattr(module, "get_inputs", None)):
         raise Unsupported("defines no function get_inputs()")
-    notes = []
-    if callable(getattr(module, "get_init_inputs", None)):
-        try:
-            init = module.get_init_inputs()
-        except Exception as exc:
-            raise Unsupported(f"get_init_inputs() raised {one_line(exc)}") from None
-        if not isinstance(init, (list, tuple)):
-            raise Unsupported(f"get_init_inputs() returned a {type(init).__name__}; expected a list")
-    else:
-        init, notes = [], ["defines no get_init_inputs(): Model() is built without arguments"]
-    init_source = literal(list(init))
-    sizes = module_sizes(module)
-    batch = batch_global(module)
-    observed = observe(module, init, batch)
+    init, notes = _load_init(module)
+    init_source = literal(init)
+    observed = observe(module, init)
+    plan, axis_notes = infer_axes(module, source, observed.model,
+                                  shapes_of(observed.inputs, observed.model, observed.outputs, init),
+                                  observed.device == "meta")
+    notes += axis_notes
 
     forward_args = forward_names(model_cls, len(observed.inputs))
     taken = set(forward_args)
@@ -291,22 +227,12 @@ def import_problem(path: Path, display: str, source: str, op_type: str, name: st
     buffer_keys = {k for k, _ in observed.model.named_buffers()}
     outputs = ["output"] if len(observed.outputs) == 1 else [f"output{i}" for i in range(len(observed.outputs))]
     outputs = [unique_name(o, taken) for o in outputs]
-
-    var = batch if observed.doubled_inputs is not None else None
-    if batch is not None and var is None:
-        where = "the file ran on the CPU" if observed.device == "cpu" else "the model does not run with it doubled"
-        notes.append(f"`{batch[0]}` is a const axis: {where}")
-    try:
-        namer, in_axes, state_axes, out_axes = _name_axes(observed, sizes, var, [t for _, t in state_items])
-    except NotProportional as exc:
-        notes.append(f"`{var[0]}` is a const axis: {exc}")
-        var = None
-        namer, in_axes, state_axes, out_axes = _name_axes(observed, sizes, None, [t for _, t in state_items])
+    _rename_clashes(plan, set(forward_args) | set(state) | set(outputs))
 
     inputs: dict[str, dict[str, Any]] = {}
     workload_inputs: dict[str, dict[str, Any]] = {}
     file_dtypes: dict[str, str] = {}
-    for i, (arg, value, axes) in enumerate(zip(forward_args, observed.inputs, in_axes)):
+    for i, (arg, value, axes) in enumerate(zip(forward_args, observed.inputs, plan.inputs)):
         if isinstance(value, torch.Tensor):
             dt = dtype_name(value.dtype, f"input {arg}")
             inputs[arg] = {"shape": axes, "dtype": dt, "description": f"Argument {i} of Model.forward."}
@@ -317,7 +243,7 @@ def import_problem(path: Path, display: str, source: str, op_type: str, name: st
             dt = "bool" if isinstance(value, bool) else "int64" if isinstance(value, int) else "float64"
             inputs[arg] = {"shape": None, "dtype": dt, "description": f"Argument {i} of Model.forward (a Python number)."}
             workload_inputs[arg] = {"type": "scalar", "value": value}
-    for (input_name, key), (_, tensor), axes in zip(state.items(), state_items, state_axes):
+    for (input_name, key), (_, tensor), axes in zip(state.items(), state_items, plan.state):
         kind = "persistent buffer" if key in buffer_keys else "parameter"
         inputs[input_name] = {"shape": axes, "dtype": dtype_name(tensor.dtype, f"{kind} {key}"),
                               "description": f"Model's {kind} `{key}`."}
@@ -326,12 +252,11 @@ def import_problem(path: Path, display: str, source: str, op_type: str, name: st
             file_dtypes[input_name] = inputs[input_name]["dtype"]
     output_specs = {
         o: {"shape": axes, "dtype": dtype_name(t.dtype, f"output {o}")}
-        for o, t, axes in zip(outputs, observed.outputs, out_axes)
+        for o, t, axes in zip(outputs, observed.outputs, plan.outputs)
     }
-    ranges, range_note = _int_ranges(module, observed, forward_args)
     buffers = {n: k for n, k in state.items() if k in buffer_keys}
     buffer_values, buffer_note = _buffer_values(module, observed, init, buffers)
-    notes += [n for n in (range_note, buffer_note) if n]
+    notes += [buffer_note] if buffer_note else []
     blob = f"blob/kernelbench/{op_type}/{name}.safetensors" if buffer_values else None
     for input_name in buffer_values:
         workload_inputs[input_name] = {"type": "safetensors", "path": blob, "tensor_key": input_name}
@@ -343,44 +268,52 @@ def import_problem(path: Path, display: str, source: str, op_type: str, name: st
         buffers=list(buffers),
         file_dtypes=file_dtypes,
         state_specs={k: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for k, t in state_items},
+        size_globals=plan.var_globals,
     )
     doc = inspect.cleandoc(model_cls.__doc__).split("\n\n")[0].replace("\n", " ") if model_cls.__doc__ else ""
+    float_outputs = sorted({spec["dtype"] for spec in output_specs.values() if spec["dtype"].startswith(("float", "bfloat"))})
     definition: dict[str, Any] = {
         "name": name,
         "op_type": op_type,
         "description": (
             f"KernelBench problem {display}. {doc + ' ' if doc else ''}Imported by `solforge import kernelbench`: "
-            f"the reference calls Model(*{init_source}) with its parameters and buffers taken from the inputs."
+            f"the reference calls Model(*{init_source}) with its parameters and buffers taken from the inputs; "
+            f"input values come from the file's own get_inputs() and Model constructor ({INPUTS_FUNCTION}); "
+            "outputs are checked with KernelBench's tolerance, atol = rtol = 1e-2."
         ),
-        "axes": namer.axes,
+        "axes": plan.axes,
         "inputs": inputs,
         "outputs": output_specs,
         "reference": reference_source(display, source, call, list(inputs)),
         "tags": ["source:kernelbench"],
+        "constraints": plan.constraints,
+        "solforge": {
+            "tolerances": {dt: KERNELBENCH_TOLERANCE for dt in float_outputs},
+            "inputs_generator": {
+                "generator": "reference_function",
+                "args": {"function": INPUTS_FUNCTION},
+                "description": "The file's get_inputs() at the workload's sizes, and a fresh Model(*init)'s weights.",
+            },
+        },
     }
-    if ranges:
-        definition["solforge"] = {
-            "input_generators": {n: {"generator": "randint", "args": {"low": lo, "high": hi}} for n, (lo, hi) in ranges.items()}
-        }
-    workload: dict[str, Any] = {
-        "uuid": f"{name}-file",
-        "axes": {var[0]: var[1]} if var else {},
-        "inputs": workload_inputs,
-        "solforge": {"label": "the file's sizes"},
-    }
-    _rename_axes(definition, workload)
+    file_workload: dict[str, Any] = {"uuid": f"{name}-file", "axes": plan.file_axes, "inputs": workload_inputs,
+                                     "solforge": {"label": "the file's sizes"}}
     defn = parse_model(Definition, definition, display)
-    wl = parse_model(Workload, workload, display)
+    wl = parse_model(Workload, file_workload, display)
     problems = check_definition(defn) + check_workload(defn, wl)
     assert not problems, f"{display}: generated an invalid definition: {problems[0]}"
     if observed.device == "meta":
-        check_reference_on_meta(defn, wl)
+        meta_cost(defn, wl)
+        workloads, workload_notes = derive_workloads(defn, wl)
     else:
         notes.append(
             f"ran on the CPU at the file's sizes (on the meta device {observed.meta_failure}); the generated "
             "reference was not checked on meta tensors"
         )
-    return ImportedProblem(display, path.stem, level_of(display), list(init), defn, wl, call, notes, blob, buffer_values)
+        workloads, workload_notes = _cpu_workloads(defn, wl)
+    notes += workload_notes
+    notes += check_draws(defn, workloads[-1], buffer_values)
+    return ImportedProblem(display, path.stem, level_of(display), init, defn, workloads, call, notes, blob, buffer_values)
 
 
 # -- a ModelNew file ----------------------------------------------------------------------
@@ -512,8 +445,8 @@ def read_kernelbench(paths: Sequence[str | Path]) -> ImportResult:
     """KernelBench problem files (and directories of them, searched for `*.py`) and ModelNew
     files, as a Dataset and a report; nothing is written (see `import_kernelbench`).
 
-    Executes each file (module docstring). Problem files become one definition and one
-    workload each; ModelNew files a solution of the problem they name. A file that cannot
+    Executes each file (module docstring). Problem files become one definition and its
+    workloads each; ModelNew files a solution of the problem they name. A file that cannot
     be imported is in `report.skipped` with its reason. Raises SpecError when a path does
     not exist.
     """
@@ -564,11 +497,11 @@ def read_kernelbench(paths: Sequence[str | Path]) -> ImportResult:
         by_name[name] = display
         problems.append(problem)
         ds.definitions[name] = problem.definition
-        ds.workloads[name] = [problem.workload]
+        ds.workloads[name] = problem.workloads
         if problem.blob is not None:
             tensors[problem.blob] = problem.buffer_values
         report.imported.append(Imported(display, ItemKind.definition, name))
-        report.imported.append(Imported(display, ItemKind.workload, problem.workload.uuid))
+        report.imported.extend(Imported(display, ItemKind.workload, w.uuid) for w in problem.workloads)
         report.notes.extend(Note(display, n) for n in problem.notes)
 
     solution_names: set[str] = set()

@@ -56,6 +56,8 @@ class CallSpec:
     buffers: list[str]  # inputs that are (persistent) buffers
     file_dtypes: dict[str, str]  # floating-point tensor inputs -> their dtype in the file
     state_specs: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)  # key -> (shape, dtype)
+    # var axis -> the module globals (name, tuple index or None) the inputs generator sets to its size
+    size_globals: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
 
 
 def _pformat(value: Any) -> str:
@@ -120,6 +122,56 @@ def _embedded(source: str) -> str:
     return repr(source)
 
 
+INPUTS_FUNCTION = "kernelbench_get_inputs"
+
+_PROBLEM_MODULE = '''
+@functools.cache
+def _problem_module():
+    """The problem file, executed once per process in a fresh module namespace."""
+    module = types.ModuleType("kernelbench_problem")
+    module.__file__ = PROBLEM_FILE
+    sys.modules[module.__name__] = module  # dataclasses look their module up while made
+    try:
+        exec(compile(PROBLEM_SOURCE, PROBLEM_FILE, "exec"), module.__dict__)
+    finally:
+        sys.modules.pop(module.__name__, None)
+    return module
+
+
+def _model_class():
+    return _problem_module().Model
+
+
+def kernelbench_get_inputs(axes_and_scalars, device):
+    """Every input as the problem file draws it, at the workload's sizes: get_inputs() with
+    the var axes' module globals (SIZE_GLOBALS) set to the workload's values, and the
+    parameters and buffers of a fresh Model(*INIT_INPUTS), initialized as its constructor
+    does. Draws from torch's global RNG, which the caller seeds."""
+    module = _problem_module()
+    saved = {}
+    for axis, targets in SIZE_GLOBALS.items():
+        for name, index in targets:
+            saved.setdefault(name, module.__dict__[name])
+            value = int(axes_and_scalars[axis])
+            if index is None:
+                module.__dict__[name] = value
+            else:
+                items = list(module.__dict__[name])
+                items[index] = value
+                module.__dict__[name] = tuple(items)
+    try:
+        with torch.device(device), torch.no_grad():
+            args = list(module.get_inputs())
+            model = module.Model(*INIT_INPUTS)
+    finally:
+        module.__dict__.update(saved)  # the reference's forward sees the file's values
+    values = dict(zip(FORWARD_ARGS, args))
+    state = model.state_dict(keep_vars=True)
+    values.update({name: state[key].detach() for name, key in STATE.items()})
+    return values
+'''
+
+
 def reference_source(display: str, source: str, spec: CallSpec, params: list[str]) -> str:
     """The generated reference of a problem file; see the module docstring."""
     text = (
@@ -127,16 +179,13 @@ def reference_source(display: str, source: str, spec: CallSpec, params: list[str
         "run() calls the problem's Model(*INIT_INPUTS) with its parameters and persistent buffers\n"
         "replaced by the inputs of the same names (torch.func.functional_call), and returns what its\n"
         "forward returns. The problem file is embedded verbatim as PROBLEM_SOURCE and executed once\n"
-        'per process in a fresh module namespace.\n"""\n\n'
+        f"per process in a fresh module namespace. {INPUTS_FUNCTION}() makes every input as the\n"
+        'file\'s get_inputs() and Model constructor draw them (the definition\'s inputs generator).\n"""\n\n'
         "import functools\nimport sys\nimport types\n\nimport torch\nfrom torch.func import functional_call\n\n"
-        f"PROBLEM_FILE = {display!r}\n{_constants(spec)}\nPROBLEM_SOURCE = {_embedded(source)}\n\n\n"
-        "@functools.cache\ndef _model_class():\n"
-        '    module = types.ModuleType("kernelbench_problem")\n'
-        "    module.__file__ = PROBLEM_FILE\n"
-        "    sys.modules[module.__name__] = module  # dataclasses look their module up while made\n"
-        "    try:\n        exec(compile(PROBLEM_SOURCE, PROBLEM_FILE, \"exec\"), module.__dict__)\n"
-        "    finally:\n        sys.modules.pop(module.__name__, None)\n"
-        "    return module.Model\n\n" + _CALL.replace("{params}", ", ".join(params))
+        f"PROBLEM_FILE = {display!r}\n{_constants(spec)}"
+        f"# Var axis -> the module globals (name, tuple index or None) set to its size.\n"
+        f"SIZE_GLOBALS = {_pformat(spec.size_globals)}\n\nPROBLEM_SOURCE = {_embedded(source)}\n\n"
+        + _PROBLEM_MODULE + _CALL.replace("{params}", ", ".join(params))
     )
     tree = ast.parse(text)
     embedded = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "PROBLEM_SOURCE")

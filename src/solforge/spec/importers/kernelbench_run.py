@@ -1,12 +1,11 @@
-"""Running a KernelBench file: executing it, observing its model, naming its axes.
+"""Running a KernelBench file: executing it and observing its model.
 
 `execute_file` runs a file's source as a module of its own, in a fresh namespace
 (registered in `sys.modules` only while its top level runs): it is the user's code, and
 running it is the point of an import. `observe` builds `Model(*get_init_inputs())`,
 calls `get_inputs()` and runs the forward on the meta device (torch.distributions'
 argument checks, which read values, are off meanwhile), else on the CPU at the file's
-real sizes; with a batch global, also on meta with that global doubled. `AxisNamer`
-names dims after the file's size globals (the rules are in `kernelbench`'s docstring).
+real sizes. Naming the dims is `kernelbench_axes`' job.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import inspect
 import re
 import sys
 import types
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,6 @@ if TYPE_CHECKING:
     import torch
 
 
-_BATCH_NAME = re.compile(r"batch|^B$|^bs$", re.IGNORECASE)
 _DTYPES = {
     "float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "int64", "int32", "int16",
     "int8", "uint8", "bool",
@@ -92,15 +89,12 @@ def execute_file(path: Path, source: str) -> types.ModuleType:
 
 @dataclass
 class Observed:
-    """One run of a problem file: where it ran, the model, its inputs and outputs, and the
-    run with the batch global doubled (None when there is none or it failed)."""
+    """One run of a problem file: where it ran, the model, its inputs and outputs."""
 
     device: str  # "meta" or "cpu"
     model: Any  # torch.nn.Module
     inputs: list[Any]
     outputs: list[Any]
-    doubled_inputs: list[Any] | None = None
-    doubled_outputs: list[Any] | None = None
     meta_failure: str | None = None  # why the meta device failed, when it ran on the CPU
 
 
@@ -138,7 +132,8 @@ class DeviceScope:
         self.distribution.set_default_validate_args(self.saved)
 
 
-def _forward_outputs(value: Any) -> list[Any]:
+def forward_outputs(value: Any) -> list[Any]:
+    """The forward's value as a list of tensors; raises Unsupported for anything else."""
     import torch
 
     items = list(value) if isinstance(value, (tuple, list)) else [value]
@@ -163,10 +158,9 @@ def check_inputs(value: Any) -> list[Any]:
     return list(value)
 
 
-def observe(module: types.ModuleType, init_inputs: Sequence[Any], batch: tuple[str, int] | None) -> Observed:
+def observe(module: types.ModuleType, init_inputs: Sequence[Any]) -> Observed:
     """Build the model, call get_inputs() and run the forward: on the meta device, else on
-    the CPU (see the module docstring). With `batch` = (global, value), also on meta, the
-    inputs and outputs with that global doubled. Raises Unsupported with the reason."""
+    the CPU (see the module docstring). Raises Unsupported with the reason."""
     import torch
 
     failures: dict[str, str] = {}
@@ -175,125 +169,14 @@ def observe(module: types.ModuleType, init_inputs: Sequence[Any], batch: tuple[s
             with DeviceScope(device), torch.no_grad():
                 model = _step("Model(*get_init_inputs())", lambda: module.Model(*init_inputs))
                 inputs = check_inputs(_step("get_inputs()", module.get_inputs))
-                outputs = _forward_outputs(_step("Model.forward", lambda: model(*inputs)))
+                outputs = forward_outputs(_step("Model.forward", lambda: model(*inputs)))
         except _Step as exc:
             failures[device] = str(exc)
             continue
-        observed = Observed(device, model, inputs, outputs, meta_failure=failures.get("meta"))
-        if batch is not None and device == "meta":
-            _run_doubled(module, observed, batch)
-        return observed
+        return Observed(device, model, inputs, outputs, meta_failure=failures.get("meta"))
     if len(set(failures.values())) == 1:
         raise Unsupported(failures["cpu"])
     raise Unsupported(f"on the meta device {failures['meta']}; on the CPU {failures['cpu']}")
-
-
-def _run_doubled(module: types.ModuleType, observed: Observed, batch: tuple[str, int]) -> None:
-    import torch
-
-    name, value = batch
-    try:
-        with DeviceScope(observed.device), torch.no_grad():
-            module.__dict__[name] = 2 * value
-            try:
-                inputs = check_inputs(module.get_inputs())
-            finally:
-                module.__dict__[name] = value  # the reference runs with the file's value
-            outputs = _forward_outputs(observed.model(*inputs))
-    except Exception:
-        return
-    observed.doubled_inputs, observed.doubled_outputs = inputs, outputs
-
-
-class NotProportional(Exception):
-    """The doubled run's shapes are not explained by one var axis; the message says how."""
-
-
-class AxisNamer:
-    """Names dims after module globals and collects the axes, as JSON, in declaration
-    order; the rules are in `kernelbench`'s module docstring."""
-
-    def __init__(self, sizes: list[tuple[str, int]], var: tuple[str, int] | None):
-        self.var = var
-        self.by_value: dict[int, list[str]] = {}
-        for name, value in sizes:
-            if var is None or name != var[0]:
-                self.by_value.setdefault(value, []).append(name)
-        self.taken = {name for name, _ in sizes}
-        self.axes: dict[str, dict[str, Any]] = {}
-        if var is not None:
-            self.axes[var[0]] = {"type": "var", "description": f"Module global `{var[0]}` (the file's value: {var[1]})."}
-
-    def _const(self, name: str, value: int, description: str) -> str:
-        if name in self.axes and self.axes[name].get("value") != value:
-            return self._const(f"{name}_{value}", value, description)
-        self.axes.setdefault(name, {"type": "const", "value": value, "description": description})
-        return name
-
-    def _var_dim(self, d1: int, d2: int) -> str:
-        assert self.var is not None
-        name, v = self.var
-        if d2 != 2 * d1:
-            raise NotProportional(f"a dim went from {d1} to {d2} when `{name}` doubled")
-        if d1 == v:
-            return name
-        if d1 % v == 0:
-            axis, expression = f"{name}_x{d1 // v}", f"{name} * {d1 // v}"
-        elif v % d1 == 0:
-            axis, expression = f"{name}_div{v // d1}", f"{name} // {v // d1}"
-        else:
-            raise NotProportional(f"a dim of {d1} doubles with `{name}` = {v} but is no multiple or divisor of it")
-        self.axes.setdefault(axis, {"type": "expr", "expression": expression})
-        return axis
-
-    def name(self, shape: Sequence[int], doubled: Sequence[int] | None, declared_only: bool = False) -> list[str]:
-        """Axis names for `shape`; `doubled` is its shape in the doubled run (None: const
-        only). With `declared_only` (outputs), a const dim takes only an axis already
-        declared, in declaration order, else a generated name."""
-        if doubled is not None and len(doubled) != len(shape):
-            raise NotProportional(f"a tensor's rank changed when `{self.var[0] if self.var else ''}` doubled")
-        seen: Counter[int] = Counter()
-        names = []
-        for i, d1 in enumerate(shape):
-            d2 = doubled[i] if doubled is not None else d1
-            if d2 != d1:
-                names.append(self._var_dim(d1, d2))
-                continue
-            candidates = self.by_value.get(d1)
-            if declared_only:
-                candidates = [a for a, axis in self.axes.items() if axis.get("value") == d1]
-            if candidates:
-                k = min(seen[d1], len(candidates) - 1)
-                names.append(self._const(candidates[k], d1, f"Module global `{candidates[k]}`."))
-            else:
-                generated = f"d{d1}"
-                while generated in self.taken:
-                    generated += "_"
-                names.append(self._const(generated, d1, f"A size of {d1} that no module global names."))
-            seen[d1] += 1
-        return names
-
-
-def module_sizes(module: types.ModuleType) -> list[tuple[str, int]]:
-    """(name, value) of the int globals and the elements of int-tuple globals (`name_i`),
-    in the order the file assigned them."""
-    sizes = []
-    for name, value in vars(module).items():
-        if name.startswith("__") or isinstance(value, bool):
-            continue
-        if isinstance(value, int) and value > 0:
-            sizes.append((name, value))
-        elif isinstance(value, tuple) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            sizes.extend((f"{name}_{i}", v) for i, v in enumerate(value) if v > 0)
-    return sizes
-
-
-def batch_global(module: types.ModuleType) -> tuple[str, int] | None:
-    """The first positive int global whose name says batch (`*batch*`, `B`, `bs`), if any."""
-    for name, value in vars(module).items():
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0 and _BATCH_NAME.search(name):
-            return name, value
-    return None
 
 
 def forward_names(model_cls: type, count: int) -> list[str]:
