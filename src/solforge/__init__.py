@@ -10,3 +10,16 @@ so `import solforge` is fast and works on a machine without a GPU.
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+# Deploying winners (solforge.runtime), imported on first use so `import solforge` stays light:
+# solforge.kernelize(model, winners=[...]), `with solforge.use_kernels(model, winners=[...])`,
+# and the @solforge.apply("definition") decorator.
+_RUNTIME = ("kernelize", "use_kernels", "apply")
+
+
+def __getattr__(name: str):
+    if name in _RUNTIME:
+        from solforge.runtime import kernelize as _kernelize_module
+
+        return getattr(_kernelize_module, name)
+    raise AttributeError(f"module 'solforge' has no attribute '{name}'")
