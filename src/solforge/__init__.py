@@ -19,7 +19,7 @@ _RUNTIME = ("kernelize", "use_kernels", "apply")
 
 def __getattr__(name: str):
     if name in _RUNTIME:
-        from solforge.runtime import kernelize as _kernelize_module
+        import importlib
 
-        return getattr(_kernelize_module, name)
+        return getattr(importlib.import_module("solforge.runtime.kernelize"), name)
     raise AttributeError(f"module 'solforge' has no attribute '{name}'")
