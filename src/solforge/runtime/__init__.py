@@ -9,6 +9,8 @@
 - `export`: winners as a Hugging Face `kernels` package;
 - `optimize`: profile -> evolve -> kernelize -> check, resumable.
 
+`kernelize()` and `optimize()` are reached as `solforge.kernelize` and
+`solforge.runtime.optimize.optimize` (their module names would shadow them here).
 torch and the solutions' languages are imported on first use, so `import solforge.runtime` stays light.
 """
 
@@ -20,14 +22,14 @@ if TYPE_CHECKING:
     from solforge.runtime.check import CheckReport, check_model
     from solforge.runtime.dispatch import KernelFallbackWarning
     from solforge.runtime.export import export_hf_kernels
-    from solforge.runtime.kernelize import Kernels, apply, kernelize, kernels_of, use_kernels
-    from solforge.runtime.optimize import optimize
+    from solforge.runtime.kernelize import Kernels, apply, kernels_of, use_kernels
+    from solforge.runtime.optimize import OptimizeConfig
     from solforge.runtime.winners import Winner, load_winner, load_winners
 
 _LAZY = {
     "CheckReport": "check", "check_model": "check", "KernelFallbackWarning": "dispatch",
-    "export_hf_kernels": "export", "Kernels": "kernelize", "apply": "kernelize", "kernelize": "kernelize",
-    "kernels_of": "kernelize", "use_kernels": "kernelize", "optimize": "optimize", "Winner": "winners",
+    "export_hf_kernels": "export", "Kernels": "kernelize", "apply": "kernelize",
+    "kernels_of": "kernelize", "use_kernels": "kernelize", "OptimizeConfig": "optimize", "Winner": "winners",
     "load_winner": "winners", "load_winners": "winners",
 }
 
