@@ -9,7 +9,7 @@ full-text index over both.
 - `seeds/<language>/*.py`: parameterized solution sources (Triton for CUDA, numba for the
   CPU); `SeedKernel` reads their metadata without importing them, rewrites their
   `PARAMS` literal (`with_params`) and turns them into Solutions. The file contract is in
-  `solforge.knowledge.seeds`' docstring.
+  `solforge.knowledge.seed_kernels`' docstring.
 - `playbook/*.md`: one technique per file (coalescing, fusion, online softmax, tiling,
   pipelining, persistent kernels, split-K, Hopper TMA/WGMMA, occupancy, CPU kernels),
   each with when it pays and how to tell from a profile.
@@ -31,7 +31,7 @@ from solforge.knowledge.index import (
     playbook_sections,
     search_knowledge,
 )
-from solforge.knowledge.seeds import (
+from solforge.knowledge.seed_kernels import (
     SEED_AUTHOR,
     SEED_LANGUAGES,
     ParamValue,

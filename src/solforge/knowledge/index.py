@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from solforge.cache import cache_root
-from solforge.knowledge.seeds import SeedKernel, load_seed, shipped_seed_paths
+from solforge.knowledge.seed_kernels import SeedKernel, load_seed, shipped_seed_paths
 from solforge.spec import SpecError
 
 PLAYBOOK_ROOT = Path(__file__).resolve().parent / "playbook"
