@@ -1,22 +1,30 @@
 """`solforge bench`: evaluate baselines and solutions on a definition's workloads.
 
-Prints, per solution, a table by workload (status, latency, achieved TFLOP/s and GB/s,
-SOL time, SOL fraction, SOL score, speedup vs eager and vs torch.compile), then a
-summary; writes every result as a FlashInfer-Trace line to `--out`. Exits 1 when any
-solution fails on any workload, 2 on bad input.
+The solutions are the `-s` files, else the dataset's own solutions of the definition.
+Each verdict is printed as it lands and appended to `--out` as a FlashInfer-Trace line
+(flushed), so a stopped run keeps what it finished; then, per solution, a table by
+workload (status, latency, achieved TFLOP/s and GB/s, SOL time, SOL fraction, SOL score,
+speedup vs eager and vs torch.compile), and a summary. Every flag is checked before any
+work: a bad number or an `--out` that cannot be written is one line on stderr and exit
+code 2. Paths are resolved once here (the harness's processes change directory). Exits
+1 when any solution fails on any workload.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import IO, TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from solforge.spec import Definition, EvaluationStatus, Language, SpecError, Trace, Workload
+
+if TYPE_CHECKING:
+    from solforge.spec import Solution
 
 console = Console(width=None if Console().is_terminal else 160)  # logs and CI: wide enough for the tables
 
@@ -28,18 +36,83 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_problem(name: str, dataset: Path | None) -> tuple[Definition, list[Workload], Path | None]:
-    """The definition and its workloads: from `dataset` when given, else the built-in suite."""
+def load_problem(name: str, dataset: Path | None) -> tuple[Definition, list[Workload], Path, list[Solution]]:
+    """The definition, its workloads, the root their safetensors paths are relative to (an
+    absolute path: the harness's processes change directory), and the dataset's solutions
+    of it: from `dataset` when given, else the built-in suite (no solutions). Raises
+    SpecError for an unknown name or a malformed dataset."""
     if dataset is not None:
         from solforge.spec import load_dataset
 
-        ds = load_dataset(dataset)
+        root = dataset.expanduser().resolve()
+        ds = load_dataset(root)
         defn = ds.definition(name)
-        return defn, ds.workloads.get(name, []), dataset
+        return defn, ds.workloads.get(name, []), root, list(ds.solutions.get(name, []))
     from solforge.problems import builtin_root, load_builtin
 
     defn, workloads = load_builtin(name)
-    return defn, workloads, builtin_root()
+    return defn, workloads, builtin_root().resolve(), []
+
+
+def resolve_problem(name: str, dataset: Path | None) -> tuple[Definition, list[Workload], Path]:
+    """The definition, its workloads and their (absolute) dataset root; see `load_problem`."""
+    defn, workloads, root, _ = load_problem(name, dataset)
+    return defn, workloads, root
+
+
+def check_timeout(timeout: float | None) -> None:
+    """Raises SpecError unless `timeout` is None or a positive, finite number of seconds."""
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise SpecError(f"--timeout: expected a positive number of seconds, got {timeout:g}")
+
+
+def check_out(out: Path) -> Path:
+    """`out` resolved, after checking that it can be written: opened for appending (which
+    changes nothing, and a file it had to create is removed again), or, when its
+    directory does not exist yet, the nearest existing one is a writable directory.
+    Raises SpecError."""
+    out = out.expanduser().resolve()
+    if out.is_dir():
+        raise SpecError(f"--out {out}: is a directory, expected a file for the traces")
+    if not out.parent.exists():
+        parent = next(p for p in out.parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise SpecError(f"--out {out}: cannot create the file ({parent} is not a writable directory)")
+        return out
+    existed = out.exists()
+    try:
+        with out.open("a"):
+            pass
+    except OSError as exc:
+        raise SpecError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
+    if not existed:
+        out.unlink()
+    return out
+
+
+def open_out(out: Path) -> IO[str]:
+    """`out` opened for writing (truncated: the file holds this run's traces). Raises SpecError."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out.open("w")
+    except OSError as exc:
+        raise SpecError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
+
+
+def verdict_line(name: str, trace: Trace) -> str:
+    """One line for one trace as it lands: solution, workload, status, latency, SOL score."""
+    ev = trace.evaluation
+    assert ev is not None
+    latency = ev.performance.latency_ms if ev.performance else None
+    sol = ev.solforge.sol
+    parts = [f"{name}", trace.workload.label, ev.status.value]
+    if latency is not None:
+        parts.append(f"{latency:.4f} ms")
+    if sol is not None and sol.sol_score is not None:
+        parts.append(f"SOL score {sol.sol_score:.3f}")
+    if ev.status is not EvaluationStatus.PASSED and ev.log:
+        parts.append(ev.log.strip().splitlines()[-1][:160] if ev.log.strip() else "")
+    return " | ".join(p for p in parts if p)
 
 
 def default_workload_set(device: str, workloads: list[Workload]) -> str:
@@ -132,56 +205,83 @@ def bench(
         help="Hard limit, in seconds, of each request to the worker: one workload's correctness calls, "
         "or its timing run (default 300: an honest kernel never meets it).")] = None,
     cuda_graph: Annotated[bool, typer.Option(help="Time CUDA-graph replays (for launch-bound kernels).")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Write every Trace as a JSON line here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Append every Trace as a JSON line here, as it lands.")] = None,
 ) -> None:
-    """Evaluate the baselines and every solution on every selected workload."""
+    """Evaluate the baselines and every solution (the -s files, else the dataset's own) on
+    every selected workload."""
     from solforge.bench import BenchConfig, run_bench, solution_from_py
-    from solforge.problems import select_workloads
-    from solforge.spec import load_solution
+    from solforge.problems import WORKLOAD_SELECTIONS, select_workloads
+    from solforge.spec import dump_json, load_solution
 
     device = device or default_device()
     if device not in ("cuda", "cpu"):
         raise SpecError(f"--device: expected 'cuda' or 'cpu', got '{device}'")
     if device == "cuda" and default_device() != "cuda":
         raise SpecError("--device cuda: torch sees no CUDA device on this machine (use --device cpu)")
-    defn, all_workloads, root = resolve_problem(definition, dataset)
-    which = workloads or default_workload_set(device, all_workloads)
-    selected = select_workloads(all_workloads, which)
-    if not selected:
-        raise SpecError(f"--workloads {which}: definition '{defn.name}' has no such workloads")
+    check_timeout(timeout)
+    if workloads is not None and workloads not in WORKLOAD_SELECTIONS:
+        raise SpecError(f"--workloads: unknown '{workloads}' (expected one of: {', '.join(WORKLOAD_SELECTIONS)})")
     try:
         lang = Language(language)
     except ValueError:
         raise SpecError(f"--language: expected one of {[l.value for l in Language]}, got '{language}'") from None
+    names = [b.strip() for b in (baselines or ("eager,compile" if device == "cuda" else "eager")).split(",") if b.strip()]
+    for b in names:
+        if b not in ("eager", "compile"):
+            raise SpecError(f"--baselines: unknown baseline '{b}' (expected eager, compile)")
+    out = check_out(out) if out is not None else None
+    if dataset is not None and not dataset.is_dir():
+        raise SpecError(f"--dataset {dataset}: not a dataset directory")
+
+    defn, all_workloads, root, own_solutions = load_problem(definition, dataset)
+    which = workloads or default_workload_set(device, all_workloads)
+    selected = select_workloads(all_workloads, which)
+    if not selected:
+        raise SpecError(f"--workloads {which}: definition '{defn.name}' has no such workloads")
     solutions = []
     for path in solution or []:
         if not path.exists():
             raise SpecError(f"{path}: no such solution file")
         if path.suffix == ".py":
-            solutions.append(solution_from_py(path, defn, language=lang.value))
+            solutions.append(solution_from_py(path.resolve(), defn, language=lang.value))
         else:
-            solutions.append(load_solution(path, defn))
-    names = [b.strip() for b in (baselines or ("eager,compile" if device == "cuda" else "eager")).split(",") if b.strip()]
-    for b in names:
-        if b not in ("eager", "compile"):
-            raise SpecError(f"--baselines: unknown baseline '{b}' (expected eager, compile)")
+            solutions.append(load_solution(path.resolve(), defn))
+    if not solution:
+        solutions = own_solutions
     config_args = {"device": device, "dataset_root": root, "cuda_graph": cuda_graph}
     if timeout is not None:
         config_args["timeout_s"] = timeout
     config = BenchConfig(**config_args)
 
     console.print(f"[bold]{defn.name}[/bold] ({defn.op_type}) on {device}: {len(selected)} {which} workload(s)")
-    result = run_bench(defn, selected, solutions, device=device, baselines=tuple(names), config=config)
+    if not solution and solutions:
+        console.print(f"the dataset's {len(solutions)} solution(s): {', '.join(s.name for s in solutions)}",
+                      markup=False, highlight=False)
+    sink = open_out(out) if out is not None else None
+    written = 0
+
+    def on_trace(name: str, trace: Trace) -> None:
+        nonlocal written
+        label = f"baseline:{name}" if name in names and name not in {s.name for s in solutions} else name
+        console.print(verdict_line(label, trace), markup=False, highlight=False, soft_wrap=True)
+        if sink is not None:
+            sink.write(dump_json(trace, indent=None) + "\n")
+            sink.flush()
+            written += 1
+
+    try:
+        result = run_bench(defn, selected, solutions, device=device, baselines=tuple(names), config=config,
+                           on_trace=on_trace)
+    finally:
+        if sink is not None:
+            sink.close()
     console.print(f"device: {result.device.name} — {result.device.reason}")
     every = {**{f"baseline:{k}": v for k, v in result.baselines.items()}, **result.solutions}
     for name, traces in every.items():
         console.print(trace_table(name, traces))
     console.print(summary_table(every))
     if out is not None:
-        from solforge.spec import write_jsonl
-
-        write_jsonl(out, [t for traces in every.values() for t in traces])
-        console.print(f"wrote {sum(len(v) for v in every.values())} traces to {out}")
+        console.print(f"wrote {written} traces to {out}", markup=False, highlight=False)
     if result.failed:
         console.print(f"[red]failed:[/red] {', '.join(result.failed)}")
         raise typer.Exit(1)

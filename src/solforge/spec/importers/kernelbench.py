@@ -297,7 +297,7 @@ def import_problem(path: Path, display: str, source: str, op_type: str, name: st
         },
     }
     file_workload: dict[str, Any] = {"uuid": f"{name}-file", "axes": plan.file_axes, "inputs": workload_inputs,
-                                     "solforge": {"label": "the file's sizes"}}
+                                     "solforge": {"label": "file"}}
     defn = parse_model(Definition, definition, display)
     wl = parse_model(Workload, file_workload, display)
     problems = check_definition(defn) + check_workload(defn, wl)

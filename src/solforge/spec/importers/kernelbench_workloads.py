@@ -133,8 +133,7 @@ def derive_workloads(definition: Definition, file_workload: Workload) -> tuple[l
     smoke_shift, smoke_axes, smoke_cost = pick(SMOKE_BUDGET)
     workloads = []
     held_out = search_shift > 0
-    label = "the file's sizes" + (" (held out: the final gate)" if held_out else "")
-    workloads.append(_with(file_workload, file_axes, "file", label, held_out=held_out))
+    workloads.append(_with(file_workload, file_axes, "file", _label("file", file_axes, 0), held_out=held_out))
     if held_out:
         workloads.append(_with(file_workload, search_axes, "search", _label("search", search_axes, search_shift)))
     if not _fits(search_cost, SEARCH_BUDGET):
@@ -149,8 +148,9 @@ def derive_workloads(definition: Definition, file_workload: Workload) -> tuple[l
 
 
 def _label(kind: str, axes: dict[str, int], shift: int) -> str:
+    """`smoke: batch_size=16, dim=512 (file / 32)`: the set, the var axes, the shrink."""
     sizes = ", ".join(f"{a}={v}" for a, v in axes.items())
-    return f"{kind}: {sizes}" + (f" (the file's sizes / {2**shift})" if shift else " (the file's sizes)")
+    return f"{kind}: {sizes}".rstrip(": ") + (f" (file / {2**shift})" if shift else "")
 
 
 def _with(base: Workload, axes: dict[str, int], suffix: str, label: str, held_out: bool = False,
