@@ -10,8 +10,11 @@ from solforge.problems import (
     builtin_dataset,
     builtin_names,
     builtin_root,
+    default_selection,
     load_builtin,
+    resolve_problem,
     select_workloads,
+    split_workloads,
 )
 from solforge.spec import SpecError, Workload
 
@@ -111,3 +114,55 @@ def test_search_never_sees_a_held_out_workload_of_any_builtin():
         assert search and held
         assert not {w.uuid for w in search} & {w.uuid for w in held}
         assert {w.uuid for w in select_workloads(workloads, "all")} == {w.uuid for w in search + held}
+
+
+SMALL = [_wl("search-1"), _wl("held-1", held_out=True), _wl("smoke-1", smoke=True),
+         _wl("smoke-held", held_out=True, smoke=True)]
+
+
+@pytest.mark.parametrize(
+    ("device", "workloads", "search", "held_out"),
+    [
+        # on the CPU the smoke workloads are searched, and the gate runs held-out ones of their size
+        ("cpu", SMALL, ["smoke-1"], ["smoke-held"]),
+        # no smoke held-out workload: the gate falls back to the real-size held-out ones
+        ("cpu", WORKLOADS, ["smoke-1", "smoke-2"], ["held-1", "held-2"]),
+        # on a GPU smoke workloads are never searched, nor gated while real held-out ones exist
+        ("cuda", SMALL, ["search-1"], ["held-1"]),
+        ("cuda:1", WORKLOADS, ["search-1", "search-2"], ["held-1", "held-2"]),
+        # no smoke workloads at all: the CPU searches the real sizes
+        ("cpu", [w for w in WORKLOADS if not w.smoke], ["search-1", "search-2"], ["held-1", "held-2"]),
+    ],
+)
+def test_split_workloads_is_the_one_rule_of_search_and_gate(device, workloads, search, held_out):
+    split = split_workloads(workloads, device)
+    assert [w.uuid for w in split.search] == search
+    assert [w.uuid for w in split.held_out] == held_out
+    assert not any(w.held_out for w in split.search)
+    assert default_selection(device, workloads) == ("smoke" if device == "cpu" and any(w.smoke for w in workloads)
+                                                    else "search")
+
+
+def test_split_never_searches_a_held_out_workload_of_any_builtin():
+    for name in builtin_names():
+        _, workloads = load_builtin(name)
+        for device in ("cpu", "cuda"):
+            split = split_workloads(workloads, device)
+            assert split.search and split.held_out, (name, device)
+            assert all(w.held_out for w in split.held_out) and not any(w.held_out for w in split.search)
+
+
+def test_resolve_problem_reads_the_builtin_suite_or_a_dataset(tmp_path):
+    defn, workloads, root = resolve_problem(DEFAULT_PROBLEM)
+    assert defn.name == DEFAULT_PROBLEM and root == builtin_root() and workloads
+    from solforge.spec import dump_json, workload_trace, write_jsonl
+
+    (tmp_path / "definitions" / defn.op_type).mkdir(parents=True)
+    (tmp_path / "definitions" / defn.op_type / f"{defn.name}.json").write_text(dump_json(defn))
+    write_jsonl(tmp_path / "workloads" / defn.op_type / f"{defn.name}.jsonl",
+                [workload_trace(defn.name, w) for w in workloads[:2]])
+    mine, mine_workloads, mine_root = resolve_problem(DEFAULT_PROBLEM, tmp_path)
+    assert mine.name == defn.name and [w.uuid for w in mine_workloads] == [w.uuid for w in workloads[:2]]
+    assert mine_root == tmp_path
+    with pytest.raises(SpecError, match="no definition named 'nope'"):
+        resolve_problem("nope", tmp_path)

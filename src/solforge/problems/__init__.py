@@ -8,6 +8,7 @@ backward passes), shipped as a dataset directory.
     from solforge.problems import DEFAULT_PROBLEM, load_builtin, select_workloads
     definition, workloads = load_builtin(DEFAULT_PROBLEM)
     search = select_workloads(workloads, "search")
+    split = split_workloads(workloads, "cpu")   # what a search on the CPU sees, and its gate
 
 docs/problems.md tables the definitions: model, forbidden calls, tolerances and why.
 """
@@ -16,11 +17,15 @@ from __future__ import annotations
 
 from solforge.problems.registry import (
     WORKLOAD_SELECTIONS,
+    WorkloadSplit,
     builtin_dataset,
     builtin_names,
     builtin_root,
+    default_selection,
     load_builtin,
+    resolve_problem,
     select_workloads,
+    split_workloads,
 )
 
 DEFAULT_PROBLEM = "rmsnorm_h4096"  # one memory-bound pass over the rows: the simplest first target
@@ -28,9 +33,13 @@ DEFAULT_PROBLEM = "rmsnorm_h4096"  # one memory-bound pass over the rows: the si
 __all__ = [
     "DEFAULT_PROBLEM",
     "WORKLOAD_SELECTIONS",
+    "WorkloadSplit",
     "builtin_dataset",
     "builtin_names",
     "builtin_root",
+    "default_selection",
     "load_builtin",
+    "resolve_problem",
     "select_workloads",
+    "split_workloads",
 ]

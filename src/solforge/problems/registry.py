@@ -5,12 +5,17 @@
 FlashInfer-Bench's own tools read it as they read any other. Each workload carries
 solforge's flags: `held_out` (kept from the search, shown only to the final gate) and
 `smoke` (CPU-sized: the definition's const axes, var axes scaled down).
+
+The one rule of which workloads a device runs lives here too (`default_selection`,
+`split_workloads`): the bench command, the search, its baselines and the agents all
+ask it, so the workloads an agent is told about are the ones it is measured on.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 from solforge.spec import Dataset, Definition, SpecError, Workload, load_dataset
@@ -81,3 +86,49 @@ def select_workloads(workloads: list[Workload], which: str) -> list[Workload]:
     if which == "smoke":
         return [w for w in workloads if w.smoke]
     raise SpecError(f"workload selection: unknown '{which}' (expected one of: {', '.join(WORKLOAD_SELECTIONS)})")
+
+
+def _is_cpu(device: object) -> bool:
+    # a device string ("cpu", "cuda", "cuda:1") or anything whose str() is one
+    return str(device).split(":")[0] == "cpu"
+
+
+def default_selection(device: object, workloads: list[Workload]) -> str:
+    """The selection a device runs by default: "smoke" on the CPU when the definition has
+    CPU-sized workloads (real sizes take minutes per candidate there), else "search"."""
+    return "smoke" if _is_cpu(device) and any(w.smoke for w in workloads) else "search"
+
+
+@dataclass(frozen=True)
+class WorkloadSplit:
+    """The workloads of one search on one device."""
+
+    search: list[Workload]  # what operators see and fitness is computed on; never a held-out one
+    held_out: list[Workload]  # what only the final gate runs
+
+
+def split_workloads(workloads: list[Workload], device: object) -> WorkloadSplit:
+    """Search and held-out workloads of a search on `device` ("cpu", "cuda", "cuda:N").
+
+    Search: the `default_selection` of the device without the held-out workloads (the
+    smoke workloads on a CPU when there are any, else the real-size ones). Held-out: the
+    held-out workloads of the same size class (smoke or real) when there are any, else
+    every held-out workload, so a definition whose held-out workloads are all real-size
+    still gets its gate on the CPU.
+    """
+    which = default_selection(device, workloads)
+    search = [w for w in select_workloads(workloads, which) if not w.held_out]
+    held = select_workloads(workloads, "held-out")
+    same_size = [w for w in held if w.smoke == (which == "smoke")]
+    return WorkloadSplit(search=search, held_out=same_size or held)
+
+
+def resolve_problem(name: str, dataset: str | Path | None = None) -> tuple[Definition, list[Workload], Path]:
+    """(definition, its workloads, the dataset root their safetensors paths are relative to):
+    definition `name` of the FlashInfer-Trace dataset directory `dataset` when given, else
+    of the built-in suite. Raises SpecError for an unknown name or a malformed dataset."""
+    if dataset is not None:
+        ds = load_dataset(dataset)
+        return ds.definition(name), list(ds.workloads.get(name, [])), Path(dataset)
+    definition, workloads = load_builtin(name)
+    return definition, workloads, builtin_root()
