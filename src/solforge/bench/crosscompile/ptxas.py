@@ -31,7 +31,8 @@ _BARRIERS = re.compile(r"used (\d+) barriers")
 _SMEM = re.compile(r"(\d+) bytes smem")
 _WARNING = re.compile(_PREFIX + r"warning\s*:\s*(.*)$")
 _PERF_LOSS = re.compile(_PREFIX + r"info\s*:\s*(.*Potential Performance Loss.*)$")
-_ERROR = re.compile(_PREFIX + r"(?:error|fatal)\s*:\s*(.*)$")
+# "ptxas error   : msg", "ptxas fatal   : msg", or "ptxas /tmp/k.ptx, line 135; error   : msg"
+_ERROR = re.compile(_PREFIX + r"(?:\S+, line (\d+); )?(?:error|fatal)\s*:\s*(.*)$")
 
 
 @dataclass
@@ -84,8 +85,14 @@ def parse_ptxas_log(log: str) -> list[KernelUsage]:
 
 
 def ptxas_errors(log: str) -> list[str]:
-    """ptxas' own error and fatal lines of a log (without the 'ptxas error :' prefix)."""
-    return [m.group(1).strip() for line in log.splitlines() if (m := _ERROR.match(line))]
+    """ptxas' own error and fatal messages in a log, in order, each once (with the PTX line
+    of its first occurrence: 'line 135: Not a name of any known instruction: 'bogus'')."""
+    seen: dict[str, str] = {}
+    for line in log.splitlines():
+        if m := _ERROR.match(line):
+            text = m.group(2).strip()
+            seen.setdefault(text, f"line {m.group(1)}: {text}" if m.group(1) else text)
+    return list(seen.values())
 
 
 def demangle(names: list[str]) -> dict[str, str]:
