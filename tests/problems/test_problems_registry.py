@@ -154,7 +154,7 @@ def test_split_never_searches_a_held_out_workload_of_any_builtin():
 
 def test_resolve_problem_reads_the_builtin_suite_or_a_dataset(tmp_path):
     defn, workloads, root = resolve_problem(DEFAULT_PROBLEM)
-    assert defn.name == DEFAULT_PROBLEM and root == builtin_root() and workloads
+    assert defn.name == DEFAULT_PROBLEM and root == builtin_root().resolve() and workloads
     from solforge.spec import dump_json, workload_trace, write_jsonl
 
     (tmp_path / "definitions" / defn.op_type).mkdir(parents=True)
@@ -163,6 +163,6 @@ def test_resolve_problem_reads_the_builtin_suite_or_a_dataset(tmp_path):
                 [workload_trace(defn.name, w) for w in workloads[:2]])
     mine, mine_workloads, mine_root = resolve_problem(DEFAULT_PROBLEM, tmp_path)
     assert mine.name == defn.name and [w.uuid for w in mine_workloads] == [w.uuid for w in workloads[:2]]
-    assert mine_root == tmp_path
+    assert mine_root == tmp_path.resolve() and mine_root.is_absolute()
     with pytest.raises(SpecError, match="no definition named 'nope'"):
         resolve_problem("nope", tmp_path)

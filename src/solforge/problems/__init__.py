@@ -5,7 +5,7 @@ softmax, cross-entropy, RoPE, embedding, quantization, GEMM in bf16 and fp8, gro
 GEMM and routing for MoE, attention and MLA, conv2d, the SSD scan, sampling, and
 backward passes), shipped as a dataset directory.
 
-    from solforge.problems import DEFAULT_PROBLEM, load_builtin, select_workloads
+    from solforge.problems import DEFAULT_PROBLEM, load_builtin, select_workloads, split_workloads
     definition, workloads = load_builtin(DEFAULT_PROBLEM)
     search = select_workloads(workloads, "search")
     split = split_workloads(workloads, "cpu")   # what a search on the CPU sees, and its gate

@@ -124,11 +124,13 @@ def split_workloads(workloads: list[Workload], device: object) -> WorkloadSplit:
 
 
 def resolve_problem(name: str, dataset: str | Path | None = None) -> tuple[Definition, list[Workload], Path]:
-    """(definition, its workloads, the dataset root their safetensors paths are relative to):
-    definition `name` of the FlashInfer-Trace dataset directory `dataset` when given, else
-    of the built-in suite. Raises SpecError for an unknown name or a malformed dataset."""
+    """(definition, its workloads, the dataset root their safetensors paths are relative to,
+    as an absolute path: the harness's processes change directory): definition `name` of
+    the FlashInfer-Trace dataset directory `dataset` when given, else of the built-in
+    suite. Raises SpecError for an unknown name or a malformed dataset."""
     if dataset is not None:
-        ds = load_dataset(dataset)
-        return ds.definition(name), list(ds.workloads.get(name, [])), Path(dataset)
+        root = Path(dataset).expanduser().resolve()
+        ds = load_dataset(root)
+        return ds.definition(name), list(ds.workloads.get(name, [])), root
     definition, workloads = load_builtin(name)
-    return definition, workloads, builtin_root()
+    return definition, workloads, builtin_root().resolve()
