@@ -206,7 +206,7 @@ def check_model(model, winners: list[str | Path | Winner], *, device: str = "cpu
         outs = [_logits(kmodel, ids) for ids in inputs]
         calls = record.calls()[name] - before
         err = compare_logits(refs, outs, tol)
-        sols = [op.winner.name for op in record.dispatchers[name].ops]
+        sols = [w.name for w in record.dispatchers[name].winners]
         if calls == 0:
             ok, why = False, "the kernel never ran (every call fell back: shapes, dtype or device)"
         elif err.max_rel > tol:

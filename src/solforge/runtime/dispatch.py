@@ -34,6 +34,7 @@ class Dispatcher:
     enabled: bool = True
     fallbacks: int = 0  # calls served by the original code
     warned: set[str] = field(default_factory=set)
+    winners: list = field(default_factory=list)  # the Winner of each op, with the shapes it serves here
 
     def select(self, axes: dict[str, int], dtype: str | None, device_type: str) -> KernelOp | None:
         """The op for a call with var-axis values `axes`, float dtype `dtype` on `device_type`."""
@@ -42,15 +43,16 @@ class Dispatcher:
         if self.dtype is not None and dtype is not None and dtype != self.dtype:
             return self._fallback(f"dtype {dtype}: the kernels of '{self.definition}' were tuned for {self.dtype}")
         best, best_d = None, math.inf
-        for op in self.ops:
-            dev = op.winner.device
+        winners = self.winners or [op.winner for op in self.ops]  # an op is shared; its buckets are this use's
+        for op, winner in zip(self.ops, winners):
+            dev = winner.device
             if dev != "any" and dev != device_type:
                 continue
-            d = _distance(axes, op.winner.buckets, self.margin)
+            d = _distance(axes, winner.buckets, self.margin)
             if d < best_d:
                 best, best_d = op, d
         if best is None:
-            devices = sorted({op.winner.device for op in self.ops})
+            devices = sorted({w.device for w in winners})
             if all(d not in ("any", device_type) for d in devices):
                 return self._fallback(f"device {device_type}: the kernels of '{self.definition}' run on "
                                       f"{', '.join(devices)}")

@@ -161,9 +161,10 @@ def kernelize(model, winners: list[str | Path | Winner], device: str | None = No
         ops: list[KernelOp] = [kernel_op(w) for w, _, _ in items]
         dtype = next(iter(sorted(items[0][0].dtypes)), None)
         if name in record.dispatchers:
-            record.dispatchers[name].ops.extend(op for op in ops if op not in record.dispatchers[name].ops)
+            record.dispatchers[name].ops.extend(ops)
+            record.dispatchers[name].winners.extend(w for w, _, _ in items)
             continue
-        dispatcher = Dispatcher(name, ops, dtype, margin)
+        dispatcher = Dispatcher(name, ops, dtype, margin, winners=[w for w, _, _ in items])
         record.dispatchers[name] = dispatcher
         binding, modules = items[0][1], items[0][2]
         for qualname, module in modules:
@@ -189,7 +190,8 @@ def use_kernels(model=None, winners: list[str | Path | Winner] = (), device: str
     before = None
     try:
         if model is not None:
-            before = {name: list(d.ops) for name, d in (kernels_of(model) or Kernels()).dispatchers.items()}
+            before = {name: (list(d.ops), list(d.winners))
+                      for name, d in (kernels_of(model) or Kernels()).dispatchers.items()}
             kernelize(model, loaded, device=device, datasets=datasets, margin=margin)
         yield kernels_of(model) if model is not None else None
     finally:
@@ -201,7 +203,7 @@ def use_kernels(model=None, winners: list[str | Path | Winner] = (), device: str
                 if name not in (before or {}):
                     record.revert(name)
                 else:
-                    record.dispatchers[name].ops[:] = before[name]
+                    record.dispatchers[name].ops[:], record.dispatchers[name].winners[:] = before[name]
 
 
 _ACTIVE: dict[str, list[Winner]] = {}
@@ -241,7 +243,8 @@ def apply(definition: str, winners: list[str | Path | Winner] = (), datasets: li
             key = tuple(id(w) for w in active)
             if key not in dispatchers:
                 dtype = next(iter(sorted(active[0].dtypes)), None)
-                dispatchers[key] = Dispatcher(definition, [kernel_op(w) for w in active], dtype, margin)
+                dispatchers[key] = Dispatcher(definition, [kernel_op(w) for w in active], dtype, margin,
+                                              winners=list(active))
             bound = inspect.signature(fn).bind(*args, **kwargs)
             tensors = dict(bound.arguments)
             from solforge.runtime.ops import var_axes_of
