@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-SUBCOMMANDS = ("bench", "calibrate", "compile", "eval", "evolve", "export", "import_", "kernelize", "optimize", "problems", "profile")
+SUBCOMMANDS = ("bench", "calibrate", "compile", "eval", "evolve", "export", "import_", "kernelize", "optimize", "problems", "profile", "report", "runs")
 
 
 _registered = False
