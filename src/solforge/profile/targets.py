@@ -250,6 +250,18 @@ def load_target(target: str, *, device: str = "cpu", dtype: str = "bfloat16", la
     return Target(target, slug, model, call, tokens, stage, batch, seq_len, used, make)
 
 
+def crop_to(cache, length: int) -> None:
+    """Cut a transformers KV cache back to `length` tokens (newer transformers take the
+    number to remove as a negative count, older ones the length to keep)."""
+    extra = cache.get_seq_length() - length
+    if extra <= 0:
+        return
+    try:
+        cache.crop(-extra)
+    except ValueError:
+        cache.crop(length)
+
+
 def _token_inputs(vocab: int, batch: int, seq_len: int, device: str) -> Callable[[int], dict[str, Any]]:
     def make(seed: int) -> dict[str, Any]:
         import torch
@@ -282,7 +294,7 @@ def _decode_call(model, inputs: dict[str, Any], vocab: int, device: str) -> Call
 
     def call():
         result = model(input_ids=step, use_cache=True, **{key: cache})
-        cache.crop(filled)  # the next call sees the same cache length
+        crop_to(cache, filled)  # the next call sees the same cache length
         return result
 
     return call

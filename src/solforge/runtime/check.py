@@ -92,6 +92,18 @@ class CheckReport:
         return not self.reverted and bool(self.kernels)
 
 
+def crop_to(cache, length: int) -> None:
+    """Cut a transformers KV cache back to `length` tokens (newer transformers take the
+    number to remove as a negative count, older ones the length to keep)."""
+    extra = cache.get_seq_length() - length
+    if extra <= 0:
+        return
+    try:
+        cache.crop(-extra)
+    except ValueError:
+        cache.crop(length)
+
+
 def _logits(model, ids):
     import torch
 
@@ -156,7 +168,7 @@ def measure_speed(variants: dict[str, Any], vocab: int, *, batch: int, seq_len: 
             state[name] = (key, cache)
             for _ in range(2):
                 m(input_ids=step, use_cache=True, **{key: cache})
-                cache.crop(seq_len)
+                crop_to(cache, seq_len)
         prefill: dict[str, list[float]] = {n: [] for n in variants}
         decode: dict[str, list[float]] = {n: [] for n in variants}
         for _ in range(rounds):
@@ -166,7 +178,7 @@ def measure_speed(variants: dict[str, Any], vocab: int, *, batch: int, seq_len: 
                 steps = []
                 for _ in range(decode_steps):
                     steps.append(_time_ms(lambda: m(input_ids=step, use_cache=True, **{key: cache}), sync))
-                    cache.crop(seq_len)
+                    crop_to(cache, seq_len)
                 decode[name].append(statistics.median(steps))
     rows = []
     for name in variants:

@@ -119,7 +119,7 @@ def export_hf_kernels(winners: list, out: str | Path, datasets: list[str | Path]
         files["metadata.json"] = json.dumps(meta, indent=2) + "\n"
     files["__init__.py"] = '"""solforge winners as kernels layers; see layers.py."""\n\nfrom . import layers\n\n' \
                            '__all__ = ["layers"]\n'
-    files["_kernels.py"] = _KERNELS_PY.replace("@TABLE@", json.dumps(table, indent=1)).replace(
+    files["_kernels.py"] = _KERNELS_PY.replace("@TABLE@", repr(table)).replace(
         "@NAMESPACE@", ident).replace("@MARGIN@", repr(float(margin)))
     files["layers.py"] = _LAYERS_PY
     layers = sorted({"RMSNorm" if fam == "rmsnorm" else "SiluAndMul" for _, fam in exported})
