@@ -21,6 +21,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from solforge.spec import Definition, SpecError, Workload
@@ -134,7 +135,7 @@ def kernel_tables(reports, labels: dict[str, str]) -> list[Table]:
     tables = []
     for kernel in dict.fromkeys(r.kernel for r in reports):
         mine = [r for r in reports if r.kernel == kernel]
-        table = Table(title=f"{kernel} [{mine[0].language}, {mine[0].target}]", title_justify="left")
+        table = Table(title=escape(f"{kernel} [{mine[0].language}, {mine[0].target}]"), title_justify="left")
         for col in ("workloads", "regs", "spills st/ld B", "smem static+dyn B", "block", "max block",
                     "occupancy", "limited by", "ptxas warnings"):
             table.add_column(col, justify="left" if col in ("workloads", "limited by", "ptxas warnings") else "right")
@@ -145,11 +146,11 @@ def kernel_tables(reports, labels: dict[str, str]) -> list[Table]:
             occ = r.occupancy
             block = str(r.threads_per_block) if r.threads_per_block else f"best {occ.threads_per_block}"
             table.add_row(
-                shown or "-", str(r.registers_per_thread),
+                escape(shown or "-"), str(r.registers_per_thread),
                 f"[yellow]{spill}[/yellow]" if exceeds_spill_threshold(r) else spill,
                 f"{r.static_shared_memory_bytes}+{r.dynamic_shared_memory_bytes}", block, str(r.max_threads_per_block),
                 f"{occ.active_warps_per_sm}/{occ.max_warps_per_sm} warps ({occ.fraction:.0%}), {occ.blocks_per_sm} blocks",
-                ", ".join(occ.limited_by), "; ".join(r.ptxas_warnings) or "-",
+                ", ".join(occ.limited_by), escape("; ".join(r.ptxas_warnings) or "-"),
             )  # fmt: skip
         tables.append(table)
     return tables
@@ -178,7 +179,7 @@ def compile_command(
         selected = _select(workloads, workload or ["search"], f"definition '{defn.name}'")
         labels = {w.uuid: w.solforge.label or w.uuid for w in selected}
         for tgt in targets:
-            console.print(f"[bold]{solution.name}[/bold] for {tgt.name} ({', '.join(tgt.devices)}): "
+            console.print(f"[bold]{escape(solution.name)}[/bold] for {tgt.name} ({', '.join(tgt.devices)}): "
                           f"{len(selected)} workload(s) of {defn.name}")  # fmt: skip
             try:
                 reports = cross_compile(solution, defn, selected, tgt, isolate=False, dataset_root=root)
@@ -191,7 +192,7 @@ def compile_command(
                 console.print(table)
             note = spill_note(reports)
             if note:
-                console.print(f"[yellow]{note}[/yellow]")
+                console.print(f"[yellow]{escape(note)}[/yellow]")
             every.extend(reports)
     console.print("ptxas' figures and the occupancy calculator's rules, compiled on this machine: not a GPU measurement")
     if out is not None:
