@@ -79,3 +79,13 @@ def test_a_non_empty_out_is_bad_usage_and_left_alone(app, tmp_path):
 def test_out_is_required(app, tmp_path):
     result = invoke(app, "kernelbench", str(FIXTURES / "kernelbench" / "level1"))
     assert result.exit_code == 2
+
+
+def test_flashinfer_trace_prints_ignored_and_skipped_files_with_their_reasons(app, tmp_path):
+    examples = FIXTURES / "sol_execbench_examples"
+    result = invoke(app, "flashinfer-trace", str(examples), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1, result.output  # the reward-hack sample names no definition here
+    assert f"ignored {examples / 'README.md'}: not a file of the FlashInfer-Trace or SOL-ExecBench layout" in result.output
+    assert (f"skipped {examples / 'evil_timer_patch' / 'solution.json'}: definition: unknown definition "
+            "'evil_vector_add'") in result.output
+    assert f"ignored {examples / 'triton' / 'rmsnorm_h64' / 'definition.json'}: the same definition" in result.output

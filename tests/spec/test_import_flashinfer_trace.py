@@ -94,7 +94,7 @@ def test_sol_execbench_layout_is_normalized():
     ds = result.dataset
     assert ds.definitions["rmsnorm_h64"].op_type == "norm"  # written as `type`
     scale = ds.definitions["fp8_row_scale_h32"]
-    assert scale.op_type == "scale"  # null: the category folder
+    assert scale.op_type == "quantization"  # null: from the name's 'fp8', never the folder ('scale')
     assert scale.inputs["x"].dtype.value == "float8_e4m3fn"  # written float8_e4m3
     assert scale.inputs["scale"].shape == ["num_rows", "const_1"] and scale.axes["const_1"].value == 1
     assert scale.reference.startswith("import torch")  # empty: read from reference.py
@@ -107,7 +107,11 @@ def test_sol_execbench_layout_is_normalized():
     notes = _notes(result.report)
     assert notes[("solution_python.json", "spec.pip_packages: no solforge field; kept here")] == ["einops"]
     assert notes[("definition.json", "custom_inputs_entrypoint: no solforge field; kept here")] == "get_inputs"
-    assert any(path == "NOTES.md" for path, _ in notes)
+    ignored = {str(Path(i.path).relative_to(FIXTURES / "sol_execbench")): i.reason for i in result.report.ignored}
+    assert ignored == {
+        "scale/fp8_row_scale/NOTES.md": "not a file of the FlashInfer-Trace or SOL-ExecBench layout",
+        "norm/rmsnorm_h64/reference.py": "a copy of the reference that definition.json carries",
+    }  # scale/fp8_row_scale/reference.py was read: its definition's reference is empty
     assert not any("binding" in message for _, message in notes)  # null: nothing to keep
 
 

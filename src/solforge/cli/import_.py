@@ -5,8 +5,8 @@
 - `solforge import flashinfer-trace DIR --out DIR`: a FlashInfer-Trace or SOL-ExecBench
   dataset directory, normalized, blobs copied.
 
-Both print what was imported, every file that was skipped with its reason, and the
-notes; both write `import-report.json` beside the dataset. Exit code: 0 when everything
+Both print what was imported, every file that was skipped or ignored with its reason,
+and the notes; both write `import-report.json` beside the dataset. Exit code: 0 when everything
 was imported, 1 when anything was skipped (what could be imported is still written),
 2 on bad usage (a missing path, an --out that is not a new or empty directory).
 """
@@ -44,6 +44,8 @@ def _print_report(report: ImportReport, out: Path) -> None:
     for note in report.notes:
         value = f" = {escape(repr(note.value))}" if note.value is not None else ""
         console.print(f"[dim]note: {escape(note.path)}: {escape(note.message)}{value}[/dim]", soft_wrap=True, highlight=False)
+    for item in report.ignored:
+        console.print(f"ignored {escape(item.path)}: {escape(item.reason)}", soft_wrap=True, highlight=False)
     for item in report.skipped:
         console.print(f"[red]skipped[/red] {escape(item.path)}: {escape(item.reason)}", soft_wrap=True, highlight=False)
     if report.skipped:

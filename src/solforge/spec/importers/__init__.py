@@ -56,6 +56,14 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Ignored:
+    """A file left out on purpose (a duplicate imported once, a file of neither layout), and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Note:
     """A change made while importing, or a field solforge has no place for; `value`
     (any JSON value) keeps what the field held, so that the report loses nothing."""
@@ -67,13 +75,16 @@ class Note:
 
 @dataclass
 class ImportReport:
-    """What an import did, item by item. `complete` when nothing was skipped."""
+    """What an import did, item by item: every file read is imported, skipped (it should
+    have been importable and was not) or ignored (left out on purpose). `complete` when
+    nothing was skipped."""
 
     importer: str
     sources: list[str]
     imported: list[Imported] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -94,6 +105,7 @@ class ImportReport:
             "complete": self.complete,
             "imported": [{"path": i.path, "kind": i.kind.value, "name": i.name} for i in self.imported],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "ignored": [{"path": i.path, "reason": i.reason} for i in self.ignored],
             "notes": [
                 {"path": n.path, "message": n.message, **({"value": n.value} if n.value is not None else {})}
                 for n in self.notes
@@ -162,6 +174,7 @@ __all__ = [
     "REPORT_FILE",
     "ImportReport",
     "ImportResult",
+    "Ignored",
     "Imported",
     "ItemKind",
     "Note",

@@ -3,24 +3,34 @@
 Two layouts are read, in one directory or mixed:
 
 - FlashInfer-Trace: `definitions/**/*.json`, `workloads/**/*.jsonl` (workload-only
-  traces), `solutions/**/*.json`, `traces/**/*.jsonl`, `blob/**`.
-- SOL-ExecBench: a directory per problem, anywhere under the root, holding
-  `definition.json`, `workload.jsonl` (one bare workload per line), `reference.py` and
-  `solution*.json`.
+  traces), `solutions/**/*.json`, `traces/**/*.jsonl`, `blob/**`. The older layout's
+  `traces/workloads/*.workload.jsonl`, whose lines carry `"evaluation": {}`, holds
+  workloads, and its safetensors paths may be relative to `blob/workloads/`.
+- SOL-ExecBench: a directory per problem, anywhere under the root (often under a
+  language folder, `examples/triton/rmsnorm/`), holding `definition.json`,
+  `workload.jsonl` (one bare workload per line), `reference.py` and `solution*.json`.
+  The same definition in several folders is imported once: the copies are ignored and
+  their workloads merged, each UUID once.
 
-Both write the FlashInfer Trace schema, with differences solforge normalizes, each noted
-in the report:
+Every file under the root is imported, skipped with a reason, or ignored with a reason
+(a duplicate, a solution's own source file beside its JSON, a file of neither layout, a
+`solution.json` whose definition is not in the dataset is skipped), all in the report.
 
-- `op_type` may be null or written as `type`: taken from `type`, else the folder the
-  definition sits in (`definitions/<op_type>/`, or a problem's category folder), else the
-  name's first word. Null `tags` and `constraints` become empty lists.
+Both write the FlashInfer Trace schema, with differences solforge normalizes
+(`flashinfer_normalize`), each noted in the report:
+
+- `op_type` may be null or written as `type`: see `sol_execbench.op_type_of` (the
+  definition's own field, else a tag, else a word of its name; never a folder or the
+  name's vendor prefix). Null `tags` and `constraints` become empty lists.
 - dtype spellings: `float8_e4m3` is `float8_e4m3fn`, `float4_e2m1fn_x2` is
   `float4_e2m1` (the same packed torch dtype), and `fp16`, `bf16`, `fp32`, `half`,
   `float`, `torch.float16`-style names are read as what they name.
 - a literal size in a shape (SOL-ExecBench allows `"1"`) becomes a const axis `const_1`.
 - an empty `reference` is read from the problem's `reference.py`.
-- a solution's `languages` list becomes `language`; an absent
-  `destination_passing_style` is true, the default of both tools.
+- a solution's `languages` list becomes `language`, matched case-insensitively
+  (`Python`), `cuda_cpp` read as `cuda`; an absent `destination_passing_style` is true, the default of both tools.
+- an entry point whose parameters are not the definition's names is bound by position,
+  as SOL-ExecBench calls it (`sol_execbench.bind_positionally`), the mapping in the report.
 - an evaluation's `environment.device` (older FlashInfer-Trace) becomes `hardware`.
 - a safetensors file outside `blob/` is copied under `blob/` and its path rewritten;
   every file under `blob/` is copied, its path kept as written.
@@ -44,188 +54,39 @@ import json
 import math
 import os
 import re
-import types
-import typing
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Union
+from typing import Any
 
 from pydantic import BaseModel
 
 from solforge.spec.dataset import Dataset
 from solforge.spec.definition import Definition
 from solforge.spec.errors import SpecError
-from solforge.spec.importers import ImportReport, ImportResult, Imported, ItemKind, Note, Skipped, check_out_dir, write_import
+from solforge.spec.importers import (
+    Ignored,
+    ImportReport,
+    ImportResult,
+    Imported,
+    ItemKind,
+    Skipped,
+    check_out_dir,
+    write_import,
+)
+from solforge.spec.importers.flashinfer_normalize import (
+    DTYPE_ALIASES,
+    MAX_MATERIALIZED_BYTES,
+    Item,
+    Unsupported,
+    normalize_definition,
+    normalize_evaluation,
+    normalize_solution,
+    unknown_fields,
+)
+from solforge.spec.importers.sol_execbench import Refused, bind_positionally
 from solforge.spec.io import check_definition, check_solution, check_workload, parse_model
-from solforge.spec.solution import Language, Solution
+from solforge.spec.solution import Solution
 from solforge.spec.trace import Trace
 from solforge.spec.workload import Workload
-
-# Spellings other tools write, as solforge's DType names.
-DTYPE_ALIASES = {
-    "float8_e4m3": "float8_e4m3fn", "float4_e2m1fn_x2": "float4_e2m1", "fp64": "float64", "double": "float64",
-    "fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
-    "fp8_e4m3": "float8_e4m3fn", "fp8_e4m3fn": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2", "long": "int64",
-}
-MAX_MATERIALIZED_BYTES = 256 * 2**20  # per workload; a larger custom workload is skipped, not written
-
-
-class Unsupported(Exception):
-    """An item that cannot be imported; the message is the one-line reason."""
-
-
-# -- unknown fields -----------------------------------------------------------------------
-
-
-def unknown_fields(model: type[BaseModel], data: Any, prefix: str = "") -> dict[str, Any]:
-    """Fields of `data` that `model` (and the models nested in it) does not declare, by
-    dotted path, with their values; null values are left out."""
-    out: dict[str, Any] = {}
-    if not isinstance(data, dict):
-        return out
-    for key, value in data.items():
-        info = model.model_fields.get(key)
-        if info is None:
-            if value is not None:
-                out[f"{prefix}{key}"] = value
-            continue
-        for sub, sub_data, path in _nested(info.annotation, value, f"{prefix}{key}"):
-            out.update(unknown_fields(sub, sub_data, f"{path}."))
-    return out
-
-
-def _nested(annotation: Any, value: Any, path: str):
-    """(model, data, path) for each model `annotation` holds at `value`."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is Annotated:
-        yield from _nested(args[0], value, path)
-    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation, value, path
-    elif origin in (Union, types.UnionType):
-        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        if isinstance(value, dict) and models:
-            tagged = [m for m in models if "type" in m.model_fields and m.model_fields["type"].default == value.get("type")]
-            chosen = tagged or (models if len(models) == 1 else [])
-            yield from ((m, value, path) for m in chosen[:1])
-        else:
-            for a in args:
-                yield from _nested(a, value, path)
-    elif origin is dict and isinstance(value, dict):
-        for k, v in value.items():
-            yield from _nested(args[1], v, f"{path}.{k}")
-    elif origin is list and isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _nested(args[0], v, f"{path}[{i}]")
-
-
-# -- normalization ------------------------------------------------------------------------
-
-
-class _Item:
-    """One item being read: where it came from, and the notes made about it (kept only
-    when the item is imported)."""
-
-    def __init__(self, display: str):
-        self.display = display
-        self.notes: list[Note] = []
-
-    def note(self, message: str, value: Any = None) -> None:
-        self.notes.append(Note(self.display, message, value))
-
-    def keep_unknown(self, model: type[BaseModel], data: Any) -> None:
-        for path, value in unknown_fields(model, data).items():
-            self.note(f"{path}: no solforge field; kept here", value)
-
-
-def _dtype(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    name = value.removeprefix("torch.")
-    return DTYPE_ALIASES.get(name, name)
-
-
-def normalize_definition(data: Any, folder: str | None, reference_py: Path | None, item: _Item) -> Any:
-    """The definition JSON `data` with the differences of the module docstring normalized."""
-    if not isinstance(data, dict):
-        return data
-    data = dict(data)
-    if not data.get("op_type"):
-        if isinstance(data.get("type"), str) and data["type"]:
-            data["op_type"] = data.pop("type")
-            item.note(f"op_type: taken from the field 'type' ('{data['op_type']}')")
-        else:
-            data.pop("op_type", None)
-            data["op_type"] = folder or str(data.get("name", "unknown")).split("_")[0]
-            item.note(f"op_type: null or absent; set to '{data['op_type']}' from the {'folder' if folder else 'name'}")
-    for key in ("tags", "constraints"):
-        if key in data and data[key] is None:
-            data[key] = []
-    if not data.get("reference") and reference_py is not None and reference_py.is_file():
-        data["reference"] = reference_py.read_text()
-        item.note(f"reference: empty; read from {reference_py.name}")
-    axes = dict(data.get("axes") or {})
-    for group in ("inputs", "outputs"):
-        tensors = data.get(group)
-        if not isinstance(tensors, dict):
-            continue
-        data[group] = {}
-        for name, spec in tensors.items():
-            if isinstance(spec, dict):
-                spec = dict(spec)
-                dtype = _dtype(spec.get("dtype"))
-                if dtype != spec.get("dtype"):
-                    item.note(f"{group}.{name}.dtype: '{spec['dtype']}' read as '{dtype}'")
-                    spec["dtype"] = dtype
-                if isinstance(spec.get("shape"), list):
-                    spec["shape"] = [_literal_axis(a, axes, item, f"{group}.{name}") for a in spec["shape"]]
-            data[group][name] = spec
-    if axes:
-        data["axes"] = axes
-    return data
-
-
-def _literal_axis(axis: Any, axes: dict[str, Any], item: _Item, where: str) -> Any:
-    if not (isinstance(axis, str) and axis.isdigit()):
-        return axis
-    name = f"const_{int(axis)}"
-    if name not in axes:
-        axes[name] = {"type": "const", "value": int(axis)}
-        item.note(f"{where}.shape: the literal size {axis} became the const axis '{name}'")
-    return name
-
-
-def normalize_solution(data: Any, item: _Item) -> Any:
-    """The solution JSON `data` normalized; raises Unsupported for a language or binding
-    solforge cannot build."""
-    if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
-        return data
-    data = {**data, "spec": dict(data["spec"])}
-    spec = data["spec"]
-    known = [lang.value for lang in Language]
-    if "language" not in spec and isinstance(spec.get("languages"), list):
-        languages = spec.pop("languages")
-        spec["language"] = next((lang for lang in languages if lang in known), languages[0] if languages else None)
-        item.note(f"spec.languages {languages} read as spec.language '{spec['language']}'")
-    if spec.get("language") not in known:
-        raise Unsupported(f"spec.language '{spec.get('language')}': solforge builds {', '.join(known)} solutions")
-    if spec.get("binding") not in (None, "torch"):
-        raise Unsupported(f"spec.binding '{spec['binding']}': solforge binds CUDA C++ through torch's load_inline only")
-    if "destination_passing_style" not in spec:
-        spec["destination_passing_style"] = True
-        item.note("spec.destination_passing_style: absent; true, the default of FlashInfer-Bench and SOL-ExecBench")
-    return data
-
-
-def normalize_evaluation(data: Any, item: _Item) -> Any:
-    """A trace JSON with an older evaluation's environment.device read as hardware."""
-    evaluation = data.get("evaluation") if isinstance(data, dict) else None
-    env = evaluation.get("environment") if isinstance(evaluation, dict) else None
-    if isinstance(env, dict) and "hardware" not in env and "device" in env:
-        env = dict(env)
-        env["hardware"] = env.pop("device")
-        data = {**data, "evaluation": {**evaluation, "environment": env}}
-        item.note("evaluation.environment.device read as evaluation.environment.hardware")
-    return data
-
 
 # -- the reader -----------------------------------------------------------------------------
 
@@ -242,12 +103,14 @@ class _Reader:
         self.origin: dict[str, str] = {}  # definition name -> the file it came from
         self.skipped_definitions: dict[str, str] = {}  # name -> the file that was skipped
         self.entrypoints: dict[str, str] = {}  # definition name -> custom_inputs_entrypoint
+        self.workload_origin: dict[tuple[str, str], tuple[str, Workload]] = {}  # (definition, uuid) -> where, what
+        self.references_read: set[Path] = set()  # reference.py files an empty `reference` was read from
         self.generators: dict[str, Any] = {}  # definition name -> its custom entry point, executed
 
     def skip(self, display: str, reason: str) -> None:
         self.report.skipped.append(Skipped(display, reason))
 
-    def commit(self, item: _Item, kind: ItemKind, name: str) -> None:
+    def commit(self, item: Item, kind: ItemKind, name: str) -> None:
         self.report.imported.append(Imported(item.display, kind, name))
         self.report.notes.extend(item.notes)
 
@@ -280,52 +143,77 @@ class _Reader:
             raise Unsupported(str(exc)) from None
 
     # -- items --------------------------------------------------------------------------
-    def definition(self, path: Path, folder: str | None, reference_py: Path | None) -> str | None:
-        item = _Item(str(path))
+    def definition(self, path: Path, reference_py: Path | None) -> tuple[str | None, str | None]:
+        """Read one definition file: (its name, None) when it is imported or is the same as
+        one already imported (then ignored); (its name if any, why its workloads and
+        solutions cannot attach) when it is skipped."""
+        item = Item(str(path))
         raw = None
         try:
             raw = self.read(path)
-            data = normalize_definition(raw, folder, reference_py, item)
+            if reference_py is not None and reference_py.is_file() and isinstance(raw, dict) and not raw.get("reference"):
+                self.references_read.add(reference_py)
+            data = normalize_definition(raw, reference_py, item)
             defn = self.parse(Definition, data)
             problems = check_definition(defn)
             if problems:
                 raise Unsupported(problems[0])
             if defn.name in self.ds.definitions:
-                raise Unsupported(f"name: definition '{defn.name}' is already defined by {self.origin[defn.name]}")
+                if defn == self.ds.definitions[defn.name]:
+                    self.report.ignored.append(Ignored(
+                        str(path), f"the same definition '{defn.name}' as {self.origin[defn.name]}: imported once, "
+                        "with the workloads and solutions of both"))
+                    return defn.name, None
+                raise Unsupported(f"name: definition '{defn.name}' is already defined, differently, by "
+                                  f"{self.origin[defn.name]}")
         except Unsupported as exc:
-            name = raw.get("name") if isinstance(raw, dict) else None
-            if isinstance(name, str):
+            name = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
+            if name is not None:
                 self.skipped_definitions.setdefault(name, str(path))
             self.skip(str(path), str(exc))
-            return None
+            return name, f"definition '{name}' in {path} was not imported (see its own entry)"
         item.keep_unknown(Definition, data)
         if data.get("custom_inputs_entrypoint"):
             self.entrypoints[defn.name] = data["custom_inputs_entrypoint"]
         self.ds.definitions[defn.name] = defn
         self.origin[defn.name] = str(path)
         self.commit(item, ItemKind.definition, defn.name)
-        return defn.name
+        return defn.name, None
 
-    def workload_line(self, display: str, data: Any, file_definition: str | None, bare_note: str | None) -> None:
-        item = _Item(display)
-        if isinstance(data, dict) and data.get("evaluation") is not None:
+    def workload_line(self, display: str, data: Any, file_definition: str | None, bare_note: str | None,
+                      blocked: str | None = None) -> None:
+        item = Item(display)
+        if isinstance(data, dict) and data.get("evaluation"):
             return self.trace_line(display, data)
+        if blocked is not None:
+            return self.skip(display, blocked)
         wrapped = isinstance(data, dict) and "workload" in data
         name = data.get("definition") if wrapped else file_definition
         try:
             if not wrapped and bare_note:
                 item.note(bare_note)
+            if wrapped and "evaluation" in data:
+                item.note("a trace line with an empty evaluation (the older traces/workloads layout): read as a workload")
             defn = self.ds.definitions.get(name)
             if defn is None:
                 raise Unsupported(self.missing(name))
             wl = self.workload(defn, data["workload"] if wrapped else data, item, allow_custom=True)
         except Unsupported as exc:
             return self.skip(display, str(exc))
+        first = self.workload_origin.get((defn.name, wl.uuid))
+        if first is not None:
+            if first[1] == wl:
+                self.report.ignored.append(Ignored(display, f"workload '{wl.uuid}' of '{defn.name}' again "
+                                                            f"(first at {first[0]}): imported once"))
+            else:
+                self.skip(display, f"uuid: '{wl.uuid}' is already another workload of '{defn.name}' ({first[0]})")
+            return
+        self.workload_origin[(defn.name, wl.uuid)] = (display, wl)
         item.keep_unknown(Trace if wrapped else Workload, data)
         self.ds.workloads.setdefault(defn.name, []).append(wl)
         self.commit(item, ItemKind.workload, wl.uuid)
 
-    def workload(self, defn: Definition, data: Any, item: _Item, allow_custom: bool) -> Workload:
+    def workload(self, defn: Definition, data: Any, item: Item, allow_custom: bool) -> Workload:
         """The workload `data` of `defn`, its inputs normalized (module docstring)."""
         if not isinstance(data, dict):
             raise Unsupported(f"workload: expected an object, got {type(data).__name__}")
@@ -351,7 +239,7 @@ class _Reader:
             raise Unsupported(problems[0])
         return wl
 
-    def blob_path(self, raw: Any, item: _Item, field: str) -> str:
+    def blob_path(self, raw: Any, item: Item, field: str) -> str:
         """The path to write for the safetensors file `raw`: as written when it lies under
         blob/, else a new path under blob/ (noted). The file is registered to be copied."""
         if not isinstance(raw, str) or not raw:
@@ -363,6 +251,14 @@ class _Reader:
             raise Unsupported(f"{field}: '{raw}' leaves the dataset directory")
         else:
             src, dest = self.root / norm, norm.as_posix() if norm.parts[0] == "blob" else f"blob/{norm.as_posix()}"
+            if not src.is_file():
+                # the older layout wrote paths relative to blob/workloads/
+                for base in ("blob/workloads", "blob"):
+                    if (self.root / base / norm).is_file():
+                        dest = (PurePosixPath(base) / norm).as_posix()
+                        self.blobs[dest] = self.root / dest
+                        item.note(f"{field}: '{raw}' is relative to {base}/ (the older layout); read as '{dest}'")
+                        return dest
         if not src.is_file():
             raise Unsupported(f"{field}: no such file {src}")
         self.blobs[dest] = src
@@ -371,7 +267,7 @@ class _Reader:
             return dest
         return raw
 
-    def materialize(self, defn: Definition, data: dict[str, Any], item: _Item) -> dict[str, Any]:
+    def materialize(self, defn: Definition, data: dict[str, Any], item: Item) -> dict[str, Any]:
         """Inputs made once by the definition's custom entry point, as safetensors blobs
         (module docstring). Raises Unsupported when not asked for, or when it fails."""
         import torch
@@ -435,14 +331,23 @@ class _Reader:
         item.note(f"workload.inputs: 'custom' inputs made once by {entry}() on the CPU with seed 0 and stored in {rel}")
         return inputs
 
-    def solution(self, path: Path) -> None:
-        item = _Item(str(path))
+    def solution(self, path: Path, blocked: str | None = None) -> None:
+        item = Item(str(path))
+        if blocked is not None:
+            return self.skip(str(path), blocked)
         try:
             data = normalize_solution(self.read(path), item)
             sol = self.parse(Solution, data)
             defn = self.ds.definitions.get(sol.definition)
             if defn is None:
                 raise Unsupported(self.missing(sol.definition))
+            try:
+                bound = bind_positionally(defn, sol)
+            except Refused as exc:
+                raise Unsupported(str(exc)) from None
+            if bound is not None:
+                sol, note = bound
+                item.note(note)
             problems = check_solution(defn, sol)
             if problems:
                 raise Unsupported(problems[0])
@@ -455,7 +360,9 @@ class _Reader:
         self.commit(item, ItemKind.solution, sol.name)
 
     def trace_line(self, display: str, data: Any) -> None:
-        item = _Item(display)
+        if isinstance(data, dict) and "workload" in data and not data.get("evaluation"):
+            return self.workload_line(display, data, None, None)  # `"evaluation": {}`: a workload
+        item = Item(display)
         try:
             data = normalize_evaluation(data, item)
             name = data.get("definition") if isinstance(data, dict) else None
@@ -476,14 +383,24 @@ class _Reader:
 _PROBLEM_FILES = ("definition.json", "workload.jsonl", "workloads.jsonl", "reference.py")
 
 
+def _source_paths(path: Path) -> set[str]:
+    """The source paths a solution JSON carries (empty when it does not parse)."""
+    try:
+        data = json.loads(path.read_text())
+        return {s.get("path") for s in data.get("sources", []) if isinstance(s, dict)}
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        return set()
+
+
 def read_flashinfer_trace(root: str | Path, materialize_custom: bool = False) -> ImportResult:
     """A FlashInfer-Trace or SOL-ExecBench dataset directory (module docstring) as a
     Dataset, a report and the blobs to copy; nothing is written (see
     `import_flashinfer_trace`).
 
     With `materialize_custom`, workloads with `custom` inputs are made once by the
-    definition's entry point (user code, executed) and stored as safetensors. Raises
-    SpecError when `root` is not a directory of either layout.
+    definition's entry point (user code, executed) and stored as safetensors. Every file
+    under `root` ends up imported, skipped or ignored in the report. Raises SpecError when
+    `root` is not a directory of either layout.
     """
     root = Path(root)
     if not root.is_dir():
@@ -495,39 +412,60 @@ def read_flashinfer_trace(root: str | Path, materialize_custom: bool = False) ->
         raise SpecError(
             f"{root}: no definitions/ directory and no definition.json: not a FlashInfer-Trace or SOL-ExecBench dataset"
         )
+    read: set[Path] = set()
 
     # Definitions first: workloads, solutions and traces name them.
     for path in sorted(defs_dir.rglob("*.json")):
-        reader.definition(path, path.parent.name if path.parent != defs_dir else None, None)
-    problem_definition: dict[Path, str | None] = {}
+        read.add(path)
+        reader.definition(path, None)
+    problems: dict[Path, tuple[str | None, str | None]] = {}  # dir -> (definition name, why nothing attaches)
     for d in problem_dirs:
-        name = reader.definition(d / "definition.json", d.parent.name if d.parent != root else None, d / "reference.py")
-        raw_name = next((n for n, f in reader.skipped_definitions.items() if f == str(d / "definition.json")), None)
-        problem_definition[d] = name or raw_name
+        read.add(d / "definition.json")
+        problems[d] = reader.definition(d / "definition.json", d / "reference.py")
+    read |= reader.references_read  # noted with their definitions
 
     for path in sorted((root / "workloads").rglob("*.jsonl")):
+        read.add(path)
         for display, data in reader.lines(path):
             reader.workload_line(display, data, path.stem, "a bare workload line; its definition named by the file")
     for d in problem_dirs:
+        name, blocked = problems[d]
         for path in (d / "workload.jsonl", d / "workloads.jsonl"):
+            read.add(path)
             for display, data in reader.lines(path) if path.is_file() else ():
-                reader.workload_line(display, data, problem_definition[d], None)
-        for extra in sorted(p for p in d.iterdir() if p.is_file()):
-            if extra.name not in _PROBLEM_FILES and not (extra.name.startswith("solution") and extra.suffix == ".json"):
-                reader.report.notes.append(Note(str(extra), "not a file of the schema; not imported"))
+                reader.workload_line(display, data, name, None, blocked)
 
     solution_files = sorted((root / "solutions").rglob("*.json"))
     solution_files += [p for d in problem_dirs for p in sorted(d.glob("solution*.json"))]
+    # solution files anywhere else (SOL-ExecBench's reward-hack samples, evil_*/solution.json)
+    solution_files += sorted(p for p in root.rglob("solution*.json") if p not in solution_files and p.is_file())
     for path in solution_files:
-        reader.solution(path)
+        read.add(path)
+        reader.solution(path, problems.get(path.parent, (None, None))[1])
     for path in sorted((root / "traces").rglob("*.jsonl")):
+        read.add(path)
         for display, data in reader.lines(path):
             reader.trace_line(display, data)
     for path in sorted((root / "blob").rglob("*")):
         if path.is_file():
+            read.add(path)
             rel = path.relative_to(root).as_posix()
             reader.blobs[rel] = path
             reader.report.imported.append(Imported(str(path), ItemKind.blob, rel))
+
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p not in read):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue  # .git and other hidden trees are no part of a dataset
+        owners = [s.name for s in sorted(path.parent.glob("solution*.json")) if path.name in _source_paths(s)]
+        if owners:
+            reason = f"a source file of {', '.join(owners)}, whose JSON carries it"
+        elif path.parent in problems and path.name == "reference.py":
+            reason = "a copy of the reference that definition.json carries"
+        elif path.parent in problems and path.suffix == ".jsonl":
+            reason = "not a file SOL-ExecBench reads (workload.jsonl holds a problem's workloads)"
+        else:
+            reason = "not a file of the FlashInfer-Trace or SOL-ExecBench layout"
+        reader.report.ignored.append(Ignored(str(path), reason))
     return ImportResult(dataset=reader.ds, report=reader.report, blobs=reader.blobs, tensors=reader.tensors)
 
 
