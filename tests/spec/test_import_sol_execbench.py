@@ -158,3 +158,18 @@ def test_the_older_layout_yields_its_workloads(tmp_path):
     inputs = make_inputs(defn, wl, defn.resolve_axes(wl.axes), seed=0, distribution="normal", device="cpu",
                          dataset_root=out)
     assert torch.equal(inputs["A"], stored)
+
+
+def test_validate_passes_the_import_and_names_a_workload_attached_twice(tmp_path, capsys):
+    from solforge.cli import main
+
+    out = tmp_path / "out"
+    import_flashinfer_trace(EXAMPLES, out)
+    assert main(["problems", "validate", str(out)]) == 0
+    (workloads,) = (out / "workloads").rglob("rmsnorm_h64.jsonl")
+    first = workloads.read_text().splitlines()[0]
+    workloads.write_text(workloads.read_text() + first + "\n")  # what a merge without UUIDs would write
+    capsys.readouterr()
+    assert main(["problems", "validate", str(out)]) == 1
+    found = capsys.readouterr().out
+    assert f"{workloads}:5: workload.uuid: '8c1e0d5a-0001' of 'rmsnorm_h64' is already at {workloads}:1" in found

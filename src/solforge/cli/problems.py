@@ -132,6 +132,7 @@ def validate(path: Annotated[Path, typer.Argument(help="A definition JSON file o
             found.extend(f"{f}: {p}" for p in check_definition(defn))
             definitions[defn.name] = defn
     if path.is_dir():
+        uuids: dict[tuple[str, str], str] = {}  # (definition, workload uuid) -> where first seen
         for f in sorted((path / "workloads").rglob("*.jsonl")):
             for i, line in enumerate(f.read_text().splitlines(), 1):
                 if not line.strip():
@@ -144,6 +145,10 @@ def validate(path: Annotated[Path, typer.Argument(help="A definition JSON file o
                     found.append(f"{src}: definition: unknown definition '{trace.definition}'")
                     continue
                 found.extend(f"{src}: {p}" for p in check_workload(definitions[trace.definition], trace.workload))
+                first = uuids.setdefault((trace.definition, trace.workload.uuid), src)
+                if first != src:  # the same workload twice: a duplicated definition's workloads attached again
+                    found.append(f"{src}: workload.uuid: '{trace.workload.uuid}' of '{trace.definition}' "
+                                 f"is already at {first}")
         for f in sorted((path / "solutions").rglob("*.json")):
             sol = guarded(str(f), lambda f=f: parse_model(Solution, read_json(f), str(f)))
             if sol is None:
@@ -153,7 +158,7 @@ def validate(path: Annotated[Path, typer.Argument(help="A definition JSON file o
                 continue
             found.extend(f"{f}: {p}" for p in check_solution(definitions[sol.definition], sol))
     for line in found:
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # one greppable line each
     if found:
         console.print(f"{len(found)} problem(s) found")
         raise typer.Exit(1)
