@@ -135,7 +135,7 @@ def profile_solution(solution: Solution, definition: Definition, workload: Workl
     """Profile one call of `solution` on `workload` (see the module docstring for what is
     measured where). Never raises for a profiler that is missing or fails: the report
     says so. `device` is "cpu", "cuda" or "cuda:N"; `timeout_s` limits each subprocess."""
-    from solforge.bench.worker import scrubbed_env
+    from solforge.bench.processes import scrubbed_env
 
     report = ProfileReport()
     with tempfile.TemporaryDirectory(prefix="solforge-profile-") as tmp:

@@ -63,6 +63,11 @@ class BenchConfig(BaseModel):
     )
     seed: int = Field(default=0, ge=0, description="Base seed of every input; trials and iterations offset it.")
     dataset_root: Path | None = Field(default=None, description="Root that safetensors input paths are relative to.")
+    sandbox: bool = Field(
+        default=False,
+        description="Run each solution's process under bubblewrap: no network, read-only root, its own PID "
+        "namespace, only its working directory writable (costs a full process start per solution).",
+    )
 
     def timing_for(self, device: str) -> TimingBudget:
         """The timing budget on `device`: the configured one, else the device's default."""

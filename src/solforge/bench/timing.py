@@ -1,149 +1,232 @@
-"""Timing: the one method every caller uses, baselines and solutions alike. Runs in the worker.
+"""Timing: the one method every caller uses, baselines and solutions alike.
 
-Per workload (`measure`):
+On the CPU the judge times each call itself (`time_cpu`), from its side of a handshake
+with the solution's process; nothing the solution's process reports enters the figure:
 
-1. Warm-up by time: the call runs on fresh inputs until `warmup_s` has passed (at
-   least once), so that JIT compilation, autotuning and lazy allocation are done.
-2. Timed iterations, until `max_iters` samples or `max_time_s` of wall-clock time
-   (whichever first, never fewer than `min_iters`). Each iteration, outside the timed
-   region: inputs with fresh values at a fresh address (regenerated; the previous two
-   iterations' tensors stay alive so that the allocator cannot hand their addresses
-   back), poisoned destination buffers for destination-passing solutions, then a cache
-   flush that writes a buffer at least twice the size of the cache (the L2 of a GPU,
-   the last-level cache of a CPU, as `hardware.detect(...).l2_bytes` gives them;
-   fallback 2 x 64 MiB). Then the call alone is timed: CUDA events on the GPU, `perf_counter`
-   on the CPU. Each iteration ends with a device synchronize, so that every call starts
-   on an idle device whether or not the guards watch it (they do not watch baselines).
-3. A sample of the timed iterations (one drawn at random among the first `min_iters`,
-   plus the last) is checked against the reference, outside the timed region.
+1. Before the solution is loaded, the bare handshake is timed (`calibrate_handshake`):
+   GO/DONE frames over the socket, and for a solution that returns its outputs (not
+   destination-passing) the copy of that many bytes into a shared buffer. Its median
+   (`overhead_ms`) is subtracted from every sample; the raw samples are kept too.
+2. Warm-up by time (`warmup_s`, at least one call), samples discarded.
+3. Timed iterations until `max_iters` samples or `max_time_s` (never fewer than
+   `min_iters`). Each iteration, outside the timed region: fresh inputs from a secret
+   seed written into the next buffer of a ring (so consecutive calls see different
+   addresses), the output buffer poisoned, then the caches flushed: the lines of that
+   call's inputs and outputs evicted from every cache (`cpu_flush`, x86-64), or where
+   that is not available, a buffer of twice the last-level cache written
+   (`flush_bytes_for`; also when `BenchConfig.flush_bytes` is set). Then the handshake
+   (`handshake`): the clock runs from the judge's GO to the kernel's receive time of the
+   solution's DONE.
+4. The judge copies each iteration's outputs at DONE and keeps them (a secret sample of
+   them when they do not fit in `keep_bytes`); after the loop it checks a secret random
+   subset, at least 1 in 8 and always the last, against the reference on the same
+   inputs (regenerated from the seeds), and it checks that no output buffer changed after
+   its DONE. It also reads the CPU time the solution's process used between calls
+   (its process CPU clock): work done between DONE and the next GO is work outside the
+   timed call.
+5. The spread decides whether the figure is sound: fewer than `MIN_STABLE_SAMPLES`
+   samples, or IQR / median above `MAX_STABLE_IQR_RATIO`, and the timing runs again once;
+   still so, it is marked unstable (`TimingStats.unstable`) with a warning.
+
+On a GPU the events stay in the solution's process (`time_on_device`): warm-up by
+time; per iteration fresh inputs from the judge's seeds at fresh addresses, made
+outside the timed region, an L2 flush, CUDA events around the call alone; each
+iteration's outputs copied to the judge's kept-outputs buffer. The judge measures the
+wall-clock time of the whole request and refuses the timing when the events' sum is
+implausibly below what the wall clock leaves for the calls (`events_implausible`), and
+checks kept outputs after the loop as on the CPU. SM clock and throttle reasons are
+read through NVML before and after; clock locking is an option, never the default.
+CUDA-graph mode (launch-bound kernels) captures the call once and times replays.
+UNVERIFIED: the GPU loop has not run on a GPU in this project yet.
 
 Reported: median, interquartile range, min and count, in milliseconds, with every
-sample kept (`TimingStats`). On the GPU the SM clock and throttle reasons are read
-through NVML just before and after the timed loop; a throttle adds a warning. Clock
-locking (`lock_clocks`) locks the SM clock at the default applications clock for the
-timed loop; it needs root and is never on by default.
-
-CUDA-graph mode (for launch-bound kernels): the call is captured once into a graph on
-fixed input and output buffers; each iteration copies fresh values into those buffers
-(outside the timed region), flushes the L2, and times one replay with CUDA events. The
-addresses stay fixed in this mode: only the values are fresh.
-
-A Triton solution on the CPU runs under the Triton interpreter; its time is recorded
-with `is_performance_measurement=False`.
+sample kept (`TimingStats`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from solforge.bench.config import TimingBudget
-from solforge.bench.correctness import (
-    EvaluationStatus,
-    Verdict,
-    WorkloadContext,
-    allocate_outputs,
-    compare_outputs,
-    reference_expected,
-)
+from solforge.bench.handshake import judge_round, stop
 from solforge.spec import TimingStats
 
 if TYPE_CHECKING:
     import torch
 
-# Captured at import, before any solution is imported: a solution that replaces
-# time.perf_counter does not change the clock the harness reads.
-_perf_counter = time.perf_counter
-
 FALLBACK_CACHE_BYTES = 64 * 2**20  # when the cache size is unknown; the flush writes twice this
-
-
-@dataclass
-class TimingRun:
-    """What `measure` returns: the statistics, the clock readings and any warnings."""
-
-    stats: TimingStats
-    clocks: dict[str, float | int | str | None] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+MIN_STABLE_SAMPLES = 5
+MAX_STABLE_IQR_RATIO = 0.25
+CHECKED_FRACTION = 1 / 8  # at least this share of timed iterations is checked after the loop
+# Work the solution's process may do between calls without it counting as work outside
+# the call: returning from the call, reading the next frame, thread pools winding down
+# (OpenMP workers spin for up to a few hundred microseconds after a parallel region).
+GAP_ALLOWANCE_MS = 2.0
+GAP_SHARE = 0.5  # ... plus this share of the time measured inside the calls
 
 
 def flush_bytes_for(configured: int | None, cache_bytes: int | None) -> int:
     """Bytes the cache flush writes: `configured` if given, else twice the cache
-    (`hardware.detect(device).l2_bytes`: the L2 of a GPU, the largest cache level of a
-    CPU), else twice FALLBACK_CACHE_BYTES."""
+    (the L2 of a GPU, the largest cache level of a CPU), else twice FALLBACK_CACHE_BYTES."""
     if configured is not None:
         return configured
     return 2 * (cache_bytes or FALLBACK_CACHE_BYTES)
 
 
-_FLUSH: dict[tuple[str, int], Any] = {}
+class CacheFlusher:
+    """Overwrites a buffer of `nbytes` on `device` with a new byte value each time, so
+    that nothing a call reads is left in the caches. `written_bytes` counts what it
+    wrote (tests check the flush is real)."""
+
+    def __init__(self, device: str, nbytes: int):
+        import torch
+
+        self.nbytes = nbytes
+        self.written_bytes = 0
+        self._count = 0
+        self._buf = torch.empty(nbytes, dtype=torch.uint8, device=device) if nbytes > 0 else None
+
+    def __call__(self) -> None:
+        if self._buf is None:
+            return
+        self._count += 1
+        self._buf.fill_(self._count & 0xFF)
+        self.written_bytes += self.nbytes
 
 
-def _flusher(device: str, nbytes: int) -> Callable[[int], None]:
-    """A function that overwrites an `nbytes` buffer on `device` (allocated once per worker)."""
-    import torch
-
-    if nbytes <= 0:
-        return lambda i: None
-    key = (device, nbytes)
-    if key not in _FLUSH:
-        _FLUSH[key] = torch.empty(nbytes, dtype=torch.uint8, device=device)
-    buf = _FLUSH[key]
-    return lambda i: buf.fill_(i & 0xFF)
-
-
-def _stats(samples_ms: list[float], method: str, is_measurement: bool) -> TimingStats:
+def stats(samples_ms: list[float], method: str, is_measurement: bool, **extra: Any) -> TimingStats:
+    """Median, IQR (linear interpolation between order statistics, numpy's default), min
+    and count of `samples_ms`, every sample kept."""
     s = sorted(samples_ms)
 
-    def q(p: float) -> float:  # linear interpolation between order statistics (numpy's default)
+    def q(p: float) -> float:
         pos = p * (len(s) - 1)
         lo, hi = math.floor(pos), math.ceil(pos)
         return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
-    return TimingStats(
-        method=method,
-        median_ms=q(0.5),
-        iqr_ms=q(0.75) - q(0.25),
-        min_ms=s[0],
-        count=len(s),
-        samples_ms=list(samples_ms),
-        is_performance_measurement=is_measurement,
-    )
+    return TimingStats(method=method, median_ms=q(0.5), iqr_ms=q(0.75) - q(0.25), min_ms=s[0], count=len(s),
+                       samples_ms=list(samples_ms), is_performance_measurement=is_measurement, **extra)
 
 
-class CpuTimer:
-    """perf_counter around the call; samples in milliseconds. `start` flushes the cache
-    first, inside the guard's watch, so that nothing runs between the flush and the call."""
+def is_stable(t: TimingStats) -> bool:
+    """Enough samples, and a spread small enough for the median to mean something."""
+    if t.count < MIN_STABLE_SAMPLES:
+        return False
+    return t.median_ms <= 0 or t.iqr_ms / t.median_ms <= MAX_STABLE_IQR_RATIO
 
-    def __init__(self, flush: Callable[[int], None]) -> None:
-        self.samples_ms: list[float] = []
-        self._t0 = 0.0
-        self._flush = flush
 
-    def start(self) -> None:
-        self._flush(len(self.samples_ms))
-        self._t0 = _perf_counter()
+# -- the CPU: the judge times the handshake -----------------------------------------------------
 
-    def stop(self) -> None:
-        self.samples_ms.append((_perf_counter() - self._t0) * 1e3)
 
-    def results_ms(self) -> list[float]:
-        return self.samples_ms
+def calibrate_handshake(child: Any, line: Any, request_id: int, copy_bytes: list[int], rounds: int,
+                        timeout_s: float) -> list[float]:
+    """The median bare round trip (`handshake`), in milliseconds, for each size in
+    `copy_bytes` (the hand-over copy of a returned output; 0 for none). Runs the
+    `calibrate` request of the solution's process: call it before the solution is loaded."""
+    from solforge.bench.messages import Calibrate
+
+    child.send(Calibrate(id=request_id, copy_bytes=copy_bytes, rounds=rounds), fds=line.their_fds)
+    medians = []
+    iteration = 0
+    for slot in range(len(copy_bytes)):
+        samples = []
+        for _ in range(rounds):
+            samples.append(judge_round(line, iteration, slot, timeout_s) / 1e6)
+            iteration += 1
+        medians.append(sorted(samples)[len(samples) // 2])
+    stop(line)
+    child.receive(request_id, timeout_s)
+    return medians
+
+
+@dataclass
+class CpuLoop:
+    """What the judge's CPU loop needs from the judge (`judge.WorkloadRun` provides it)."""
+
+    line: Any  # the handshake's HotLine
+    prepare: Callable[[int, int, str], None]  # (iteration, slot, purpose) -> fresh inputs in, outputs poisoned
+    keep: Callable[[int, int], None]  # (iteration, slot) -> copy the outputs of the call just done
+    before_reuse: Callable[[int], None]  # (slot) -> check the outputs left there did not change since DONE
+    flush: Callable[[int], None]  # (slot) -> evict the caches before the call on that slot
+    ring: int
+    timeout_s: float
+
+
+@dataclass
+class CpuRun:
+    """One timed loop on the CPU."""
+
+    raw_ns: list[int] = field(default_factory=list)
+    gap_cpu_ms: float = 0.0  # CPU time of the solution's process between DONE and the next GO
+    inside_ms: float = 0.0  # sum of the raw round trips
+    iterations: list[int] = field(default_factory=list)  # iteration numbers timed, in order
+
+
+def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_iters: int,
+             min_iters: int, first_iteration: int = 0) -> CpuRun:
+    """The judge-side loop (steps 2 and 3 of the module docstring). Iteration numbers
+    run on from `first_iteration`, so an iteration number never repeats. With
+    `max_iters` 0 only the warm-up runs. Raises handshake.OutOfStep or CallRaised."""
+    run = CpuRun()
+    i = first_iteration
+    if warmup_s > 0 or max_iters == 0:
+        deadline = time.perf_counter() + warmup_s
+        while i == first_iteration or time.perf_counter() < deadline:
+            slot = i % loop.ring
+            loop.before_reuse(slot)
+            loop.prepare(i, slot, "warmup")
+            judge_round(loop.line, i, slot, loop.timeout_s)
+            loop.keep(i, slot)
+            i += 1
+    start = time.perf_counter()
+    last_done_cpu = child.cpu_ns()
+    for n in range(max_iters):
+        if n >= min_iters and time.perf_counter() - start >= max_time_s:
+            break
+        slot = i % loop.ring
+        loop.before_reuse(slot)
+        loop.prepare(i, slot, "time")
+        loop.flush(slot)
+        ready_cpu = child.cpu_ns()
+        raw = judge_round(loop.line, i, slot, loop.timeout_s)
+        done_cpu = child.cpu_ns()
+        if ready_cpu is not None and last_done_cpu is not None:
+            run.gap_cpu_ms += (ready_cpu - last_done_cpu) / 1e6
+        last_done_cpu = done_cpu
+        loop.keep(i, slot)
+        run.raw_ns.append(raw)
+        run.iterations.append(i)
+        run.inside_ms += raw / 1e6
+        i += 1
+    return run
+
+
+def gap_limit_ms(run: CpuRun) -> float:
+    """The CPU time a solution's process may use between its calls (see GAP_ALLOWANCE_MS)."""
+    return GAP_ALLOWANCE_MS * len(run.raw_ns) + GAP_SHARE * run.inside_ms
+
+
+# -- the GPU: events in the solution's process ---------------------------------------------------
+
+
+@dataclass
+class DeviceRun:
+    samples_ms: list[float]
+    method: str
+    clocks: dict[str, float | int | str | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 class CudaTimer:
     """A pair of CUDA events around the call, read once the loop is over. `start` enqueues
-    the L2 flush right before the start event: while the GPU runs the flush, the host
-    records the event and launches the call, so the launch does not show as idle time
-    (for a call whose host overhead exceeds the flush, it does: use CUDA-graph mode)."""
+    the L2 flush right before the start event."""
 
-    def __init__(self, flush: Callable[[int], None]) -> None:
+    def __init__(self, flush: Callable[[], None]) -> None:
         self.pairs: list[tuple[Any, Any]] = []
         self._flush = flush
 
@@ -151,7 +234,7 @@ class CudaTimer:
         import torch
 
         self.pairs.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
-        self._flush(len(self.pairs))
+        self._flush()
         self.pairs[-1][0].record()
 
     def stop(self) -> None:
@@ -164,12 +247,30 @@ class CudaTimer:
         return [a.elapsed_time(b) for a, b in self.pairs]
 
 
-def _check_sample(ctx: WorkloadContext, inputs: dict[str, Any], outputs: list[torch.Tensor], i: int) -> None:
-    expected = reference_expected(ctx, inputs)
-    result = compare_outputs(outputs, expected, ctx)
-    if not result.passed:
-        raise Verdict(EvaluationStatus.INCORRECT_NUMERICAL, f"timed iteration {i}: {result.message}", [],
-                      result.max_absolute_error, result.max_relative_error)
+def events_implausible(samples_ms: list[float], wall_ms: float, overhead_ms_per_iteration: float) -> str | None:
+    """Why a GPU timing's events cannot be believed, or None. The wall clock of the whole
+    loop, less the per-iteration work outside the calls (input generation, flush, the
+    output copy, measured as `overhead_ms_per_iteration`), bounds what the calls took;
+    events summing to under half of that bound are refused ("timer disagrees with wall
+    clock")."""
+    n = len(samples_ms)
+    if n == 0:
+        return None
+    left_ms = wall_ms - n * overhead_ms_per_iteration
+    events_ms = sum(samples_ms)
+    if left_ms > 5.0 and events_ms < 0.5 * left_ms:
+        return (f"timer disagrees with wall clock: the events sum to {events_ms:.3f} ms over {n} calls, the wall clock "
+                f"leaves {left_ms:.3f} ms for them")
+    return None
+
+
+def _read_clocks(run: DeviceRun, device_index: int, uuid: str | None, when: str) -> Any:
+    from solforge.hardware.nvml import read_clocks
+
+    reading = read_clocks(device_index, uuid=uuid)
+    if reading is not None:
+        run.clocks.update({f"{key}_{when}": value for key, value in reading.as_dict().items()})
+    return reading
 
 
 def _default_sm_clock_mhz(uuid: str | None, device_index: int) -> int:
@@ -187,7 +288,7 @@ def _default_sm_clock_mhz(uuid: str | None, device_index: int) -> int:
 
 
 @contextlib.contextmanager
-def _locked_sm_clock(device_index: int, uuid: str | None, run: TimingRun) -> Iterator[None]:
+def _locked_sm_clock(device_index: int, uuid: str | None, run: DeviceRun) -> Iterator[None]:
     """Lock the SM clock at the default applications clock for the block (NVML, root only)."""
     from solforge.hardware.nvml import locked_clocks
 
@@ -206,120 +307,132 @@ def _locked_sm_clock(device_index: int, uuid: str | None, run: TimingRun) -> Ite
         lock.__exit__(None, None, None)
 
 
-def _read_clocks(run: TimingRun, device_index: int, uuid: str | None, when: str) -> Any:
-    from solforge.hardware.nvml import read_clocks
-
-    reading = read_clocks(device_index, uuid=uuid)
-    if reading is not None:
-        run.clocks.update({f"{key}_{when}": value for key, value in reading.as_dict().items()})
-    return reading
-
-
-def measure(
-    ctx: WorkloadContext,
-    invoke: Callable[..., list[torch.Tensor]],
-    budget: TimingBudget,
-    flush_bytes: int,
-    checks: int,
-    cuda_graph: bool = False,
-    lock_clocks: bool = False,
-    is_measurement: bool = True,
-) -> TimingRun:
-    """Time the solution behind `invoke` on fresh inputs of `ctx`'s workload (the method of
-    the module docstring). `invoke(kwargs, dps_outputs, timer=None, around=None)` is the
-    worker's guarded call; `timer.start()`/`timer.stop()` bracket the user call alone.
-    Latencies are in milliseconds. Raises Verdict when a checked iteration is wrong or a
-    guard fires."""
+def time_on_device(session: Any, state: Any, request: Any) -> DeviceRun:
+    """The GPU loop in the solution's process (see the module docstring): `session` is
+    its Session, `state` the workload's arena and workload, `request` the TimeOnDevice
+    message. Outputs of iteration k go to output slot `request.keep[k]` of the arena
+    attached as `request.kept_workload` (none when -1)."""
     import torch
 
-    on_gpu = ctx.device != "cpu"
-    flush = _flusher(ctx.device, flush_bytes)
-    run = TimingRun(stats=_stats([0.0], "none", False))
-    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    kept_arena = session.workloads[request.kept_workload].arena
+    names = list(session.definition.outputs)
 
-    def fresh(tag: str) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-        return ctx.make(tag, "normal"), (allocate_outputs(ctx) if ctx.dps else None)
+    def kept(k: int, ret: Any, outs: dict[str, Any] | None) -> None:
+        slot = request.keep[k]
+        if slot < 0:
+            return
+        shared = kept_arena.read(kept_arena.layout.outputs[slot])
+        values = [outs[n] for n in names] if outs else (list(ret) if type(ret) in (tuple, list) else [ret])
+        for name, value in zip(names, values):
+            torch.Tensor.copy_(shared[name], value)
 
-    deadline = _perf_counter() + budget.warmup_s
-    n = 0
-    while n == 0 or _perf_counter() < deadline:
-        invoke(*fresh(f"warmup{n}"))
-        sync()  # wall-clock warm-up: the host must not run ahead of the GPU
-        n += 1
+    return device_loop(session.definition, state.workload, session.device, state.dataset_root, session.fn,
+                       session.solution.spec.destination_passing_style, request, kept)
 
-    check_at = {secrets.randbelow(budget.min_iters) for _ in range(max(0, checks - 1))}
-    device_index = (torch.device(ctx.device).index or 0) if on_gpu else 0
-    uuid = (str(getattr(torch.cuda.get_device_properties(device_index), "uuid", "") or "") or None) if on_gpu else None
-    lock = _locked_sm_clock(device_index, uuid, run) if (lock_clocks and on_gpu) else contextlib.nullcontext()
+
+def null_loop_on_device(definition: Any, workload: Any, device: str, dataset_root: Any, request: Any,
+                        arena: Any) -> DeviceRun:
+    """The same loop with no solution: fresh inputs, the flush, empty outputs copied to
+    the host. Run by the reference process, whose wall clock gives the judge the loop's
+    own cost per iteration (`events_implausible`)."""
+    import torch
+
+    axes = definition.resolve_axes(workload.axes)
+    names = list(definition.outputs)
+
+    def null(**kwargs: Any) -> Any:
+        empty = [torch.empty(definition.shape_of(s, axes), dtype=s.dtype.to_torch(), device=device)
+                 for s in definition.outputs.values()]
+        return empty[0] if len(empty) == 1 else tuple(empty)
+
+    def kept(k: int, ret: Any, outs: Any) -> None:
+        shared = arena.read(arena.layout.outputs[0])
+        for name, value in zip(names, list(ret) if type(ret) is tuple else [ret]):
+            torch.Tensor.copy_(shared[name], value)
+
+    return device_loop(definition, workload, device, dataset_root, null, False, request, kept)
+
+
+def device_loop(definition: Any, workload: Any, device: str, dataset_root: Any, fn: Callable[..., Any], dps: bool,
+                request: Any, kept: Callable[[int, Any, Any], None]) -> DeviceRun:
+    """Warm-up on `request.warmup_seeds`, then one timed call per seed of `request.seeds`
+    (fresh inputs at fresh addresses, L2 flush, CUDA events around the call alone), each
+    iteration's outputs handed to `kept(k, returned, destination buffers)`."""
+    import torch
+
+    from solforge.bench.correctness import poison_
+    from solforge.bench.inputs import make_inputs
+
+    axes = definition.resolve_axes(workload.axes)
+    flusher = CacheFlusher(device, request.flush_bytes)
+
+    def fresh(seed: int) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+        inputs = make_inputs(definition, workload, axes, seed, "normal", device, dataset_root)
+        outs = None
+        if dps:
+            outs = {n: poison_(torch.empty(definition.shape_of(s, axes), dtype=s.dtype.to_torch(), device=device))
+                    for n, s in definition.outputs.items()}
+        return inputs, outs
+
+    run = DeviceRun(samples_ms=[], method="cuda-events+l2-flush")
+    for seed in request.warmup_seeds:
+        inputs, outs = fresh(seed)
+        fn(**inputs, **(outs or {}))
+        torch.cuda.synchronize()
+    device_index = torch.device(device).index or 0
+    uuid = str(getattr(torch.cuda.get_device_properties(device_index), "uuid", "") or "") or None
+    lock = _locked_sm_clock(device_index, uuid, run) if request.lock_clocks else contextlib.nullcontext()
+    timer = CudaTimer(flusher)
+    ring: deque = deque(maxlen=2)  # the last iterations' tensors stay alive: fresh addresses each time
+    graph = _capture(fn, fresh, request, run) if request.cuda_graph else None
     with lock:
-        before = _read_clocks(run, device_index, uuid, "before") if on_gpu else None
-        if cuda_graph and on_gpu:
-            samples, method = _graph_loop(ctx, invoke, budget, flush, check_at, checks, run)
-        else:
-            samples, method = _loop(ctx, invoke, budget, flush, check_at, checks, fresh, sync, on_gpu)
-        after = _read_clocks(run, device_index, uuid, "after") if on_gpu else None
+        before = _read_clocks(run, device_index, uuid, "before")
+        for k, seed in enumerate(request.seeds):
+            if graph is not None:
+                g, static_in, static_out, static_ret = graph
+                values, _ = fresh(seed)
+                for name, value in values.items():
+                    if isinstance(value, torch.Tensor):
+                        static_in[name].copy_(value)
+                timer.start()
+                g.replay()
+                timer.stop()
+                torch.cuda.synchronize()
+                kept(k, static_ret, static_out)
+                continue
+            inputs, outs = fresh(seed)
+            timer.start()
+            ret = fn(**inputs, **(outs or {}))
+            timer.stop()
+            torch.cuda.synchronize()
+            kept(k, ret, outs)
+            ring.append((inputs, outs, ret))
+        after = _read_clocks(run, device_index, uuid, "after")
     if before is not None and after is not None:
         from solforge.hardware.nvml import throttled
 
         reason = throttled(before, after)
         if reason:
             run.warnings.append(f"the GPU throttled while timing: {reason}")
-    run.stats = _stats(samples, method, is_measurement)
+    run.samples_ms = timer.results_ms()
     return run
 
 
-def _loop(ctx, invoke, budget, flush, check_at, checks, fresh, sync, on_gpu) -> tuple[list[float], str]:
-    timer = CudaTimer(flush) if on_gpu else CpuTimer(flush)
-    ring: deque = deque(maxlen=2)  # the last iterations' tensors, kept so that addresses are fresh
-    start = _perf_counter()
-    for i in range(budget.max_iters):
-        if i >= budget.min_iters and _perf_counter() - start >= budget.max_time_s:
-            break
-        inputs, dps = fresh(f"time{i}")
-        outputs = invoke(inputs, dps, timer=timer)
-        sync()  # every call starts on an idle device, watched by the guards or not (baselines)
-        if i in check_at:
-            _check_sample(ctx, inputs, outputs, i)
-        ring.append((i, inputs, outputs))
-    if checks > 0:
-        last, inputs, outputs = ring[-1]
-        _check_sample(ctx, inputs, outputs, last)
-    return timer.results_ms(), ("cuda-events+l2-flush" if on_gpu else "perf_counter+cache-flush")
-
-
-def _graph_loop(ctx, invoke, budget, flush, check_at, checks, run) -> tuple[list[float], str]:
+def _capture(fn: Callable[..., Any], fresh: Callable[[int], Any], request: Any, run: DeviceRun) -> Any:
+    """(graph, static inputs, static outputs, static return) of the call captured once on
+    fixed buffers; None, with a warning, when the call cannot be captured (a host sync,
+    a CPU fallback): the loop then times with plain events."""
     import torch
 
-    static = ctx.make("graph", "normal")
-    static_dps = allocate_outputs(ctx) if ctx.dps else None
+    static_in, static_out = fresh(request.seeds[0] if request.seeds else 0)
     graph = torch.cuda.CUDAGraph()
     try:
-        outputs = invoke(static, static_dps, around=lambda: torch.cuda.graph(graph))
-    except Verdict as v:
-        if v.status is not EvaluationStatus.RUNTIME_ERROR:
-            raise
-        # Not capturable (a host sync, a CPU fallback): time with events instead. Had the
-        # capture broken the CUDA context, the events loop fails with the error itself.
-        run.warnings.append(f"cuda_graph: capture failed ({v.message.splitlines()[0]}); timed with CUDA events")
-        return _loop(ctx, invoke, budget, flush, check_at, checks,
-                     lambda tag: (ctx.make(tag, "normal"), allocate_outputs(ctx) if ctx.dps else None),
-                     torch.cuda.synchronize, True)
-    timer = CudaTimer(flush)
-    start = _perf_counter()
-    for i in range(budget.max_iters):
-        if i >= budget.min_iters and _perf_counter() - start >= budget.max_time_s:
-            break
-        values = ctx.make(f"time{i}", "normal")
-        for name, value in values.items():
-            if isinstance(value, torch.Tensor):
-                static[name].copy_(value)
-        timer.start()
-        graph.replay()
-        timer.stop()
+        with torch.cuda.graph(graph):
+            static_ret = fn(**static_in, **(static_out or {}))
+    except Exception as exc:
+        run.warnings.append(f"cuda_graph: capture failed ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                            "timed with CUDA events")
         torch.cuda.synchronize()
-        last = i
-        if i in check_at:
-            _check_sample(ctx, static, outputs, i)
-    if checks > 0:
-        _check_sample(ctx, static, outputs, last)
-    return timer.results_ms(), "cuda-graph+l2-flush"
+        return None
+    run.method = "cuda-graph+l2-flush"
+    return graph, static_in, static_out, static_ret

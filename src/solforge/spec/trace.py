@@ -56,6 +56,20 @@ class TimingStats(BaseModel):
     is_performance_measurement: bool = Field(
         default=True, description="False under the Triton interpreter: the time is not the kernel's."
     )
+    timed_by: str | None = Field(
+        default=None, description="'judge' (the judge's clock around a handshake, CPU) or 'solution-events' (GPU)."
+    )
+    overhead_ms: float | None = Field(
+        default=None, description="The bare handshake's median, ms, subtracted from each raw sample (CPU)."
+    )
+    raw_samples_ms: list[float] = Field(default_factory=list, description="The judge's samples before subtraction.")
+    solution_samples_ms: list[float] = Field(
+        default_factory=list, description="The solution process's own readings: untrusted, for comparison only."
+    )
+    unstable: bool = Field(
+        default=False, description="Too few samples or too wide a spread, even after a re-run: not a sound figure."
+    )
+    reruns: int = Field(default=0, description="Times the timing was run again for an unstable spread.")
 
 
 class GuardFinding(BaseModel):
@@ -142,6 +156,7 @@ class EvaluationExtension(BaseModel):
     correctness_trials: int = 0
     reference_precision: str | None = None
     held_out: bool = False
+    skipped: str | None = Field(default=None, description="Why the workload was not run (e.g. 'memory').")
     compile_reports: list[CompileReport] | None = Field(
         default=None, description="The kernels cross-compiled for the target before any GPU time; None: not compiled."
     )

@@ -69,7 +69,7 @@ def cross_compile(solution: Solution, definition: Definition, workloads: list[Wo
 
 def _in_child(solution: Solution, definition: Definition, workloads: list[Workload], target: CompileTarget,
               timeout_s: float, dataset_root: Path | None) -> list[CompileReport]:  # fmt: skip
-    from solforge.bench.worker import scrubbed_env
+    from solforge.bench.processes import scrubbed_env
 
     with tempfile.TemporaryDirectory(prefix="solforge-crosscompile-") as tmp:
         work = Path(tmp)

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import types
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -94,13 +95,26 @@ class _Compiled:
 
 
 class _TargetDriver:
-    """Stands in for Triton's active driver: reports the target and launches nothing."""
+    """Stands in for Triton's active driver: reports the target and launches nothing.
+
+    `utils.get_device_properties(i)` answers with the target's figures, under the keys of
+    Triton's CUDA driver, for code that sizes its launch the Triton way
+    (`triton.runtime.driver.active.utils.get_device_properties`); clock rates and memory
+    bus width are not known for a target and are absent.
+    """
 
     def __init__(self, target: CompileTarget):
         from triton.backends.compiler import GPUTarget
 
         self.target = GPUTarget("cuda", target.capability, target.warp_size)
         self.device = f"solforge-crosscompile-{target.name}"  # its own key in JITFunction.device_caches
+        properties = {
+            "max_shared_mem": target.max_shared_memory_per_block_bytes,  # the opt-in maximum, as Triton reads it
+            "max_num_regs": target.max_registers_per_block,
+            "multiprocessor_count": target.sm_count,
+            "warpSize": target.warp_size,
+        }
+        self.utils = types.SimpleNamespace(get_device_properties=lambda device=None: dict(properties))
 
     def get_current_target(self):
         return self.target

@@ -18,6 +18,11 @@ class Guard(str, enum.Enum):
     LAZY_OUTPUT = "lazy-output"
     CACHING = "caching"
     DECOY = "decoy"
+    INTROSPECTION = "introspection"
+    OUTSIDE_CALL = "outside-call"
+    FORGED_REPLY = "forged-reply"
+    NETWORK = "network"
+    FILESYSTEM = "filesystem"
 
 
 def finding(guard: Guard, message: str) -> GuardFinding:

@@ -1,0 +1,86 @@
+"""Entry point of the judge's children (see `processes`): ties the child to its parent,
+then serves one role, `solution` or `reference`, until told to exit or the judge goes.
+
+Imported by the template process before it forks (so torch, numpy and numba are loaded
+once); nothing here runs user code at import.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy  # noqa: F401  (preloaded for the children)
+import torch  # noqa: F401
+
+try:  # preloaded when installed: a numba solution then pays no import
+    import numba  # noqa: F401
+except ImportError:  # pragma: no cover - numba is optional outside the CPU extra
+    pass
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _tie_to_parent() -> None:
+    """Die with the parent: PR_SET_PDEATHSIG where Linux has it, else a watchdog thread."""
+    parent = os.getppid()
+    if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL):
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="solforge-parent-watch", daemon=True).start()
+
+
+def main(conn, role: str, device: str) -> None:
+    """Start a child of `role` on `device` and serve requests on `conn`."""
+    import faulthandler
+
+    _tie_to_parent()
+    # A process group of its own: a kill takes the compilers, compile workers and any
+    # process a solution started along with the child.
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the judge handles Ctrl-C and kills its children
+    faulthandler.enable()
+    from solforge.hardware.device import split_device
+
+    kind, _ = split_device(device)
+    for key, value in kind.env.items():  # e.g. TRITON_INTERPRET=1 on the CPU, before triton is imported
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if role == "reference":
+        # Expected outputs live here: other processes of this user may not read this
+        # process's memory or file descriptors through /proc.
+        _prctl(PR_SET_DUMPABLE, 0)
+        from solforge.bench.reference_process import serve
+    else:
+        from solforge.bench.solution_process import serve
+    serve(conn, device)
+
+
+if __name__ == "__main__":  # the sandboxed start: python -m solforge.bench.child ROLE DEVICE FD
+    from multiprocessing.connection import Connection
+
+    main(Connection(int(sys.argv[3])), sys.argv[1], sys.argv[2])

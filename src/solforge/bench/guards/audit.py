@@ -1,0 +1,159 @@
+"""The audit guard: what a solution's own code asks of the interpreter, seen at run time.
+
+A process-wide audit hook (PEP 578, `sys.addaudithook`) in the solution's process sees
+events that name matching in the sources cannot, because they are raised by the
+interpreter whatever the spelling (`getattr(tb, "tb_" + "frame")` raises the same
+event as `tb.tb_frame`):
+
+- introspection: reading frames (`object.__getattr__` on tb_frame, f_back, f_locals,
+  f_globals, f_builtins, gi_frame, cr_frame, ag_frame, f_code), `sys._getframe`,
+  `sys._current_frames`, and the heap (`gc.get_objects`, `gc.get_referrers`,
+  `gc.get_referents`): how a solution would read the harness or reach objects it was
+  not given;
+- /proc: opening another process's /proc entries, or this process's fd, mem, environ,
+  cmdline or maps (where the judge's socket, or a parent's command line, would be);
+- network: `socket.connect`, `socket.bind`, `socket.sendto`, `socket.getaddrinfo`;
+- filesystem (only when `writable_root` is set, as under `--sandbox`): opening for
+  writing, removing or renaming outside the solution's working directory and /tmp.
+
+Whose code asked decides: an event counts when the frame that raised it (or, for a
+frame walk done by `traceback` or `inspect`, the nearest frame outside the standard
+library) is in the solution's own files. torch, numba, triton, logging and warnings
+use frames and /proc for their own reasons, and are not blamed for it.
+
+Not covered: what a C extension of the solution does (no audit event), and events
+raised from the solution's files while the hook is off (it is on from the build to
+the end of the last call).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import sysconfig
+from types import FrameType
+
+from solforge.bench.guards.findings import Guard, dedupe, finding
+from solforge.spec import GuardFinding
+
+_FRAME_ATTRS = frozenset({"tb_frame", "f_back", "f_locals", "f_globals", "f_builtins", "gi_frame", "cr_frame",
+                          "ag_frame", "f_code", "tb_next"})
+_HEAP_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames"})
+_NETWORK_EVENTS = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo",
+                             "socket.sendmsg"})
+_WALKERS = ("traceback.py", "inspect.py")
+_PROC_SELF = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/(fd|fdinfo|mem|environ|cmdline|maps|map_files)\b")
+_PROC_PID = re.compile(r"^/proc/(\d+)/")
+_STDLIB = tuple({os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")})
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+class AuditGuard:
+    """One per solution's process; `arm(files_root)` once the solution's directory is
+    known, then `take()` the findings after each step."""
+
+    def __init__(self) -> None:
+        self.root: str | None = None
+        self.writable_root: str | None = None
+        self.armed = False
+        self._findings: list[GuardFinding] = []
+        self._busy = False
+        sys.addaudithook(self._hook)
+
+    def arm(self, files_root: str, writable_root: str | None = None) -> None:
+        self.root = os.path.realpath(files_root) + os.sep
+        self.writable_root = os.path.realpath(writable_root) + os.sep if writable_root else None
+        self.armed = True
+
+    def take(self) -> list[GuardFinding]:
+        found, self._findings = dedupe(self._findings), []
+        return found
+
+    # -- the hook -----------------------------------------------------------------------------
+
+    def _own(self, frame: FrameType | None) -> str | None:
+        """`file:line` when `frame` is in the solution's files, else None."""
+        if frame is None or self.root is None:
+            return None
+        path = frame.f_code.co_filename
+        if path.startswith(self.root) or os.path.realpath(path).startswith(self.root):
+            return f"{os.path.basename(path)}:{frame.f_lineno}"
+        return None
+
+    def _nearest_outside_stdlib(self, frame: FrameType | None) -> str | None:
+        while frame is not None:
+            path = frame.f_code.co_filename
+            if not (path.startswith("<frozen") or os.path.realpath(path).startswith(_STDLIB)
+                    or path == __file__):
+                return self._own(frame)
+            frame = frame.f_back
+        return None
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if not self.armed or self._busy:
+            return
+        self._busy = True
+        try:
+            self._judge(event, args)
+        finally:
+            self._busy = False
+
+    def _judge(self, event: str, args: tuple) -> None:
+        caller = sys._getframe(2)  # the frame that raised the event (1 is _hook)
+        if event == "object.__getattr__":
+            if len(args) >= 2 and args[1] in _FRAME_ATTRS:
+                where = self._own(caller)
+                if where:
+                    self._add(Guard.INTROSPECTION, f"introspection: reads a frame's {args[1]} at {where}")
+            return
+        if event == "sys._getframe":
+            where = self._own(caller)
+            if where is None and caller is not None and caller.f_code.co_filename.endswith(_WALKERS):
+                where = self._nearest_outside_stdlib(caller)
+            if where:
+                self._add(Guard.INTROSPECTION, f"introspection: walks the call stack at {where}")
+            return
+        if event in _HEAP_EVENTS:
+            where = self._nearest_outside_stdlib(caller)
+            if where:
+                self._add(Guard.INTROSPECTION, f"introspection: {event} at {where}")
+            return
+        if event in _NETWORK_EVENTS:
+            where = self._nearest_outside_stdlib(caller)
+            if where:
+                target = repr(args[1]) if len(args) > 1 else ""
+                self._add(Guard.NETWORK, f"network: {event} {target} at {where}".replace("  ", " "))
+            return
+        if event == "open" and args and isinstance(args[0], (str, bytes)):
+            path = os.fsdecode(args[0])
+            flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+            mode = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+            self._open(path, flags, mode, caller)
+            return
+        if event in ("os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.truncate") and args:
+            if self.writable_root is not None and isinstance(args[0], (str, bytes)):
+                self._write(os.fsdecode(args[0]), event, caller)
+
+    def _open(self, path: str, flags: int, mode: str, caller: FrameType | None) -> None:
+        absolute = os.path.abspath(path)
+        proc_pid = _PROC_PID.match(absolute)
+        if _PROC_SELF.match(absolute) or (proc_pid and int(proc_pid.group(1)) != os.getpid()):
+            where = self._nearest_outside_stdlib(caller)
+            if where:
+                self._add(Guard.HARNESS_TAMPER, f"harness tamper: opens {absolute} at {where}")
+            return
+        writing = bool(flags & _WRITE_FLAGS) or any(c in mode for c in "wax+")
+        if writing and self.writable_root is not None:
+            self._write(absolute, "open for writing", caller)
+
+    def _write(self, path: str, what: str, caller: FrameType | None) -> None:
+        real = os.path.realpath(os.path.abspath(path))
+        if real.startswith((self.writable_root or "", "/tmp/", "/dev/null")):
+            return
+        where = self._nearest_outside_stdlib(caller)
+        if where:
+            self._add(Guard.FILESYSTEM, f"filesystem: {what} {real} outside the working directory at {where}")
+
+    def _add(self, guard: Guard, message: str) -> None:
+        self._findings.append(finding(guard, message))

@@ -1,0 +1,190 @@
+"""The op recorder: every torch op a solution's call reaches, however it was reached.
+
+In the solution's process, around each correctness call (never a timed one), three
+observers record what the call did, below any name the solution could hide behind:
+
+- a `TorchFunctionMode`: every torch function, Tensor method and `torch.ops` overload
+  called, by canonical name (`canonical_name`), so `F.rms_norm` reached through an
+  `nn.Module`, a `vars(module)[computed]` lookup or a module written to disk and
+  imported is still `torch.nn.functional.rms_norm`;
+- a `TorchDispatchMode`: every aten op that reaches the dispatcher's Python layer, with
+  the time spent in it (`aten::_softmax`, `aten::mm`, ...);
+- a global `nn.Module` forward pre-hook: the class of every module whose forward ran.
+
+The record (`messages.OpRecord`) goes to the judge, which alone decides from it
+(`forbidden_findings`, `torch_share`): the solution's process never learns which calls
+are forbidden. A recorder removed during the call is itself reported (`intact=False`).
+
+Not covered: code that runs no torch op (numba, Triton, a C extension's own kernels
+are the point of a solution and are invisible here by design); a solution that
+behaves differently when it detects it is observed (the static guard flags reading
+torch's mode stacks; the timed calls are checked by outputs, not by this recorder).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from solforge.bench.guards.findings import Guard, finding
+from solforge.bench.messages import OpRecord
+from solforge.spec import GuardFinding
+
+if TYPE_CHECKING:
+    from solforge.spec import Definition
+
+# aten ops that allocate, view, copy or convert: not the math of an op. Everything
+# else a solution runs in torch counts as torch compute for the decoy guard.
+NON_COMPUTE_ATEN = frozenset({
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like", "ones",
+    "ones_like", "full", "full_like", "new_zeros", "new_ones", "new_full", "fill_", "zero_", "scalar_tensor",
+    "view", "_unsafe_view", "reshape", "_reshape_alias", "as_strided", "expand", "permute", "transpose", "t",
+    "unsqueeze", "squeeze", "slice", "select", "detach", "alias", "lift_fresh", "lift_fresh_copy", "split",
+    "split_with_sizes", "unbind", "chunk", "narrow", "diagonal", "view_as_real", "view_as_complex", "unfold",
+    "_to_copy", "copy_", "clone", "contiguous", "_copy_from", "_copy_from_and_resize", "to", "resize_",
+    "set_", "_local_scalar_dense", "item", "is_nonzero", "_has_compatible_shallow_copy_type",
+})
+
+
+def canonical_name(obj: Any) -> str:
+    """One name per torch callable, the same in every process: `torch.Tensor.softmax`
+    for a Tensor method, `torch.rms_norm` for a function of torch's C module,
+    `aten::_softmax` for an op overload or packet, `module.qualname` otherwise (classes
+    included: `torch.nn.modules.normalization.RMSNorm`)."""
+    import torch
+
+    if isinstance(obj, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        name = getattr(obj, "_qualified_op_name", None) or obj.name()
+        return name
+    qual = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__qualname__
+    module = getattr(obj, "__module__", None)
+    owner, _, attr = qual.rpartition(".")
+    if owner in ("TensorBase", "Tensor", "_TensorBase"):
+        return f"torch.Tensor.{attr}"
+    if owner == "_VariableFunctionsClass":
+        return f"torch.{attr}"
+    return f"{module}.{qual}" if module else qual
+
+
+def _aten_name(func: Any) -> str:
+    return func.name() if hasattr(func, "name") else str(func)
+
+
+class OpRecorder:
+    """Record one call's torch ops (see the module docstring). Use as a context manager
+    around the call; `record()` afterwards gives the OpRecord."""
+
+    def __init__(self) -> None:
+        from torch.overrides import TorchFunctionMode
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        functions: dict[str, None] = {}
+        aten: dict[str, int] = {}
+        self._functions, self._aten = functions, aten
+        self._modules: dict[str, None] = {}
+        self._compute_ns = 0
+        recorder = self
+
+        class _Functions(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                functions.setdefault(canonical_name(func))
+                return func(*args, **(kwargs or {}))
+
+        class _Dispatch(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = _aten_name(func)
+                aten[name] = aten.get(name, 0) + 1
+                t0 = time.perf_counter_ns()
+                out = func(*args, **(kwargs or {}))
+                if name.removeprefix("aten::").split(".")[0] not in NON_COMPUTE_ATEN:
+                    recorder._compute_ns += time.perf_counter_ns() - t0
+                return out
+
+        self._function_mode = _Functions()
+        self._dispatch_mode = _Dispatch()
+        self._hook = None
+        self.intact = True
+
+    def __enter__(self) -> OpRecorder:
+        import torch
+
+        def pre_hook(module, args):
+            cls = type(module)
+            self._modules.setdefault(f"{cls.__module__}.{cls.__qualname__}")
+
+        self._hook = torch.nn.modules.module.register_module_forward_pre_hook(pre_hook)
+        self._function_mode.__enter__()
+        self._dispatch_mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for mode in (self._dispatch_mode, self._function_mode):
+            try:
+                mode.__exit__(None, None, None)
+            except Exception:  # the mode was popped or replaced during the call
+                self.intact = False
+        if self._hook is not None:
+            self._hook.remove()
+
+    def record(self) -> OpRecord:
+        return OpRecord(functions=list(self._functions), modules=list(self._modules), aten=dict(self._aten),
+                        compute_ms=self._compute_ns / 1e6, intact=self.intact)
+
+
+# -- the judge's side -------------------------------------------------------------------------
+
+
+def forbidden_names(definition: Definition) -> dict[str, str]:
+    """Canonical names to look for in a record -> the forbidden name as the definition
+    wrote it. `torch.ops.aten.X` becomes `aten::X`; any other name is resolved by
+    import in this process (never in the solution's) and canonicalized, so an alias
+    (`torch.nn.functional.gelu` is `torch._C._nn.gelu`) matches what the recorder saw.
+    Names that do not resolve here (a library that is not installed) stay as written:
+    the static guard covers them."""
+    import importlib
+
+    out: dict[str, str] = {}
+    for name in definition.solforge.forbidden_calls:
+        out[name] = name
+        if name.startswith("torch.ops."):
+            parts = name.split(".")
+            if len(parts) >= 4:
+                out[f"{parts[2]}::{parts[3]}"] = name
+            continue
+        parts = name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                break
+            out[canonical_name(obj)] = name
+            break
+    return out
+
+
+def forbidden_findings(record: OpRecord, wanted: dict[str, str]) -> list[GuardFinding]:
+    """Findings for every forbidden callable the record shows, by the name the
+    definition forbids and the name the recorder saw."""
+    seen = [*record.functions, *record.modules, *record.aten]
+    found = []
+    for name in seen:
+        base = name.split(".")[0] if name.startswith("aten::") else name
+        hit = wanted.get(name) or wanted.get(base)
+        if hit is not None:
+            shown = f" (reached as {name})" if name != hit else ""
+            found.append(finding(Guard.FORBIDDEN_CALL, f"forbidden call {hit}{shown}, seen at run time"))
+    if not record.intact:
+        found.append(finding(Guard.HARNESS_TAMPER, "harness tamper: the op recorder was removed during the call"))
+    return found
+
+
+def torch_compute_ops(record: OpRecord, limit: int = 4) -> str:
+    """The most called compute aten ops of a record, for a finding's message."""
+    ops = sorted(((n, c) for n, c in record.aten.items() if n.removeprefix("aten::").split(".")[0]
+                  not in NON_COMPUTE_ATEN), key=lambda item: -item[1])
+    return ", ".join(n for n, _ in ops[:limit]) or "none"

@@ -1,0 +1,816 @@
+"""The judge: decides every verdict, and never runs the code it judges.
+
+Three roles, three processes (see `processes`):
+
+- the judge (this code, in the caller's process) draws every input seed from the
+  operating system's randomness (`secrets`, i.e. os.urandom) per evaluation, writes
+  the inputs into shared memory it owns, times the calls on the CPU, and compares the
+  output bytes against the reference's with dtype and shape from its own records. It
+  never imports a solution's code;
+- the reference process computes the expected outputs; it never loads a solution;
+- the solution's process, fresh per solution, reads its inputs from the judge's
+  buffers and writes its outputs into them. Whatever bytes are there when it signals
+  done are the output. Nothing it returns as a Python object is trusted, nor its
+  reply beyond "done": its guard reports and op records can only add findings.
+
+What the judge checks (each one a guard with its exploit in the tests):
+
+- correctness on fresh secret inputs, `correctness` (several distributions; a ring of
+  buffers, so address-keyed caches fail; one call repeats earlier values at another
+  address, so a value-keyed cache that returns its old tensor is seen);
+- the op record of every correctness call: forbidden calls however reached, and
+  decoys (a solution declared numba, Triton or CUDA that launched none of its own
+  kernels, or spent most of its time in torch compute ops);
+- results carried across calls (by address, call count or content);
+- timed calls (`timing`): outputs of a secret sample of timed iterations, at least 1
+  in 8, checked after the loop; outputs that change after DONE; CPU work the
+  solution's process does between timed calls; on a GPU, events that disagree with
+  the judge's wall clock;
+- replies nobody asked for on the solution's channel (forged replies).
+
+What this does not cover: a solution running as the same user can, outside the
+sandbox, read what the operating system lets that user read (the judge's memory
+through /proc/<pid>/mem where the kernel's ptrace policy allows it: the judge marks
+itself not dumpable while it judges, which stops other users' and unprivileged
+processes, not root). `BenchConfig.sandbox` (bubblewrap: own PID namespace, no
+network, read-only root) closes that.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from solforge.bench.arena import Arena, plan, slot_bytes
+from solforge.bench.config import BenchConfig
+from solforge.bench.correctness import CheckResult, compare_outputs, poison_, same_bits
+from solforge.bench.guards.findings import Guard, dedupe, finding
+from solforge.bench.guards.recorder import forbidden_findings, forbidden_names, torch_compute_ops
+from solforge.bench.inputs import DISTRIBUTIONS, make_inputs
+from solforge.bench.handshake import CallRaised, HotLine, OutOfStep, stop
+from solforge.bench.messages import (
+    Attach,
+    Attached,
+    Call,
+    Called,
+    Cooled,
+    DefinitionError,
+    Detach,
+    ExpectedReply,
+    Expect,
+    ExpectSeeded,
+    Failed,
+    Hot,
+    Load,
+    Loaded,
+    TimedOnDevice,
+    TimeOnDevice,
+)
+from solforge.bench.processes import Child, ChildLost, ChildStartError
+from solforge.bench.timing import (
+    CacheFlusher,
+    CpuLoop,
+    calibrate_handshake,
+    events_implausible,
+    flush_bytes_for,
+    gap_limit_ms,
+    is_stable,
+    stats,
+    time_cpu,
+)
+from solforge.spec import Definition, EvaluationStatus, GuardFinding, Solution, SpecError, TimingStats, Workload
+
+RING = 3  # buffers per workload: call k+3 sees call k's addresses with new values
+MIN_SAMPLE_MS = 1e-4  # a sample at or below the handshake's overhead is recorded as this, in ms
+KEEP_BYTES = 512 * 2**20  # timed outputs the judge keeps for its checks after the loop
+CALIBRATION_ROUNDS = 30
+MAX_CALIBRATED_COPY_BYTES = 256 * 2**20
+REFERENCE_BATCH_BYTES = 256 * 2**20
+
+
+class Verdict(Exception):
+    """Ends the evaluation of a workload with a failed status (raised inside the judge)."""
+
+    def __init__(self, status: EvaluationStatus, message: str, findings: list[GuardFinding] | None = None,
+                 max_absolute_error: float = 0.0, max_relative_error: float = 0.0, kill: bool = True):
+        super().__init__(message)
+        self.status, self.message, self.findings = status, message, findings or []
+        self.max_absolute_error, self.max_relative_error = max_absolute_error, max_relative_error
+        self.kill = kill
+
+
+@dataclass
+class WorkloadOutcome:
+    """What the judge established for one workload that passed."""
+
+    max_absolute_error: float
+    max_relative_error: float
+    calls: int
+    reference_precision: str
+    timing: TimingStats
+    warnings: list[str] = field(default_factory=list)
+    clocks: dict[str, Any] = field(default_factory=dict)
+
+
+# -- shared children ---------------------------------------------------------------------------
+
+_REFERENCES: dict[str, Child] = {}
+_DEVICE_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def device_lock(device: str) -> threading.RLock:
+    """The lock one evaluation holds on `device` for all its work: two timings on one
+    device would disturb each other, and the device's reference process serves one
+    evaluation at a time."""
+    with _LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault(device, threading.RLock())
+
+
+def reference_process(device: str, startup_timeout_s: float) -> Child:
+    """The device's reference process (started when there is none alive)."""
+    child = _REFERENCES.get(device)
+    if child is None or not child.alive:
+        if child is not None:
+            child.kill()
+        child = _REFERENCES[device] = Child("reference", device, startup_timeout_s)
+    return child
+
+
+def retire_reference(device: str) -> None:
+    child = _REFERENCES.pop(device, None)
+    if child is not None:
+        child.kill()
+
+
+@contextmanager
+def not_dumpable() -> Iterator[None]:
+    """This process is not dumpable for the block (PR_SET_DUMPABLE 0, Linux): processes of
+    other users, and unprivileged ones, cannot read its memory or descriptors through
+    /proc while it holds expected outputs. Restored after."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        before = libc.prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+    except (OSError, AttributeError):
+        yield
+        return
+    if before > 0:
+        libc.prctl(4, 0, 0, 0, 0)
+    try:
+        yield
+    finally:
+        if before > 0:
+            libc.prctl(4, before, 0, 0, 0)
+
+
+def host_memory_available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, in bytes; None where unreadable."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def memory_problem(definition: Definition, axes: dict[str, int], device: str) -> str | None:
+    """Why a workload cannot fit in this machine's memory (one line), or None.
+
+    Estimate, host side: the judge's ring of inputs and outputs and its own copies
+    (RING + 2 sets), the reference's arena and its float64 upcast of inputs and outputs
+    (up to 8 / itemsize times each), and the solution's own copy of each; checked
+    against MemAvailable. A GPU's memory is not estimated here."""
+    layout = plan(definition, axes, 1)
+    in_b, out_b = slot_bytes(layout.inputs[0]), slot_bytes(layout.outputs[0])
+    widen = max([8 // max(t.dtype_bytes, 1) for t in _dtypes(definition)] or [1])
+    need = in_b * (RING + 3 + widen) + out_b * (RING + 4 + widen) + min(out_b * 30, KEEP_BYTES)
+    avail = host_memory_available_bytes()
+    if avail is None or need <= 0.8 * avail:
+        return None
+    gib = 2**30
+    return (f"skipped: needs about {need / gib:.1f} GiB of host memory (inputs {in_b / gib:.2f} GiB, outputs "
+            f"{out_b / gib:.2f} GiB, with the reference's float64 copies and the judge's buffers); "
+            f"{avail / gib:.1f} GiB available")
+
+
+@dataclass
+class _DtypeBytes:
+    dtype_bytes: int
+
+
+def _dtypes(definition: Definition) -> list[_DtypeBytes]:
+    out = []
+    for spec in [*definition.inputs.values(), *definition.outputs.values()]:
+        try:
+            out.append(_DtypeBytes(spec.dtype.to_torch().itemsize))
+        except (AttributeError, TypeError):
+            continue
+    return out
+
+
+# -- one solution ----------------------------------------------------------------------------------
+
+
+class Judge:
+    """Evaluates one solution on a device. `run_workload` gives one workload's outcome or
+    raises Verdict / ChildLost; `close` ends the solution's process."""
+
+    def __init__(self, definition: Definition, solution: Solution, device: str, config: BenchConfig, trusted: bool,
+                 workdir: Path, flush_bytes: int):
+        self.definition, self.solution, self.device = definition, solution, device
+        self.config, self.trusted, self.workdir = config, trusted, workdir
+        self.flush_bytes = flush_bytes
+        self.child: Child | None = None
+        self.line: HotLine | None = None
+        self.overhead_ms: dict[int, float] = {}
+        self.load_log = ""
+        self.own_kernels: list[str] = []
+        self.wanted = forbidden_names(definition) if not trusted else {}
+        self.dps = solution.spec.destination_passing_style
+        self._flusher: CacheFlusher | None = None
+        self._iterations = 0
+
+    # -- the solution's process ---------------------------------------------------------------
+
+    def start(self, workloads: list[Workload]) -> Loaded:
+        """A fresh solution's process: calibrate the handshake, then build the solution.
+        Returns the Loaded reply; raises Verdict for a build failure (COMPILE_ERROR) or a
+        reward hack found at build time, ChildLost, ChildStartError."""
+        sandbox = str(self.workdir.parent) if self.config.sandbox else None
+        self.child = child = Child("solution", self.device, self.config.startup_timeout_s, sandbox_dir=sandbox)
+        if self.device == "cpu":
+            sizes = sorted({0 if self.dps else min(self._out_bytes(w), MAX_CALIBRATED_COPY_BYTES) for w in workloads})
+            if self.line is None:
+                self.line = HotLine()
+            try:
+                medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
+                                              self.config.timeout_s)
+            except OutOfStep as lost:
+                raise ChildLost(EvaluationStatus.TIMEOUT if lost.timeout else EvaluationStatus.RUNTIME_ERROR,
+                                f"calibrating the handshake: {lost}") from None
+            self.overhead_ms = dict(zip(sizes, medians))
+        reply = child.request(
+            Load(id=child.new_id(), definition=self.definition.model_dump(mode="json"),
+                 solution=self.solution.model_dump(mode="json"), workdir=str(self.workdir), trusted=self.trusted,
+                 build_timeout_s=self.config.build_timeout_s),
+            self.config.build_timeout_s)
+        if isinstance(reply, Failed):
+            raise Verdict(reply.status, reply.log, reply.findings)
+        assert isinstance(reply, Loaded)
+        self.load_log, self.own_kernels = reply.log, reply.own_kernels
+        return reply
+
+    def _out_bytes(self, workload: Workload) -> int:
+        axes = self.definition.resolve_axes(workload.axes)
+        return slot_bytes(plan(self.definition, axes, 1, inputs=False).outputs[0])
+
+    def next_iteration(self) -> int:
+        """A fresh block of iteration numbers for one loop (the GO word never repeats a value)."""
+        self._iterations += 10_000_000
+        return self._iterations
+
+    def overhead_for(self, out_bytes: int) -> float:
+        """The calibrated handshake overhead, ms, for a call that hands over `out_bytes`."""
+        if not self.overhead_ms:
+            return 0.0
+        if self.dps:
+            return self.overhead_ms.get(0, 0.0)
+        size = min(out_bytes, MAX_CALIBRATED_COPY_BYTES)
+        if size in self.overhead_ms:
+            base = self.overhead_ms[size]
+        else:
+            base = self.overhead_ms[min(self.overhead_ms, key=lambda s: abs(s - size))]
+        return base * (out_bytes / size) if out_bytes > MAX_CALIBRATED_COPY_BYTES and size else base
+
+    def close(self) -> None:
+        if self.child is not None:
+            self.child.close()
+            self.child = None
+        if self.line is not None:
+            self.line.close()
+            self.line = None
+
+    def kill(self) -> None:
+        if self.child is not None:
+            self.child.kill()
+            self.child = None
+
+    # -- one workload ------------------------------------------------------------------------------
+
+    def run_workload(self, workload: Workload) -> WorkloadOutcome:
+        assert self.child is not None
+        run = WorkloadRun(self, workload)
+        try:
+            run.attach()
+            check = run.correctness()
+            outcome = run.timing(check)
+        finally:
+            run.close()
+        return outcome
+
+
+class WorkloadRun:
+    """The judge's work on one workload of one solution: its arenas and its records."""
+
+    def __init__(self, judge: Judge, workload: Workload):
+        self.judge, self.workload = judge, workload
+        self.definition, self.config, self.device = judge.definition, judge.config, judge.device
+        self.child = judge.child
+        assert self.child is not None
+        self.ref = reference_process(self.device, self.config.startup_timeout_s)
+        self.axes = self.definition.resolve_axes(workload.axes)
+        self.key = f"{workload.uuid}-{secrets.token_hex(4)}"
+        self.root = self.config.dataset_root
+        self.sol_arena = Arena.create(plan(self.definition, self.axes, RING), "solforge-solution")
+        per_set = slot_bytes(self.sol_arena.layout.inputs[0]) + slot_bytes(self.sol_arena.layout.outputs[0])
+        # Reference calls are batched: as many input sets per request as fit in REFERENCE_BATCH_BYTES.
+        self.batch = max(1, min(2 * self.config.trials + 1, REFERENCE_BATCH_BYTES // max(per_set, 1)))
+        self.ref_arena = Arena.create(plan(self.definition, self.axes, self.batch), "solforge-reference")
+        self.kept_arena: Arena | None = None
+        self.attached: list[tuple[Child, str]] = []
+        self.findings: list[GuardFinding] = []
+        self.timeout_s = self.config.timeout_s
+
+    def close(self) -> None:
+        for child, key in self.attached:
+            if child.alive:
+                try:
+                    child.request(Detach(id=child.new_id(), workload=key), 60.0)
+                except ChildLost:
+                    pass
+        for arena in (self.sol_arena, self.ref_arena, self.kept_arena):
+            if arena is not None:
+                arena.close()
+
+    def attach(self) -> None:
+        wl = self.workload.model_dump(mode="json")
+        root = str(self.root) if self.root else None
+        self._attach(self.child, self.key, self.sol_arena, workload_data=wl, dataset_root=root)
+        self._attach(self.ref, self.key, self.ref_arena, definition=self.definition.model_dump(mode="json"),
+                     workload_data=wl, dataset_root=root)
+
+    def _attach(self, child: Child, key: str, arena: Arena, **fields: Any) -> None:
+        assert arena.fd is not None
+        reply = self._ask(child, Attach(id=child.new_id(), workload=key, layout=arena.layout, **fields), (arena.fd,))
+        if not isinstance(reply, Attached):
+            raise Verdict(EvaluationStatus.RUNTIME_ERROR, f"attach: {reply}")
+        self.attached.append((child, key))
+
+    def _ask(self, child: Child, message: Any, fds: tuple[int, ...] = (), timeout_s: float | None = None) -> Any:
+        """One request; a DefinitionError reply raises SpecError, a reference's failure a
+        Verdict that blames the definition or the workload, not the solution."""
+        if child is self.child and child.pending_bytes():
+            self._forged("before a request")
+        try:
+            reply = child.request(message, timeout_s or self.timeout_s, fds)
+        except ChildLost as lost:
+            if child is self.ref:
+                retire_reference(self.device)
+                raise Verdict(lost.status, f"the reference process: {lost.message} (the workload may be too large "
+                                           "for this machine; not the solution's fault)", kill=False) from None
+            raise
+        if child is self.child and child.unsolicited:
+            self._forged("")
+        if isinstance(reply, DefinitionError):
+            raise SpecError(reply.message)
+        if child is self.ref and isinstance(reply, Failed):
+            raise Verdict(reply.status, f"{reply.log} (a defect of the definition or the workload, not the "
+                                        "solution's)", kill=False)
+        return reply
+
+    def _forged(self, when: str) -> None:
+        what = "; ".join(self.child.unsolicited) or f"unexpected bytes {when}"
+        raise Verdict(EvaluationStatus.REWARD_HACK, f"forged reply: {what} on the solution's channel",
+                      [finding(Guard.FORGED_REPLY, f"forged reply: the judge received {what}, which it did not ask "
+                                                   "for, on the solution's channel")])
+
+    # -- inputs and expected outputs ---------------------------------------------------------------
+
+    def inputs(self, seed: int, distribution: str) -> dict[str, Any]:
+        return make_inputs(self.definition, self.workload, self.axes, seed, distribution, "cpu", self.root)
+
+    def expected(self, sets: list[dict[str, Any]]) -> tuple[list[list[Any]], str]:
+        """The reference's outputs (copies) on each input set, and its precision; one
+        request per `batch` sets."""
+        layout = self.ref_arena.layout
+        out: list[list[Any]] = []
+        precision = "native"
+        for start in range(0, len(sets), self.batch):
+            chunk = sets[start:start + self.batch]
+            for slot, inputs in enumerate(chunk):
+                self.ref_arena.write(layout.inputs[slot], inputs)
+            reply = self._ask(self.ref, Expect(id=self.ref.new_id(), workload=self.key,
+                                               slots=list(range(len(chunk)))))
+            assert isinstance(reply, ExpectedReply)
+            precision = reply.precision
+            out += [[self.ref_arena.view(t).clone() for t in layout.outputs[slot].tensors]
+                    for slot in range(len(chunk))]
+        return out, precision
+
+    def outputs(self, slot: int) -> list[Any]:
+        return [self.sol_arena.view(t).clone() for t in self.sol_arena.layout.outputs[slot].tensors]
+
+    def poison(self, slot: int) -> None:
+        for t in self.sol_arena.layout.outputs[slot].tensors:
+            if not t.scalar:
+                poison_(self.sol_arena.view(t))
+
+    # -- correctness ---------------------------------------------------------------------------------
+
+    def correctness(self) -> dict[str, Any]:
+        """The correctness calls (see `correctness`); returns the errors and precision.
+        Raises Verdict at the first failure."""
+        trials = self.config.trials
+        calls = 2 * trials + 1
+        seeds = [secrets.randbits(62) for _ in range(calls)]
+        dists = [DISTRIBUTIONS[k % len(DISTRIBUTIONS)] for k in range(calls)]
+        repeat = 1 if (calls - 1) % RING != 1 % RING else 2
+        seeds[-1], dists[-1] = seeds[repeat], dists[repeat]
+        history: list[tuple[int, list[Any], list[Any], bool]] = []  # (slot, outputs, expected, correct)
+        max_abs = max_rel = 0.0
+        precision = "native"
+        shares: list[float] = []
+        last: Called | None = None
+        inputs = [self.inputs(seeds[k], dists[k]) for k in range(calls)]
+        all_expected, precision = self.expected(inputs)
+        for k in range(calls):
+            slot = k % RING
+            values, expected = inputs[k], all_expected[k]
+            self.sol_arena.write(self.sol_arena.layout.inputs[slot], values)
+            self.poison(slot)
+            where = f"call {k} ({dists[k]} inputs)"
+            reply = self._ask(self.child, Call(id=self.child.new_id(), workload=self.key, slot=slot,
+                                               record=not self.judge.trusted))
+            if isinstance(reply, Failed):
+                raise Verdict(reply.status, f"{where}: {reply.log}", reply.findings, max_abs, max_rel)
+            assert isinstance(reply, Called)
+            last = reply
+            if reply.findings:
+                raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in reply.findings),
+                              reply.findings, max_abs, max_rel)
+            self._inputs_unchanged(slot, values, where)
+            outs = self.outputs(slot)
+            result = compare_outputs(outs, expected, self.definition, self.judge.dps)
+            if not self.judge.trusted:
+                found = self._cache_findings(k, slot, outs, result, history, reply, seeds, dists)
+                if reply.record is not None:
+                    found += forbidden_findings(reply.record, self.judge.wanted)
+                if found:
+                    raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in found), found,
+                                  max_abs, max_rel)
+            if not result.passed:
+                raise Verdict(EvaluationStatus.INCORRECT_NUMERICAL, f"{where}: {result.message}", [],
+                              max(max_abs, result.max_absolute_error), max(max_rel, result.max_relative_error))
+            max_abs, max_rel = max(max_abs, result.max_absolute_error), max(max_rel, result.max_relative_error)
+            history.append((slot, outs, expected, True))
+            if k > 0 and reply.record is not None and reply.solution_ms > 0:
+                shares.append(reply.record.compute_ms / reply.solution_ms)
+        if not self.judge.trusted and last is not None:
+            found = self._decoy_findings(calls, last, shares)
+            if found:
+                raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in found), found, max_abs,
+                              max_rel)
+        return {"max_abs": max_abs, "max_rel": max_rel, "calls": calls, "precision": precision}
+
+    def _inputs_unchanged(self, slot: int, values: dict[str, Any], where: str) -> None:
+        import torch
+
+        for t in self.sol_arena.layout.inputs[slot].tensors:
+            value = values[t.name]
+            if isinstance(value, torch.Tensor) and not same_bits(self.sol_arena.view(t), value):
+                raise Verdict(EvaluationStatus.INCORRECT_NUMERICAL, f"{where}: input '{t.name}' was modified by the "
+                                                                    "call (a solution must not write its inputs)")
+
+    def _cache_findings(self, k: int, slot: int, outs: list[Any], result: CheckResult,
+                        history: list[tuple[int, list[Any], list[Any], bool]], reply: Called,
+                        seeds: list[int], dists: list[str]) -> list[GuardFinding]:
+        """Results carried over from an earlier call: a wrong output that equals an
+        earlier call's result (by address when that call used the same buffers, else by
+        call count), or a returned tensor that is the very storage an earlier call
+        returned on the same values (by content)."""
+        found = []
+        if not result.passed:
+            for j in range(len(history) - 1, -1, -1):
+                prev_slot, prev_outs, prev_expected, _ = history[j]
+                if any(_informative(e) for e in prev_expected) and all(
+                        same_bits(a, b) for a, b in zip(outs, prev_outs)):
+                    how = "address" if prev_slot == slot else "call count"
+                    found.append(finding(Guard.CACHING, f"caching results across calls (by {how}): call {k} misses "
+                                                        f"its reference but returned call {j}'s result"))
+                    break
+        j = reply.same_storage_as
+        if j is not None and j < len(seeds):
+            how = "content" if (seeds[j], dists[j]) == (seeds[k], dists[k]) else "call count"
+            found.append(finding(Guard.CACHING, f"caching results across calls (by {how}): call {k} returned the "
+                                                f"storage call {j} returned"))
+        return found
+
+    def _decoy_findings(self, calls: int, last: Called, shares: list[float]) -> list[GuardFinding]:
+        language = self.judge.solution.spec.language
+        if not language.launches_own_kernels:
+            return []
+        if last.launches == 0:
+            defined = (f"it defines {', '.join(self.judge.own_kernels)}" if self.judge.own_kernels
+                       else "no kernel of its own was found in its modules")
+            return [finding(Guard.DECOY, f"decoy: declared {language.value} but launched none of its own kernels in "
+                                         f"{calls} calls ({defined})")]
+        if last.profiled_own is False:
+            seen = ", ".join(last.profiled_names) or "no kernel"
+            return [finding(Guard.DECOY, f"decoy: declared {language.value} but none of its own kernels ran on the "
+                                         f"device (the profiler saw {seen})")]
+        if shares:
+            share = sorted(shares)[len(shares) // 2]
+            if share > 0.5:
+                record = last.record
+                ops = torch_compute_ops(record) if record is not None else "?"
+                return [finding(Guard.DECOY, f"decoy: declared {language.value} but {share:.0%} of its time ran in "
+                                             f"torch compute ops ({ops})")]
+        return []
+
+    # -- timing --------------------------------------------------------------------------------------
+
+    def timing(self, check: dict[str, Any]) -> WorkloadOutcome:
+        budget = self.config.timing_for(self.device)
+        warnings: list[str] = []
+        clocks: dict[str, Any] = {}
+        interpreted = self.judge.solution.spec.language.value == "triton" and self.device == "cpu"
+        timed = self._time_once(budget, clocks)
+        if self.device == "cpu" and not is_stable(timed):
+            again = self._time_once(budget, clocks)
+            again = again.model_copy(update={"reruns": 1})
+            timed = again
+            if not is_stable(again):
+                timed = again.model_copy(update={"unstable": True})
+                warnings.append(f"unstable timing: {again.count} samples, IQR {again.iqr_ms:.4g} ms on a median of "
+                                f"{again.median_ms:.4g} ms after a re-run (a busy machine?)")
+        if interpreted:
+            timed = timed.model_copy(update={"is_performance_measurement": False})
+            warnings.append("Triton interpreter on the CPU: the time is the interpreter's, not a kernel's")
+        return WorkloadOutcome(check["max_abs"], check["max_rel"], check["calls"], check["precision"], timed,
+                               warnings, clocks)
+
+    def _time_once(self, budget: Any, clocks: dict[str, Any]) -> TimingStats:
+        if self.device == "cpu":
+            return self._time_cpu(budget)
+        return self._time_device(budget, clocks)
+
+    def _time_cpu(self, budget: Any) -> TimingStats:
+        out_layout = self.sol_arena.layout.outputs
+        out_bytes = slot_bytes(out_layout[0])
+        seeds: dict[int, int] = {}
+        kept: dict[int, list[Any]] = {}
+        last_done: dict[int, tuple[int, list[Any]]] = {}
+        keep_n = max(8, KEEP_BYTES // max(out_bytes, 1))
+        chooser = secrets.SystemRandom()
+        seen_timed = [0]
+        warm_start, timed_start = self.judge.next_iteration(), self.judge.next_iteration()
+        flush, method = self._cpu_flush()
+
+        def prepare(i: int, slot: int, purpose: str) -> None:
+            seeds[i] = secrets.randbits(62)
+            self.sol_arena.write(self.sol_arena.layout.inputs[slot], self.inputs(seeds[i], "normal"))
+            self.poison(slot)
+
+        def keep(i: int, slot: int) -> None:
+            outs = self.outputs(slot)
+            last_done[slot] = (i, outs)
+            if i < timed_start:  # a warm-up call: checked for changes after DONE, not against the reference
+                return
+            seen_timed[0] += 1
+            if len(kept) < keep_n:
+                kept[i] = outs
+            else:  # reservoir sampling, with the judge's secret randomness
+                j = chooser.randrange(seen_timed[0])
+                if j < keep_n:
+                    del kept[chooser.choice(list(kept))]
+                    kept[i] = outs
+
+        def before_reuse(slot: int) -> None:
+            if slot in last_done:
+                i, outs = last_done[slot]
+                now = self.outputs(slot)
+                changed = [t.name for t, a, b in zip(out_layout[slot].tensors, outs, now) if not same_bits(a, b)]
+                if changed:
+                    raise Verdict(EvaluationStatus.REWARD_HACK, f"output(s) {changed} of call {i} changed after it "
+                                  "signalled done", [finding(Guard.OUTSIDE_CALL, f"work outside the timed call: "
+                                                     f"output(s) {changed} of timed call {i} were written after the "
+                                                     "call signalled done")])
+
+        child, line = self.child, self.judge.line
+        assert line is not None
+        request = Hot(id=child.new_id(), workload=self.key)
+        if child.pending_bytes() or line.pending():
+            self._forged("before the timed loop")
+        child.send(request, fds=line.their_fds)
+        loop = CpuLoop(line, prepare, keep, before_reuse, flush, RING, self.timeout_s)
+        try:
+            time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
+            run = time_cpu(child, loop, 0.0, budget.max_time_s, budget.max_iters, budget.min_iters,
+                           first_iteration=timed_start)
+        except CallRaised:
+            stop(line)
+            reply = child.receive(request.id, self.timeout_s)
+            if isinstance(reply, Failed):
+                raise Verdict(reply.status, reply.log, reply.findings) from None
+            raise Verdict(EvaluationStatus.RUNTIME_ERROR, "a timed call failed") from None
+        except OutOfStep as lost:
+            if lost.timeout:
+                child.kill()
+                raise ChildLost(EvaluationStatus.TIMEOUT, f"{lost}: the process was killed (SIGKILL)") from None
+            raise Verdict(EvaluationStatus.REWARD_HACK, str(lost), [finding(Guard.FORGED_REPLY, str(lost))]) from None
+        stop(line)
+        reply = child.receive(request.id, self.timeout_s)
+        if isinstance(reply, Failed):
+            raise Verdict(reply.status, reply.log, reply.findings)
+        assert isinstance(reply, Cooled)
+        for slot in list(last_done):
+            before_reuse(slot)
+        if reply.findings:
+            raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in reply.findings), reply.findings)
+        if run.gap_cpu_ms > gap_limit_ms(run):
+            message = (f"work outside the timed call: the solution's process used {run.gap_cpu_ms:.1f} ms of CPU "
+                       f"between its {len(run.raw_ns)} timed calls, which took {run.inside_ms:.1f} ms in all")
+            raise Verdict(EvaluationStatus.REWARD_HACK, message, [finding(Guard.OUTSIDE_CALL, message)])
+        self._check_timed(run.iterations, kept, seeds)
+        overhead = self.judge.overhead_for(out_bytes)
+        raw_ms = [ns / 1e6 for ns in run.raw_ns]
+        samples = [max(r - overhead, MIN_SAMPLE_MS) for r in raw_ms]
+        return stats(samples, method, True, overhead_ms=overhead, raw_samples_ms=raw_ms,
+                     solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge")
+
+    def _cpu_flush(self) -> tuple[Callable[[int], None], str]:
+        """The cache flush before a timed call on a slot, and the method's name: the call's
+        own lines evicted (`cpu_flush`), or a buffer of `flush_bytes` written where that
+        is unavailable or `BenchConfig.flush_bytes` asks for it."""
+        from solforge.bench.cpu_flush import line_flusher
+
+        lines = line_flusher() if self.config.flush_bytes is None else None
+        if lines is not None:
+            arena = self.sol_arena
+
+            def flush_lines(slot: int) -> None:
+                for part in (arena.layout.inputs[slot], arena.layout.outputs[slot]):
+                    lines(*arena.span(part))
+
+            return flush_lines, "judge-handshake+clflush"
+        if self.judge._flusher is None:
+            self.judge._flusher = CacheFlusher("cpu", self.judge.flush_bytes)
+        buffer = self.judge._flusher
+        return (lambda slot: buffer()), "judge-handshake+cache-flush"
+
+    def _check_timed(self, iterations: list[int], kept: dict[int, list[Any]], seeds: dict[int, int]) -> None:
+        """Check a secret sample of the kept timed outputs (at least 1 in 8, always the
+        last) against the reference on the same inputs, regenerated from the seeds."""
+        if not iterations:
+            return
+        pool = [i for i in iterations if i in kept]
+        n = max(1, math.ceil(len(iterations) * 1 / 8))
+        chosen = set(secrets.SystemRandom().sample(pool, min(n, len(pool))))
+        if iterations[-1] in kept:
+            chosen.add(iterations[-1])
+        order = sorted(chosen)
+        all_expected, _ = self.expected([self.inputs(seeds[i], "normal") for i in order])
+        for i, expected in zip(order, all_expected):
+            result = compare_outputs(kept[i], expected, self.definition, self.judge.dps)
+            if not result.passed:
+                raise Verdict(EvaluationStatus.INCORRECT_NUMERICAL,
+                              f"timed call {i - iterations[0]} (checked after the loop): {result.message}", [],
+                              result.max_absolute_error, result.max_relative_error)
+
+    def _time_device(self, budget: Any, clocks: dict[str, Any]) -> TimingStats:
+        """The GPU path (UNVERIFIED: not yet run on a GPU in this project)."""
+        out_bytes = slot_bytes(self.sol_arena.layout.outputs[0])
+        n = min(budget.max_iters, max(budget.min_iters, KEEP_BYTES // max(out_bytes, 1)))
+        self.kept_arena = self.kept_arena or Arena.create(plan(self.definition, self.axes, n, inputs=False),
+                                                          "solforge-kept")
+        kept_key = f"{self.key}-kept"
+        if (self.child, kept_key) not in self.attached:
+            self._attach(self.child, kept_key, self.kept_arena)
+        seeds = [secrets.randbits(62) for _ in range(n)]
+        warmup = [secrets.randbits(62) for _ in range(max(1, min(10, n // 4)))]
+        common = dict(workload=self.key, seeds=seeds, warmup_seeds=warmup, warmup_s=budget.warmup_s,
+                      flush_bytes=self.judge.flush_bytes, cuda_graph=self.config.cuda_graph,
+                      lock_clocks=self.config.lock_clocks, keep=list(range(n)), kept_workload=kept_key)
+        t0 = time.perf_counter()
+        null = self._ask(self.ref, TimeOnDevice(id=self.ref.new_id(), null=True, **common))
+        null_wall_ms = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        reply = self._ask(self.child, TimeOnDevice(id=self.child.new_id(), **common),
+                          timeout_s=self.timeout_s + budget.warmup_s + budget.max_time_s)
+        wall_ms = (time.perf_counter() - t0) * 1e3
+        if isinstance(reply, Failed):
+            raise Verdict(reply.status, f"timed call: {reply.log}", reply.findings)
+        assert isinstance(reply, TimedOnDevice) and isinstance(null, TimedOnDevice)
+        if reply.findings:
+            raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in reply.findings), reply.findings)
+        per_iteration_ms = max(0.0, (null_wall_ms - sum(null.samples_ms)) / max(n + len(warmup), 1))
+        problem = events_implausible(reply.samples_ms, wall_ms, per_iteration_ms)
+        if problem:
+            raise Verdict(EvaluationStatus.REWARD_HACK, problem, [finding(Guard.TIMER_PATCH, problem)])
+        kept = {k: [self.kept_arena.view(t).clone() for t in self.kept_arena.layout.outputs[k].tensors]
+                for k in range(n)}
+        iterations = list(range(n))
+        chosen = set(secrets.SystemRandom().sample(iterations, max(1, math.ceil(n / 8)))) | {n - 1}
+        for k in sorted(chosen):
+            expect = ExpectSeeded(id=self.ref.new_id(), workload=self.key, seed=seeds[k], distribution="normal",
+                                  slot=0)
+            self._ask(self.ref, expect)
+            expected = [self.ref_arena.view(t).clone() for t in self.ref_arena.layout.outputs[0].tensors]
+            result = compare_outputs(kept[k], expected, self.definition, self.judge.dps)
+            if not result.passed:
+                raise Verdict(EvaluationStatus.INCORRECT_NUMERICAL, f"timed call {k} (checked after the loop): "
+                              f"{result.message}", [], result.max_absolute_error, result.max_relative_error)
+        clocks.update(reply.clocks)
+        return stats(reply.samples_ms, reply.method, True, timed_by="solution-events")
+
+
+def _informative(t: Any) -> bool:
+    import torch
+
+    return isinstance(t, torch.Tensor) and t.numel() > 0 and bool((t != 0).any()) if t.dtype != torch.bool \
+        else isinstance(t, torch.Tensor) and t.numel() > 0
+
+
+def run_judged(definition: Definition, solution: Solution, workloads: list[Workload], device: str,
+               config: BenchConfig, trusted: bool, flush_bytes: int,
+               emit: Callable[[Workload, EvaluationStatus, str, dict[str, Any]], Any]) -> list[Any]:
+    """Evaluate `solution` on each workload with a fresh solution's process (started
+    again after any failure): `emit(workload, status, log, extension_fields)` makes each
+    workload's Trace. Returns the traces in workload order."""
+    root = Path(tempfile.mkdtemp(prefix="solforge-"))
+    workdir = root / "solution"
+    workdir.mkdir()
+    traces: list[Any] = []
+    judge = Judge(definition, solution, device, config, trusted, workdir, flush_bytes)
+    try:
+        with device_lock(device), not_dumpable():
+            rest: tuple[EvaluationStatus, str, list[GuardFinding]] | None = None
+            for wl in workloads:
+                if rest is not None:
+                    traces.append(emit(wl, rest[0], rest[1], {"guard_findings": rest[2]}))
+                    continue
+                axes = definition.resolve_axes(wl.axes)
+                skipped = memory_problem(definition, axes, device)
+                if skipped:
+                    traces.append(emit(wl, EvaluationStatus.RUNTIME_ERROR, skipped, {"skipped": "memory"}))
+                    continue
+                try:
+                    if judge.child is None:
+                        loaded = judge.start(workloads)
+                        if not loaded.runnable:
+                            rest = (EvaluationStatus.RUNTIME_ERROR, loaded.log, [])
+                            traces.append(emit(wl, rest[0], rest[1], {}))
+                            continue
+                    outcome = judge.run_workload(wl)
+                except Verdict as v:
+                    if judge.child is not None and v.kill:
+                        judge.kill()
+                    build = judge.child is None and v.status in (EvaluationStatus.COMPILE_ERROR,) or \
+                        (v.status is EvaluationStatus.REWARD_HACK and not judge.load_log and judge.child is None
+                         and not traces_have_passed(traces))
+                    log = v.message
+                    ext = {"guard_findings": dedupe(v.findings), "max_absolute_error": v.max_absolute_error,
+                           "max_relative_error": v.max_relative_error}
+                    traces.append(emit(wl, v.status, log, ext))
+                    if v.status is EvaluationStatus.COMPILE_ERROR and build:
+                        rest = (v.status, log, dedupe(v.findings))
+                    continue
+                except ChildLost as lost:
+                    judge.kill()
+                    tail = _log_tail(workdir)
+                    traces.append(emit(wl, lost.status, lost.message + (f"\n{tail}" if tail else ""), {}))
+                    continue
+                except ChildStartError:
+                    raise
+                traces.append(emit(wl, EvaluationStatus.PASSED, judge.load_log, {"outcome": outcome}))
+    finally:
+        judge.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return traces
+
+
+def traces_have_passed(traces: list[Any]) -> bool:
+    return any(getattr(getattr(t, "evaluation", None), "status", None) is EvaluationStatus.PASSED for t in traces)
+
+
+def _log_tail(workdir: Path, chars: int = 3000) -> str:
+    from solforge.bench.solution_process import LOG_NAME
+
+    try:
+        text = (workdir / LOG_NAME).read_text(errors="replace")
+    except OSError:
+        return ""
+    return text[-chars:].strip()

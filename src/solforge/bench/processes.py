@@ -1,0 +1,385 @@
+"""The judge's children: how they start, what ties their lives to the judge, how they end.
+
+Two kinds of child, each a process of its own (`child.py` is their entry point):
+
+- the *solution's process*: fresh for every solution (never reused across solutions),
+  it builds the solution and calls it on buffers the judge lends it;
+- the *reference process*: one per device for the judge's life, it computes the
+  definition's reference outputs and never loads a solution.
+
+Start-up. Children are forked from a template process that has already imported
+torch, numpy, numba and solforge's child code (`multiprocessing`'s forkserver, with
+those modules preloaded), so a fresh process per solution costs a fork (~50 ms here)
+rather than a Python start and a torch import (~2 s). The template never runs user
+code and never initializes CUDA, so its children may. It is started once, under the
+scrubbed environment below, so /proc/<pid>/environ of every child holds nothing else.
+With `sandbox=True` a solution's process is started instead as a fresh Python under
+bubblewrap (`bwrap`): no network, the root filesystem read-only, only its working
+directory writable, its own PID namespace (it cannot see the judge or the reference
+process); this costs the full start (~2 s) per solution.
+
+Lifetime. Each child sets PR_SET_PDEATHSIG(SIGKILL) against the template (Linux); the
+template exits when the judge goes away (its pipe to the judge closes), so the kill
+of the judge by any signal ends every child. Each child leads a process group of its
+own; `kill()` sends SIGKILL to the group, taking the compilers and any process the
+solution started. Every request runs under a hard wall-clock limit, enforced by
+killing the child (never a thread with a timeout).
+
+Environment. An allow-list (PATH, HOME, LANG, LD_LIBRARY_PATH, TMPDIR, thread counts,
+compilers, and the CUDA_*, NVIDIA_*, NVCC_*, TRITON_*, NUMBA_*, TORCH_*,
+TORCHINDUCTOR_*, PYTORCH_* families), less any name that looks like a secret (KEY,
+TOKEN, SECRET, PASSWORD, CREDENTIAL).
+
+Messages. `messages` defines them: JSON with an id per request; the reply must carry
+the pending id. `Child.request` drops anything else, logs it and counts it in
+`unsolicited`, which the judge turns into a finding for a solution's process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.forkserver
+import multiprocessing.reduction
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import ValidationError
+
+from solforge.bench.messages import HOT_FRAME, REPLY, Exit, Ready, Reply, _Message
+from solforge.spec import EvaluationStatus
+
+log = logging.getLogger(__name__)
+
+ENV_ALLOW = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "TZ", "LD_LIBRARY_PATH", "TMPDIR",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XDG_CACHE_HOME",
+    # compilers, for load_inline, Triton and inductor builds
+    "CC", "CXX", "CPATH", "LIBRARY_PATH", "MAX_JOBS", "CONDA_PREFIX",
+    # solforge's own: plugins (device kinds, languages) and its cache directory
+    "SOLFORGE_PLUGINS", "SOLFORGE_CACHE_DIR",
+})
+ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "NVCC_", "TRITON_", "NUMBA_", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_")
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
+PRELOAD = ("solforge.bench.child",)
+MAX_MESSAGE_BYTES = 64 * 2**20  # a longer "message" is garbage on the channel, not a reply
+
+
+class ChildStartError(RuntimeError):
+    """A child process did not start: a harness or environment problem, not a solution's."""
+
+
+class ChildLost(Exception):
+    """A request ended without its reply: the child timed out (and was killed) or died."""
+
+    def __init__(self, status: EvaluationStatus, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def scrubbed_env(device: str | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """A child's environment: the allow-list of the module docstring, taken from
+    `environ` (default: this process's), with the rules of `device`'s kind applied
+    (TRITON_INTERPRET=1 on the CPU, removed on a GPU; `DeviceKind.env`). Without a
+    device, TRITON_INTERPRET is removed: the template process serves every kind, and
+    its children set their kind's variables before importing the library they steer."""
+    from solforge.hardware.device import split_device
+
+    environ = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in environ.items()
+           if (k in ENV_ALLOW or k.startswith(ENV_PREFIXES)) and not _SECRET.search(k)}
+    env.pop("TRITON_INTERPRET", None)
+    if device is not None:
+        kind, _ = split_device(device)
+        for key, value in kind.env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+    return env
+
+
+_SPAWN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """The caller's `__main__` hidden from multiprocessing for the block: a child would
+    otherwise run the caller's script again (recursively, for a script without a
+    `__name__ == "__main__"` guard), and it needs nothing from it."""
+    main = sys.modules.get("__main__")
+    saved_main = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    if main is not None:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved_main)
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """os.environ (and so the C environment a new process inherits) replaced by `env`."""
+    saved_env = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """The forkserver context, its template started once under the scrubbed environment."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))
+    with _SPAWN_LOCK, _main_hidden(), _environment(scrubbed_env()):
+        multiprocessing.forkserver.ensure_running()
+    return ctx
+
+
+def describe_exit(code: int | None, sandboxed: bool = False) -> str:
+    """What a child's exit code says happened, in words for a trace's log."""
+    if code is None:
+        return "the process stopped answering"
+    if sandboxed and code > 128:  # bwrap reports a signal death as 128 + signal
+        code = -(code - 128)
+    if code < 0:
+        try:
+            sig = signal.Signals(-code)
+        except ValueError:
+            return f"the process died from signal {-code}"
+        why = {
+            signal.SIGSEGV: " (a segfault or illegal memory access in the solution)",
+            signal.SIGBUS: " (a bus error in the solution)",
+            signal.SIGABRT: " (an abort, e.g. a failed assertion in native code)",
+            signal.SIGKILL: " (killed: out of memory?)",
+        }.get(sig, "")
+        return f"the process died from signal {sig.name}{why}"
+    return f"the process exited with code {code} during the request (sys.exit or os._exit in the solution?)"
+
+
+class Child:
+    """One child process and the judge's end of its socket."""
+
+    def __init__(self, role: str, device: str, startup_timeout_s: float, *, sandbox_dir: str | None = None):
+        self.role, self.device = role, device
+        self.sandboxed = sandbox_dir is not None
+        self.unsolicited: list[str] = []
+        self._next_id = 1
+        ours, theirs = multiprocessing.Pipe(duplex=True)
+        self.conn = ours
+        if sandbox_dir is not None:
+            self.process: Any = _start_sandboxed(theirs, role, device, sandbox_dir)
+        else:
+            ctx = _context()
+            self.process = ctx.Process(target=_child_entry, args=(theirs, role, device),
+                                       name=f"solforge-{role}-{device}", daemon=False)
+            with _SPAWN_LOCK, _main_hidden():
+                self.process.start()
+        theirs.close()
+        try:
+            ready = self._read(startup_timeout_s, expect_id=0)
+        except ChildLost as lost:
+            self.kill()
+            raise ChildStartError(f"the {role} process for {device} did not start: {lost.message}") from None
+        if not isinstance(ready, Ready):
+            self.kill()
+            raise ChildStartError(f"the {role} process for {device} failed to start: {ready}")
+        self.pid = ready.pid
+        self._poll = select.poll()
+        self._poll.register(self.conn.fileno(), select.POLLIN)
+        _LIVE.add(self)
+
+    # -- requests -------------------------------------------------------------------------
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def send(self, message: _Message, fds: tuple[int, ...] = ()) -> None:
+        """Send `message`, then each of `fds` (their numbers are the child's to learn)."""
+        try:
+            self.conn.send_bytes(message.model_dump_json().encode())
+            for fd in fds:
+                multiprocessing.reduction.send_handle(self.conn, fd, self.pid)
+        except OSError:
+            raise self._lost() from None
+
+    def receive(self, expect_id: int, timeout_s: float) -> Reply:
+        """The reply to request `expect_id`, waiting at most `timeout_s`. Raises ChildLost."""
+        return self._read(timeout_s, expect_id)
+
+    def request(self, message: _Message, timeout_s: float, fds: tuple[int, ...] = ()) -> Reply:
+        """Send `message` and wait at most `timeout_s` for its reply. Raises ChildLost
+        (TIMEOUT after killing the child, or RUNTIME_ERROR when it died)."""
+        self.send(message, fds)
+        return self._read(timeout_s, message.id)
+
+    def _read(self, timeout_s: float, expect_id: int) -> Reply:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.conn.poll(left):
+                self.kill()
+                raise ChildLost(EvaluationStatus.TIMEOUT,
+                                f"no result within {timeout_s:g} s: the process was killed (SIGKILL)")
+            try:
+                raw = self.conn.recv_bytes(MAX_MESSAGE_BYTES)
+            except (EOFError, OSError):
+                raise self._lost() from None
+            try:
+                reply = REPLY.validate_json(raw)
+            except (ValidationError, ValueError):
+                self._drop(f"a malformed message ({len(raw)} bytes: {raw[:60]!r})")
+                continue
+            if reply.id != expect_id:
+                self._drop(f"a '{reply.kind}' reply with id {reply.id} while waiting for id {expect_id}")
+                continue
+            return reply
+
+    def _drop(self, what: str) -> None:
+        log.warning("the %s process (pid %s) sent %s: dropped", self.role, getattr(self, "pid", "?"), what)
+        self.unsolicited.append(what)
+
+    def pending_bytes(self) -> bool:
+        """Whether anything arrived that nobody asked for (checked between requests)."""
+        return bool(self._poll.poll(0))
+
+    # -- the timed handshake ----------------------------------------------------------------
+
+    def hot_send(self, kind: int, iteration: int, slot: int) -> None:
+        os.write(self.conn.fileno(), HOT_FRAME.pack(kind, iteration, slot))
+
+    def hot_receive(self, timeout_ms: int) -> tuple[int, int, int] | None:
+        """One frame, or None when none arrived within `timeout_ms` (the caller kills)."""
+        fd = self.conn.fileno()
+        buf = b""
+        while len(buf) < HOT_FRAME.size:
+            if not self._poll.poll(timeout_ms):
+                return None
+            chunk = os.read(fd, HOT_FRAME.size - len(buf))
+            if not chunk:
+                raise self._lost()
+            buf += chunk
+        return HOT_FRAME.unpack(buf)
+
+    # -- life -------------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None if self.sandboxed else self.process.is_alive()
+
+    def cpu_ns(self) -> int | None:
+        """CPU time the child's process has used (all its threads), in ns; None where the
+        platform cannot tell (Linux: its process CPU clock, clock_getcpuclockid)."""
+        try:
+            return time.clock_gettime_ns(((~self.process.pid) << 3) | 2)
+        except OSError:
+            return None
+
+    def exitcode(self) -> int | None:
+        return self.process.poll() if self.sandboxed else self.process.exitcode
+
+    def _lost(self) -> ChildLost:
+        self._join(5)
+        code = self.exitcode()
+        if code is None:
+            self.kill()
+        return ChildLost(EvaluationStatus.RUNTIME_ERROR, describe_exit(code, self.sandboxed))
+
+    def _join(self, timeout_s: float) -> None:
+        if self.sandboxed:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout_s)
+        else:
+            self.process.join(timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL the child and every process it started (its process group), and reap it."""
+        pid = self.process.pid
+        if pid is not None and self.alive:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):  # not yet its own group leader
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self._join(10)
+        self.conn.close()
+        _LIVE.discard(self)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Ask the child to exit; kill it if it does not."""
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send_bytes(Exit(id=self.new_id()).model_dump_json().encode())
+        self._join(timeout_s)
+        self.kill()
+
+
+_LIVE: set[Child] = set()
+
+
+@atexit.register
+def shutdown_children() -> None:
+    """Kill every child still alive (also run at interpreter exit)."""
+    for child in list(_LIVE):
+        child.kill()
+
+
+def _child_entry(conn: multiprocessing.connection.Connection, role: str, device: str) -> None:
+    from solforge.bench.child import main
+
+    main(conn, role, device)
+
+
+# -- the sandbox ---------------------------------------------------------------------------
+
+
+def bwrap_path() -> str | None:
+    """bubblewrap's executable, or None where it is not installed."""
+    return shutil.which("bwrap")
+
+
+def sandbox_problem() -> str | None:
+    """Why a sandbox cannot run here (one line), or None when it can."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)"
+    probe = subprocess.run([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net",
+                            "--unshare-pid", "--die-with-parent", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create a sandbox here: {probe.stderr.strip().splitlines()[-1:] or probe.returncode}"
+    return None
+
+
+def _start_sandboxed(conn: multiprocessing.connection.Connection, role: str, device: str,
+                     writable: str) -> subprocess.Popen:
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise ChildStartError("--sandbox: bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)")
+    fd = conn.fileno()
+    os.set_inheritable(fd, True)
+    dev = ["--dev-bind", "/dev", "/dev"] if device != "cpu" else ["--dev", "/dev"]
+    cmd = [bwrap, "--ro-bind", "/", "/", *dev, "--proc", "/proc", "--tmpfs", "/tmp",
+           "--bind", writable, writable, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+           "--die-with-parent", "--new-session", "--chdir", writable,
+           sys.executable, "-m", "solforge.bench.child", role, device, str(fd)]
+    env = scrubbed_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return subprocess.Popen(cmd, pass_fds=(fd,), env=env, stdin=subprocess.DEVNULL, start_new_session=True)

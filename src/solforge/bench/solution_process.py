@@ -1,0 +1,415 @@
+"""What a solution's process does: build the solution, call it on the judge's buffers.
+
+This process is fresh for one solution and trusted with nothing (see `judge`): it
+reads inputs from the arena the judge lent it and writes outputs into the arena's
+output buffers; the judge reads those bytes back with its own record of their dtype
+and shape. What it reports besides "done" (guard findings, op records, its own
+timings) can only add findings or be cross-checked; no report of it can pass a
+solution.
+
+Requests (see `messages`): `calibrate` (the bare handshake, before any solution code
+is imported), `load` (build, under the guards), `attach`/`detach` (a workload's
+arena), `call` (one correctness call, recorded), `hot` (the judge-timed CPU loop:
+GO/DONE frames until STOP), `time_on_device` (the CUDA-event loop on a GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from solforge.bench.arena import Arena
+from solforge.bench.messages import (
+    REQUEST,
+    Attach,
+    Attached,
+    Calibrate,
+    Calibrated,
+    Call,
+    Called,
+    Cooled,
+    Detach,
+    Detached,
+    Exit,
+    Failed,
+    Hot,
+    Load,
+    Loaded,
+    Ready,
+    TimedOnDevice,
+    TimeOnDevice,
+    _Message,
+)
+from solforge.spec import Definition, EvaluationStatus, GuardFinding, Solution, Workload
+
+LOG_NAME = "worker.log"
+
+# Functions of this module the integrity guard protects: a solution that rebinds one,
+# or swaps its code, is tampering with the harness's side of the handshake.
+PROTECTED: tuple[str, ...] = tuple(
+    f"solforge.bench.solution_process.Session.{name}"
+    for name in ("load", "call", "hot", "time_on_device", "_invoke", "_hand_over")
+)
+
+
+class _Verdict(Exception):
+    def __init__(self, status: EvaluationStatus, log: str, findings: list[GuardFinding] | None = None):
+        super().__init__(log)
+        self.status, self.log, self.findings = status, log, findings or []
+
+
+def _redirect_output(path: Path) -> None:
+    """Point fds 1 and 2 at `path`: prints, native output and faulthandler's crash stacks."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+class _Workload:
+    """A workload's arena, as this process sees it."""
+
+    def __init__(self, arena: Arena, workload: Workload | None, dataset_root: str | None):
+        self.arena = arena
+        self.workload = workload
+        self.dataset_root = dataset_root
+        self.returned: list[tuple[int, set[int], list[Any]]] = []  # (call, storages, objects) kept alive
+        self.calls = 0
+
+
+class Session:
+    """The state of one solution's process."""
+
+    def __init__(self, device: str):
+        import torch
+
+        from solforge.bench import guards
+        from solforge.bench.guards.audit import AuditGuard
+
+        if device != "cpu":
+            torch.cuda.set_device(torch.device(device))
+            torch.cuda.init()
+        self.device = device
+        self.guards = guards
+        self.snapshot = guards.IntegritySnapshot.take(PROTECTED)  # before any user code is imported
+        self.audit = AuditGuard()
+        self.definition: Definition | None = None
+        self.solution: Solution | None = None
+        self.fn: Any = None
+        self.trusted = False
+        self.counter: Any = None
+        self.workloads: dict[str, _Workload] = {}
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def handle(self, request: _Message, conn: Any) -> _Message:
+        from solforge.bench.tracebacks import format_exception
+
+        try:
+            if isinstance(request, Calibrate):
+                from multiprocessing.reduction import recv_handle
+
+                return self.calibrate(request, recv_handle(conn), recv_handle(conn))
+            if isinstance(request, Load):
+                return self.load(request)
+            if isinstance(request, Attach):
+                from multiprocessing.reduction import recv_handle
+
+                return self.attach(request, recv_handle(conn))
+            if isinstance(request, Call):
+                return self.call(request)
+            if isinstance(request, Hot):
+                from multiprocessing.reduction import recv_handle
+
+                return self.hot(request, recv_handle(conn), recv_handle(conn))
+            if isinstance(request, TimeOnDevice):
+                return self.time_on_device(request)
+            if isinstance(request, Detach):
+                return self.detach(request)
+            return Failed(id=request.id, status=EvaluationStatus.RUNTIME_ERROR, log=f"unknown request {request.kind}")
+        except _Verdict as v:
+            return Failed(id=request.id, status=v.status, log=v.log, findings=v.findings)
+        except BaseException as exc:  # SystemExit from user code too: this process must answer
+            return Failed(id=request.id, status=EvaluationStatus.RUNTIME_ERROR, log=format_exception(exc))
+
+    # -- calibrate ----------------------------------------------------------------------------
+
+    def calibrate(self, request: Calibrate, page_fd: int, sock_fd: int) -> Calibrated:
+        """The bare handshake, timed by the judge: rounds with the hand-over copy of
+        `copy_bytes[slot]` bytes (a warm private buffer into a shared one) and no call,
+        before any solution code exists in this process."""
+        import torch
+
+        from solforge.bench.handshake import serve_rounds
+
+        sizes = request.copy_bytes
+        scratch = torch.empty(max(sizes, default=0) or 1, dtype=torch.uint8)
+        sources = [torch.ones(n, dtype=torch.uint8) for n in sizes]
+
+        def call(slot: int) -> None:
+            if sizes[slot]:
+                torch.Tensor.copy_(scratch[:sizes[slot]], sources[slot])
+
+        serve_rounds(page_fd, sock_fd, lambda slot: slot, call, lambda exc: None)
+        return Calibrated(id=request.id)
+
+    # -- load -------------------------------------------------------------------------------------
+
+    def load(self, request: Load) -> Loaded:
+        from solforge.bench.build import BuildError, build_solution
+
+        self.definition = definition = Definition.model_validate(request.definition)
+        self.solution = solution = Solution.model_validate(request.solution)
+        self.trusted = request.trusted
+        workdir = Path(request.workdir)
+        os.chdir(workdir)
+        _redirect_output(workdir / LOG_NAME)
+        if not self.trusted:
+            self.audit.arm(str(workdir), writable_root=os.environ.get("SOLFORGE_SANDBOX_ROOT"))
+        nvcc_timeout_s = 0.9 * request.build_timeout_s  # nvcc times out (and says so) before the judge kills
+        findings: list[GuardFinding] = []
+        try:
+            if solution.spec.entry_file.endswith(".py") and not self.trusted:
+                with self.guards.watch_call(self.device) as report:
+                    built = build_solution(solution, definition, workdir, self.device, nvcc_timeout_s)
+                findings += report.findings
+            else:
+                built = build_solution(solution, definition, workdir, self.device, nvcc_timeout_s)
+        except BuildError as exc:
+            raise _Verdict(EvaluationStatus.COMPILE_ERROR, str(exc)) from None
+        self.fn = built.fn
+        own: list[str] = []
+        if not self.trusted:
+            findings += self.snapshot.verify() + self.audit.take()
+            if built.fn is not None and not findings:
+                self.counter = self.guards.launch_counter(built.namespaces, solution, self.device)
+                own = list(self.counter.kernels)
+        if findings:
+            raise _Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in findings), findings)
+        return Loaded(id=request.id, runnable=built.fn is not None, log=built.log, own_kernels=own)
+
+    # -- workloads --------------------------------------------------------------------------------
+
+    def attach(self, request: Attach, fd: int) -> Attached:
+        workload = Workload.model_validate(request.workload_data) if request.workload_data else None
+        self.workloads[request.workload] = _Workload(Arena.open(request.layout, fd), workload, request.dataset_root)
+        return Attached(id=request.id)
+
+    def detach(self, request: Detach) -> Detached:
+        state = self.workloads.pop(request.workload, None)
+        if state is not None:
+            state.returned.clear()
+            state.arena.close()
+        if self.device != "cpu":
+            import torch
+
+            torch.cuda.empty_cache()
+        return Detached(id=request.id)
+
+    def _arguments(self, state: _Workload, slot: int) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+        """(inputs, destination buffers or None, the shared output views) for one call."""
+        import torch
+
+        from solforge.bench.correctness import poison_
+
+        layout = state.arena.layout
+        inputs = state.arena.read(layout.inputs[slot])
+        shared_out = state.arena.read(layout.outputs[slot])
+        if self.device != "cpu":
+            inputs = {k: v.to(self.device, copy=True) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        dps = None
+        if self.solution is not None and self.solution.spec.destination_passing_style:
+            if self.device == "cpu":
+                dps = shared_out
+            else:
+                dps = {k: poison_(torch.empty_like(v, device=self.device)) for k, v in shared_out.items()}
+        return inputs, dps, shared_out
+
+    # -- one correctness call -------------------------------------------------------------------
+
+    def call(self, request: Call) -> Called:
+        from solforge.bench.guards.recorder import OpRecorder
+
+        state = self.workloads[request.workload]
+        inputs, dps, shared_out = self._arguments(state, request.slot)
+        recorder = OpRecorder() if (request.record and not self.trusted) else None
+        watch = contextlib.nullcontext() if self.trusted else self.guards.watch_call(self.device)
+        profile = contextlib.nullcontext()
+        if (self.counter is not None and state.calls == 0 and self.device != "cpu" and self.solution is not None
+                and self.solution.spec.language.launches_own_kernels):
+            profile = self.counter.profile()
+        findings: list[GuardFinding] = []
+        t0 = time.perf_counter()
+        with profile, watch as report:
+            ret = self._invoke(inputs, dps, recorder)
+            if report is not None:
+                report.set_outputs(list(dps.values()) if dps else ret)
+        solution_ms = (time.perf_counter() - t0) * 1e3
+        if report is not None:
+            findings += report.findings
+        index = state.calls
+        state.calls += 1
+        same_as = None
+        if not dps and not self.trusted:
+            findings += self.guards.output_findings(ret, self.device)
+            same_as = self._same_storage(state, index, ret)
+        if not findings:
+            self._hand_over(ret, dps, shared_out)
+        if not self.trusted:
+            findings += self.snapshot.verify() + self.audit.take()
+        return Called(
+            id=request.id, record=recorder.record() if recorder is not None else None, findings=findings,
+            same_storage_as=same_as, solution_ms=solution_ms,
+            launches=self.counter.count if self.counter is not None else 0,
+            profiled_own=self.counter.own_kernels_profiled if self.counter is not None else None,
+            profiled_names=(self.counter.profiled_kernel_names or [])[:8] if self.counter is not None else [],
+        )
+
+    def _invoke(self, inputs: dict[str, Any], dps: dict[str, Any] | None, recorder: Any = None) -> Any:
+        from solforge.bench.tracebacks import format_exception
+
+        kwargs = {**inputs, **dps} if dps else inputs
+        try:
+            if recorder is not None:
+                with recorder:
+                    return self.fn(**kwargs)
+            return self.fn(**kwargs)
+        except BaseException as exc:
+            raise _Verdict(EvaluationStatus.RUNTIME_ERROR, f"the solution raised {format_exception(exc)}") from None
+
+    def _same_storage(self, state: _Workload, index: int, ret: Any) -> int | None:
+        """The earlier call that returned the same storage as this one (kept alive, so an
+        honest allocator cannot hand the address out again), or None."""
+        import torch
+
+        items = list(ret) if type(ret) in (tuple, list) else [ret]
+        storages = {t.untyped_storage().data_ptr() for t in items
+                    if type(t) is torch.Tensor and t.numel() and not t.is_meta} - {0}
+        hit = next((call for call, seen, _ in state.returned if storages & seen), None)
+        state.returned.append((index, storages, items))
+        return hit
+
+    def _hand_over(self, ret: Any, dps: dict[str, Any] | None, shared_out: dict[str, Any]) -> None:
+        """Put the call's outputs into the judge's buffers: a returned tensor is copied in
+        (through the class's method: an attribute set on the tensor is never called);
+        on a GPU, destination buffers are copied back to the host. Raises _Verdict for a
+        wrong count, shape or dtype."""
+        import torch
+
+        names = list(shared_out)
+        if dps:
+            if self.device != "cpu":
+                torch.cuda.synchronize()
+                for name in names:
+                    torch.Tensor.copy_(shared_out[name], dps[name])
+            return
+        outs = list(ret) if type(ret) in (tuple, list) else [ret]
+        if len(outs) != len(names):
+            raise _Verdict(EvaluationStatus.INCORRECT_SHAPE, f"returned {len(outs)} value(s), expected {len(names)} "
+                                                             "output(s)")
+        for name, out in zip(names, outs):
+            want = shared_out[name]
+            if not isinstance(out, torch.Tensor):
+                raise _Verdict(EvaluationStatus.INCORRECT_SHAPE, f"output '{name}' is a {type(out).__name__}, not a "
+                                                                 "tensor")
+            if tuple(torch.Tensor.size(out)) != tuple(want.shape):
+                raise _Verdict(EvaluationStatus.INCORRECT_SHAPE, f"output '{name}' has shape "
+                                                                 f"{tuple(torch.Tensor.size(out))}, expected "
+                                                                 f"{tuple(want.shape)}")
+            if out.dtype != want.dtype:
+                raise _Verdict(EvaluationStatus.INCORRECT_DTYPE, f"output '{name}' is {out.dtype}, expected "
+                                                                 f"{want.dtype}")
+            expected_device = torch.device(self.device)
+            if out.device.type != expected_device.type:
+                raise _Verdict(EvaluationStatus.RUNTIME_ERROR, f"output '{name}' is on {out.device}, expected "
+                                                               f"{self.device}")
+            torch.Tensor.copy_(want, out)
+
+    # -- the judge-timed loop (CPU) ----------------------------------------------------------------
+
+    def hot(self, request: Hot, page_fd: int, sock_fd: int) -> Cooled | Failed:
+        """The judge-timed rounds (`handshake`): READY(i, slot) -> arguments of input
+        slot `slot` -> ARMED -> GO -> the call, outputs into output slot `slot` -> DONE,
+        until STOP. Nothing here is a verdict. A call that raises is answered with
+        ERROR_BIT; the reason comes with the reply after STOP."""
+        from solforge.bench.handshake import serve_rounds
+        from solforge.bench.tracebacks import format_exception
+
+        state = self.workloads[request.workload]
+        layout = state.arena.layout
+        slots = [self._arguments(state, s) for s in range(len(layout.inputs))]
+        threads_before = set(threading.enumerate())
+        own_ms: list[float] = []
+        errors: list[_Verdict] = []
+        fn, hand_over = self.fn, self._hand_over
+
+        def arm(slot: int) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+            inputs, dps, shared_out = slots[slot]
+            return state.arena.read(layout.inputs[slot]), dps, shared_out
+
+        def call(armed: tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]) -> None:
+            kwargs, dps, shared_out = armed
+            t0 = time.perf_counter()
+            if dps:
+                fn(**kwargs, **dps)
+            else:
+                hand_over(fn(**kwargs), None, shared_out)
+            own_ms.append((time.perf_counter() - t0) * 1e3)
+
+        def on_error(exc: BaseException) -> None:
+            errors.append(exc if isinstance(exc, _Verdict) else
+                          _Verdict(EvaluationStatus.RUNTIME_ERROR, f"the solution raised {format_exception(exc)}"))
+
+        serve_rounds(page_fd, sock_fd, arm, call, on_error)
+        if errors:
+            return Failed(id=request.id, status=errors[0].status, log=f"timed call: {errors[0].log}",
+                          findings=errors[0].findings)
+        findings: list[GuardFinding] = []
+        if not self.trusted:
+            from solforge.bench.guards.findings import Guard, finding
+
+            started = [t.name for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+            if started:
+                findings.append(finding(Guard.THREAD_OR_PROCESS, f"threads or processes: thread(s) {started} started "
+                                                                 "during the timed calls are still running"))
+            findings += self.snapshot.verify() + self.audit.take()
+        return Cooled(id=request.id, solution_samples_ms=own_ms, findings=findings)
+
+    # -- the CUDA-event loop (GPU) ----------------------------------------------------------------
+
+    def time_on_device(self, request: TimeOnDevice) -> TimedOnDevice:
+        from solforge.bench.timing import time_on_device
+
+        state = self.workloads[request.workload]
+        assert self.definition is not None and state.workload is not None
+        run = time_on_device(self, state, request)
+        findings: list[GuardFinding] = []
+        if not self.trusted:
+            findings += self.snapshot.verify() + self.audit.take()
+        return TimedOnDevice(id=request.id, samples_ms=run.samples_ms, method=run.method, clocks=run.clocks,
+                             warnings=run.warnings, findings=findings)
+
+
+def serve(conn: Any, device: str) -> None:
+    """Serve requests on `conn` until Exit or the judge goes away."""
+    session = Session(device)
+    conn.send_bytes(Ready(id=0, pid=os.getpid()).model_dump_json().encode())
+    while True:
+        try:
+            request = REQUEST.validate_json(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if isinstance(request, Exit):
+            return
+        reply = session.handle(request, conn)
+        try:
+            conn.send_bytes(reply.model_dump_json().encode())
+        except OSError:
+            return
