@@ -221,6 +221,17 @@ def test_every_autotuner_config_is_compiled():
     assert sorted((r.kernel, r.num_warps) for r in reports) == [("_twice", 4), ("_twice", 8)]
 
 
+def test_the_target_answers_tritons_device_properties_query():
+    query = ("    props = triton.runtime.driver.active.utils.get_device_properties(0)\n"
+             "    assert (props['multiprocessor_count'], props['max_shared_mem'], props['warpSize']) == EXPECTED\n")
+    source = SCALE.replace("NUM_WARPS", "4").replace("    n_rows, n_cols = hidden_states.shape\n",
+                                                     "    n_rows, n_cols = hidden_states.shape\n" + query)
+    _compile(source.replace("EXPECTED", "(132, 232448, 32)"), "sm_90a")
+    _compile(source.replace("EXPECTED", "(108, 166912, 32)"), "sm_80")
+    with pytest.raises(CrossCompileError, match="AssertionError"):
+        _compile(source.replace("EXPECTED", "(132, 232448, 32)"), "sm_100a")  # a B200 has 148 SMs
+
+
 def test_an_unknown_target_is_refused_before_anything_runs():
     from solforge.spec import SpecError
 

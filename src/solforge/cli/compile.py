@@ -101,8 +101,9 @@ def resolve_subjects(subject: str, definition: str | None, dataset: Path | None,
                 return [(_py_solution(path, defn, language), defn, workloads, root)]
             from solforge.spec import BuildSpec, Solution, SourceFile
 
-            sol = Solution(name=path.stem, definition=defn.name, sources=[SourceFile(path=path.name, content=path.read_text())],
-                           spec=BuildSpec(language="cuda", entry_point=f"{path.name}::run", destination_passing_style=False))  # fmt: skip
+            spec = BuildSpec(language="cuda", entry_point=f"{path.name}::run", destination_passing_style=False)
+            source = SourceFile(path=path.name, content=path.read_text())
+            sol = Solution(name=path.stem, definition=defn.name, spec=spec, sources=[source])
             return [(sol, defn, workloads, root)]
         raise SpecError(f"{path}: expected a Solution .json, a .py or a .cu file")
     from solforge.knowledge import load_seeds
