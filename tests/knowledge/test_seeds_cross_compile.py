@@ -74,3 +74,13 @@ def test_seed_compiles_for_sm_90a_without_spills(definition, seed):
 @pytest.mark.parametrize(("definition", "seed"), _cases(), ids=lambda x: x)
 def test_seed_compiles_on_every_definition_it_serves(definition, seed, target):
     _check(definition, seed, target)
+
+
+def test_gemm_stages_are_fitted_to_the_targets_shared_memory_as_on_the_gpu():
+    # 5 stages of 128x128 + 256x128 bf16 tiles would need 480 KB; the seed fits them to the
+    # target's 227 KB through Triton's driver API, as it does on an H100
+    definition, workloads = load_builtin("gemm_bf16_llama31_8b")
+    seed = next(s for s in seeds_for(definition, "triton") if s.stem == "gemm_tiled")
+    solution = seed.to_solution(definition, {"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 128, "num_stages": 5})
+    reports = cross_compile(solution, definition, select_workloads(workloads, "search")[:1], "sm_90a", isolate=False)
+    assert [(r.num_stages, r.dynamic_shared_memory_bytes) for r in reports] == [(2, 2 * (128 + 256) * 128 * 2)]

@@ -107,10 +107,16 @@ def _num_sms(t):
 
 def _stages(a, block_m, block_n, block_k, wanted):
     """`wanted` pipeline stages, fewer if their tiles would overflow shared memory."""
-    if not a.is_cuda:
-        return wanted
-    index = a.device.index if a.device.index is not None else torch.cuda.current_device()
-    props = triton.runtime.driver.active.utils.get_device_properties(index)
+    if a.is_cuda:
+        index = a.device.index if a.device.index is not None else torch.cuda.current_device()
+        props = triton.runtime.driver.active.utils.get_device_properties(index)
+    else:
+        # no GPU tensor: a cross-compile's stand-in driver knows the target's shared memory
+        # (solforge compile); the interpreter has no driver and nothing to fit
+        try:
+            props = triton.runtime.driver.active.utils.get_device_properties(0)
+        except Exception:
+            return wanted
     stage_bytes = (block_m + block_n) * block_k * a.element_size()
     return max(1, min(wanted, props["max_shared_mem"] // stage_bytes))
 
