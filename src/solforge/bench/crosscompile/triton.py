@@ -19,9 +19,9 @@ bypassed so that ptxas runs; else ptxas -v is re-run on the PTX), and limits are
 checked. A `run` that cannot work on meta tensors (it reads values, e.g. `.item()`) is
 retried on real CPU inputs when they are small enough.
 
-Grids do not matter to a compile and are not evaluated. A seed that asks torch.cuda for
-the SM count or shared memory (`_num_sms`, `_stages`) sees a CPU tensor and takes its
-CPU default: its num_stages is not clamped to the target's shared memory here.
+Grids do not matter to a compile and are not evaluated. Triton's device query
+(`driver.active.utils.get_device_properties`) answers with the target's figures; code
+that asks torch.cuda instead sees a CPU tensor and takes its own CPU default.
 
 This executes the solution's Python; `cross_compile(isolate=True)` (the default) runs it
 in a child process. Written against Triton 3.9 and the APIs it shares with 3.6
