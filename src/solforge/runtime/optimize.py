@@ -72,6 +72,27 @@ def _state(out: Path) -> dict[str, Any]:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
+def evolve_config(device: str, budget_s: float | None, max_candidates: int | None, seed: int, runs_root: Path,
+                  dataset_root: Path | None):
+    """The search's EvolveConfig for one candidate. Its field names changed once (budget_s ->
+    max_wall_seconds, seed -> random_seed, the dataset root beside `bench`); both spellings are read."""
+    import dataclasses
+
+    from solforge.search.evolve import EvolveConfig
+
+    names = {f.name for f in dataclasses.fields(EvolveConfig)}
+    kw: dict[str, Any] = {"device": device, "max_candidates": max_candidates, "runs_root": runs_root}
+    kw["max_wall_seconds" if "max_wall_seconds" in names else "budget_s"] = budget_s
+    kw["random_seed" if "random_seed" in names else "seed"] = seed
+    if "dataset_root" in names:
+        kw["dataset_root"] = dataset_root
+    else:
+        from solforge.bench import BenchConfig
+
+        kw["bench"] = BenchConfig(device=device, dataset_root=dataset_root)
+    return EvolveConfig(**kw)
+
+
 def select_candidates(profile: dict[str, Any], dataset: Path, device: str, top: int) -> tuple[list[dict], list[dict]]:
     """The candidates to evolve and those left out, with why; see the module docstring."""
     from solforge.knowledge import seeds_for
@@ -104,12 +125,10 @@ def optimize(target: str, out: str | Path, config: OptimizeConfig,
     Raises SpecError (one line) for bad input: the target (see `profile.targets`), an
     `out` that holds another target's run, no budget.
     """
-    from solforge.bench import BenchConfig
     from solforge.profile.report import profile_target, read_profile, write_profile
     from solforge.profile.targets import load_target
     from solforge.runtime.check import check_model, report_dict
     from solforge.runtime.winners import DEFINITION_FILE, find_definition
-    from solforge.search.controller import EvolveConfig
     from solforge.search.evolve import evolve
     from solforge.spec import dump_json, load_dataset
 
@@ -165,9 +184,8 @@ def optimize(target: str, out: str | Path, config: OptimizeConfig,
 
                 defn, workloads = load_builtin(name)
                 dataset_root = builtin_root()
-            ecfg = EvolveConfig(device=config.device, budget_s=c["budget_s"], max_candidates=config.max_candidates,
-                                seed=config.seed, runs_root=runs_root,
-                                bench=BenchConfig(device=config.device, dataset_root=dataset_root))
+            ecfg = evolve_config(config.device, c["budget_s"], config.max_candidates, config.seed, runs_root,
+                                 dataset_root)
             resume = existing[-1] if existing else None
             if resume is not None:
                 resumed.append(f"evolve {name} (continued)")
