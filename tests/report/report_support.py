@@ -51,11 +51,13 @@ def synthetic_run(runs_root: Path, run_id: str = "synthetic-run") -> Path:
     search = [w for w in workloads if w.smoke]
     held_out = [w for w in workloads if w.held_out][:1]
     eager = {w.uuid: 0.40 + 0.01 * i for i, w in enumerate(search + held_out)}
+    compiled = {uuid: 0.8 * ms for uuid, ms in eager.items()}  # torch.compile's latency per workload, ms
     seed = next(s for s in seeds_for(definition, "numba") if s.name == "numba/rmsnorm_rows")
     param_sets = [seed.resolve_params(p) for p in (
         {}, {"FASTMATH": True}, {"FASTMATH": True, "ACCUMULATORS": 4}, {"ROWS_PER_CHUNK": 4}, {"ROWS_PER_CHUNK": 2})]
     archive = Archive.create(PROBLEM, device="cpu", strategy="lineage", operators=["tune", "crossover", "seed"],
-                             seed=0, config={"baselines": {"eager": eager}}, runs_root=runs_root, run_id=run_id)
+                             seed=0, config={"baselines": {"eager": eager, "compile": compiled}}, runs_root=runs_root,
+                             run_id=run_id)
     with archive:
         def add(i: int, operator: str, parents: list[int]) -> int:
             result = archive.add_candidate(seed.to_solution(definition, param_sets[i]), operator=operator,

@@ -47,6 +47,7 @@ def test_every_chart_is_a_plotly_div_and_plotly_js_is_inlined(page):
     assert "plotly.js v" in page  # the library itself, not a link to it
     assert not re.search(r"<script[^>]+src=", page)  # nothing to fetch: the page works offline
     assert not re.search(r"<link[^>]+href=\"https?:", page)
+    assert '"name":"eager"' in page and '"name":"torch.compile"' in page  # both baselines on the roofline
 
 
 def test_the_winner_table_has_every_workload_with_eager_best_and_sol(page, synthetic_master):
@@ -57,6 +58,7 @@ def test_the_winner_table_has_every_workload_with_eager_best_and_sol(page, synth
     assert [r.held_out for r in rows] == [False, False, False, True]
     first = rows[0]
     assert first.eager_ms == pytest.approx(0.40) and first.best_ms == pytest.approx(0.40 * 0.55)  # the re-timing
+    assert first.compile_ms == pytest.approx(0.32)
     assert first.sol_calibrated_ms is not None and first.sol_ms is None  # calibrated peaks only, as recorded
     assert first.sol_fraction == pytest.approx(first.sol_calibrated_ms / first.best_ms)
     table = re.search(r'<table id="winner-table">(.*?)</table>', page, re.S).group(1)
@@ -111,7 +113,7 @@ def test_roofs_of_another_machine_are_not_drawn(synthetic_master):
     assert data.roofs == []
     assert any(HARDWARE in note and "not drawn" in note for note in data.notes)
     kinds = {p.kind for p in data.points}
-    assert kinds == {"candidate", "eager"}
+    assert kinds == {"candidate", "eager", "compile"}
     # rmsnorm: about one FLOP per byte moved in bf16 (x*x, sum, scale, weight), far left of any ridge
     assert all(0.1 < p.arithmetic_intensity < 10 for p in data.points)
     for p in data.points:
