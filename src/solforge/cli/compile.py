@@ -82,7 +82,7 @@ def _py_solution(path: Path, definition: Definition, language: str):
 def resolve_subjects(subject: str, definition: str | None, dataset: Path | None, language: str):
     """[(solution, definition, workloads, dataset root)] for a Solution JSON, a `.py` or `.cu`
     file, or a seed name (every built-in definition it implements, or `definition`)."""
-    from solforge.cli.bench import resolve_problem
+    from solforge.problems import resolve_problem
     from solforge.spec import load_solution, read_json
 
     path = Path(subject)
