@@ -86,6 +86,7 @@ def test_a_stopped_run_keeps_the_verdicts_that_landed(dataset, capsys, tmp_path,
     (["--timeout", "-5"], "solforge: --timeout: expected a positive number of seconds, got -5\n"),
     (["--timeout", "nan"], "solforge: --timeout: expected a positive number of seconds, got nan\n"),
     (["--workloads", "tiny"], "solforge: --workloads: unknown 'tiny' (expected one of: "),
+    (["--workloads", "smoke,tiny"], "solforge: --workloads: unknown 'tiny' (expected one of: "),
     (["--baselines", "eager,fast"], "solforge: --baselines: unknown baseline 'fast' (expected eager, compile)\n"),
     (["--dataset", "no_such_dir"], "solforge: --dataset no_such_dir: not a dataset directory\n"),
 ])
@@ -143,3 +144,12 @@ def test_the_traces_file_holds_one_json_trace_per_line(dataset, capsys, tmp_path
     lines = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert [t["solution"] for t in lines] == ["eager", "2_Linear_ReLU_addmm", "level_1_problem_2_sample_0_kernel"]
     assert f"wrote 3 traces to {out_file}" in out
+
+
+def test_several_workload_sets_run_in_one_bench(dataset, capsys):
+    code, out, err = run(capsys, "bench", BATCHNORM, "--dataset", str(dataset), "--device", "cpu",
+                         "--workloads", "smoke,search", "--baselines", "eager")
+    assert code == 0, out + err
+    assert "2 smoke,search workload(s)" in out
+    assert "baseline:eager | smoke: batch_size=2, height=12, width=16 | PASSED" in out
+    assert "baseline:eager | file: batch_size=2, height=12, width=16 | PASSED" in out

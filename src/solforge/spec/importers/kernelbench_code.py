@@ -103,8 +103,12 @@ def _call(args):
     # Buffers are cloned: a training-mode forward (BatchNorm) updates them in place.
     state = {key: args[name].clone() if name in BUFFERS else args[name] for name, key in STATE.items()}
     # A forward that draws random numbers (an LSTM's initial state) draws the same ones on
-    # every call, in the reference and in a ModelNew alike.
-    torch.manual_seed(0)
+    # every call, in the reference and in a ModelNew alike. Not torch.manual_seed: before
+    # CUDA is initialized it queues a CUDA seed with the caller's stack trace, which the
+    # harness's guards read as a solution walking the call stack.
+    torch.default_generator.manual_seed(0)
+    if tensors and tensors[0].is_cuda:
+        torch.cuda.manual_seed(0)
     out = functional_call(model, state, tuple(args[name] for name in FORWARD_ARGS))
     return tuple(out) if isinstance(out, list) else out
 
