@@ -199,7 +199,8 @@ def bench(
         Optional[str], typer.Option(help="Comma-separated: eager, compile (default: both on cuda, eager on cpu).")
     ] = None,
     workloads: Annotated[
-        Optional[str], typer.Option(help="all, search, held-out or smoke (default: smoke on cpu, search on cuda).")
+        Optional[str], typer.Option(help="all, search, held-out or smoke, or several joined by commas "
+                                    "(smoke,search) (default: smoke on cpu, search on cuda).")
     ] = None,
     timeout: Annotated[Optional[float], typer.Option(
         help="Hard limit, in seconds, of each request to the worker: one workload's correctness calls, "
@@ -219,8 +220,10 @@ def bench(
     if device == "cuda" and default_device() != "cuda":
         raise SpecError("--device cuda: torch sees no CUDA device on this machine (use --device cpu)")
     check_timeout(timeout)
-    if workloads is not None and workloads not in WORKLOAD_SELECTIONS:
-        raise SpecError(f"--workloads: unknown '{workloads}' (expected one of: {', '.join(WORKLOAD_SELECTIONS)})")
+    for name in (workloads or "").split(",") if workloads else ():
+        if name not in WORKLOAD_SELECTIONS:
+            raise SpecError(f"--workloads: unknown '{name}' (expected one of: {', '.join(WORKLOAD_SELECTIONS)}, "
+                            "or several joined by commas)")
     try:
         lang = Language(language)
     except ValueError:
@@ -235,7 +238,7 @@ def bench(
 
     defn, all_workloads, root, own_solutions = load_problem(definition, dataset)
     which = workloads or default_workload_set(device, all_workloads)
-    selected = select_workloads(all_workloads, which)
+    selected = list({w.uuid: w for part in which.split(",") for w in select_workloads(all_workloads, part)}.values())
     if not selected:
         raise SpecError(f"--workloads {which}: definition '{defn.name}' has no such workloads")
     solutions = []
