@@ -1,5 +1,6 @@
-"""evaluate and run_bench on the CPU, through the worker: honest solutions in every CPU
-language pass, wrong ones get the status that names their fault, timing is sane."""
+"""evaluate and run_bench on the CPU, through the judge and a fresh solution process:
+honest solutions in every CPU language pass, wrong ones get the status that names their
+fault, timing is sane."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def test_honest_pytorch_passes_with_a_full_trace():
         assert ext.correctness_trials == 7 and ext.reference_precision == "float64"
         assert ev.correctness.max_relative_error < 1e-5  # float32 rounding, against a float64 reference
         assert ev.performance.latency_ms == ext.timing.median_ms > 0
-        assert ext.timing.is_performance_measurement and ext.timing.method == "perf_counter+cache-flush"
+        assert ext.timing.is_performance_measurement and ext.timing.method == "judge-handshake+cache-flush"
+        assert ext.timing.timed_by == "judge" and ext.timing.overhead_ms is not None
+        assert len(ext.timing.raw_samples_ms) == ext.timing.count == len(ext.timing.samples_ms)
         assert ev.environment.hardware and "torch" in ev.environment.libs and ev.timestamp
 
 
@@ -76,9 +79,12 @@ def test_faulty_solutions_get_the_status_of_their_fault(file, dps, status, phras
         assert ev.correctness.max_absolute_error > 1e-3
 
 
-def test_stale_result_exploit_fails():
+def test_stale_result_exploit_fails_its_first_call():
+    # Uninitialized memory cannot hold the reference's answer: the reference ran in another
+    # process, and every earlier output of this one is kept alive, so none is handed back.
     ev = run("stale_result.py", workloads=WORKLOADS[:1])[0]
-    assert ev.status is not EvaluationStatus.PASSED, ev.log
+    assert ev.status is EvaluationStatus.INCORRECT_NUMERICAL, ev.log
+    assert ev.log.startswith("call 0 (normal inputs): output 'y': "), ev.log
 
 
 def test_result_cached_by_input_address_is_a_reward_hack():
@@ -88,9 +94,17 @@ def test_result_cached_by_input_address_is_a_reward_hack():
 
 
 def test_static_guard_finding_runs_nothing():
-    ev = run("starts_thread.py", workloads=WORKLOADS[:1])[0]
-    assert ev.status is EvaluationStatus.REWARD_HACK and ev.log.startswith("static guard:")
+    patched = solution("honest_rmsnorm.py")
+    patched.sources[0].content = "import time\ntime.perf_counter = lambda: 0.0\n" + patched.sources[0].content
+    ev = evaluate(DEFN, WORKLOADS[:1], patched, "cpu", CONFIG)[0].evaluation
+    assert ev.status is EvaluationStatus.REWARD_HACK and ev.log.startswith("static guard: timer patch"), ev.log
     assert ev.solforge.correctness_trials == 0 and ev.solforge.timing is None
+
+
+def test_a_thread_started_in_the_call_is_caught_at_run_time():
+    ev = run("starts_thread.py", workloads=WORKLOADS[:1])[0]
+    assert ev.status is EvaluationStatus.REWARD_HACK, ev.log
+    assert "thread-or-process" in {f.guard for f in ev.solforge.guard_findings}, ev.log
 
 
 def test_a_declared_triton_solution_without_a_kernel_is_a_decoy():
@@ -151,7 +165,9 @@ def test_honest_solution_passes_the_builtin_smoke_workloads():
         assert t.evaluation.solforge.reference_precision == "float64"
 
 
-def test_replacing_the_harness_comparison_at_run_time_is_a_reward_hack():
+def test_replacing_the_comparison_in_the_solutions_own_process_changes_nothing():
+    # The judge compares in its own process: a patched copy in the solution's process is
+    # never called, and the wrong output fails as it is.
     ev = run("tamper_compare.py", workloads=WORKLOADS[:1])[0]
-    assert ev.status is EvaluationStatus.REWARD_HACK, ev.log
-    assert "solforge.bench.correctness.compare_outputs was replaced" in ev.log
+    assert ev.status is EvaluationStatus.INCORRECT_NUMERICAL, ev.log
+    assert ev.log.startswith("call 0 (normal inputs): output 'y': "), ev.log

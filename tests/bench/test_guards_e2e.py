@@ -1,5 +1,6 @@
-"""End to end: each exploit, evaluated through `evaluate` on the CPU in the harness's
-worker, comes back REWARD_HACK with a finding that names the hack; honest kernels PASS."""
+"""End to end: each exploit, evaluated through `evaluate` on the CPU (judge, reference
+process and a fresh solution process), comes back REWARD_HACK with a finding that names
+the hack; honest kernels PASS."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pytest
 from exploits import RMSNORM, solution
 
 from solforge.bench import BenchConfig, evaluate
-from solforge.bench.worker import retire_worker
 from solforge.spec import EvaluationStatus, Workload
 
 WORKLOAD = Workload.model_validate({
@@ -26,16 +26,19 @@ def verdict(name: str, language: str = "pytorch"):
 @pytest.mark.parametrize("name, language, guard, phrase", [
     # caught by the static guard, before anything runs
     ("forbidden_getattr", "pytorch", "forbidden-call", "forbidden call torch.nn.functional.rms_norm at main.py:8"),
-    ("process_fork", "pytorch", "thread-or-process", "threads or processes: os.fork at main.py:"),
     ("patch_cuda_timing", "pytorch", "timer-patch", "timer patch: assignment to torch.cuda.synchronize"),
     ("swap_code", "pytorch", "harness-tamper", "code swap"),
-    # caught in the worker, at run time
+    # caught in the solution's process or by the judge, at run time
+    ("process_fork", "pytorch", "thread-or-process", "threads or processes: os.fork"),
+    ("process_subprocess", "pytorch", "thread-or-process", "threads or processes: "),
+    ("thread_output", "pytorch", "thread-or-process", "threads or processes: thread"),
     ("thread_hidden", "pytorch", "thread-or-process", "threads or processes: thread"),
     ("patch_hidden", "pytorch", "timer-patch", "timer patch: time.perf_counter was replaced"),
     ("tensor_subclass", "pytorch", "lazy-output", "(a torch.Tensor subclass), not a torch.Tensor"),
     ("lazy_generator", "pytorch", "lazy-output", "is a generator"),
     ("cache_address", "pytorch", "caching", "caching results across calls (by address)"),
     ("cache_call_count", "pytorch", "caching", "caching results across calls (by call count)"),
+    ("cache_content", "pytorch", "caching", "caching results across calls (by content)"),
 ])
 def test_exploits_are_reward_hacks(name, language, guard, phrase):
     ev = verdict(name, language)
@@ -46,22 +49,17 @@ def test_exploits_are_reward_hacks(name, language, guard, phrase):
 
 @pytest.mark.parametrize("name, language", [("decoy_triton", "triton"), ("decoy_numba", "numba")])
 def test_decoys_are_reward_hacks(name, language):
-    retire_worker("cpu")  # a fresh worker: this solution is the first to import its kernel library there
     ev = verdict(name, language)
     assert ev.status is EvaluationStatus.REWARD_HACK, ev.log
     assert [f.guard for f in ev.solforge.guard_findings] == ["decoy"]
     assert f"decoy: declared {language} but launched none of its own kernels" in ev.log
 
 
-def test_honest_kernels_pass():
-    retire_worker("cpu")
-    for name in ("honest_torch", "honest_set_num_threads"):
-        ev = verdict(name)
-        assert ev.status is EvaluationStatus.PASSED, (name, ev.log)
-        assert ev.solforge.guard_findings == []
-    retire_worker("cpu")
-    ev = verdict("honest_triton", "triton")
-    assert ev.status is EvaluationStatus.PASSED, ev.log
-    retire_worker("cpu")
-    ev = verdict("honest_numba_prange", "numba")
-    assert ev.status is EvaluationStatus.PASSED, ev.log
+@pytest.mark.parametrize("name, language", [
+    ("honest_torch", "pytorch"), ("honest_set_num_threads", "pytorch"), ("honest_triton", "triton"),
+    ("honest_numba_prange", "numba"),
+])
+def test_honest_kernels_pass(name, language):
+    ev = verdict(name, language)
+    assert ev.status is EvaluationStatus.PASSED, (name, ev.log)
+    assert ev.solforge.guard_findings == []

@@ -107,28 +107,32 @@ def test_look_alike_names_are_not_forbidden_calls():
     assert findings(code, SDPA, "torch.nn.functional.softmax") == []
 
 
-# -- threads and processes ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["thread_output", "process_fork", "process_multiprocessing", "process_subprocess"])
-def test_thread_and_process_exploits_are_caught(name):
-    got = static_findings(solution(name), RMSNORM)
-    assert {f.guard for f in got} == {"thread-or-process"}, got
-    assert all(f.message.startswith("threads or processes: ") and "main.py:" in f.message for f in got)
+# -- left to run time ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("code", [
+    # the lazy-compile idiom: a compiled kernel cached in a module global, not a result
+    "_kernel = None\ndef _build():\n    return lambda x: x * 2\ndef run(x):\n    global _kernel\n"
+    "    if _kernel is None:\n        _kernel = _build()\n    return _kernel(x)\n",
+    # threading imported only for a Lock around that cache
+    "import threading\n_lock = threading.Lock()\n_kernel = None\ndef run(x):\n    global _kernel\n"
+    "    with _lock:\n        if _kernel is None:\n            _kernel = abs\n    return _kernel(x)\n",
     "from concurrent.futures import ThreadPoolExecutor\ndef run(x):\n    return x\n",
-    "import _thread\ndef run(x):\n    return x\n",
-    "from os import fork\ndef run(x):\n    return x\n",
-    "import os\ndef run(x):\n    os.spawnv(os.P_NOWAIT, '/bin/true', ['true'])\n    return x\n",
-    "import os as o\ndef run(x):\n    o.posix_spawn('/bin/true', ['true'], {})\n    return x\n",
+])
+def test_honest_idioms_pass_the_static_guard(code):
+    assert findings(code) == []
+
+
+@pytest.mark.parametrize("code", [
     "import os\ndef run(x):\n    os.system('true')\n    return x\n",
     "def run(x):\n    __import__('threading').Thread(target=print).start()\n    return x\n",
-    "import torch.multiprocessing as mp\ndef run(x):\n    return x\n",
+    "import inspect\ndef run(x):\n    return inspect.currentframe().f_back.f_locals['reference']\n",
+    "import gc\ndef run(x):\n    return [o for o in gc.get_objects()]\n",
 ])
-def test_thread_and_process_spellings_are_caught(code):
-    assert guards(code) == {"thread-or-process"}
+def test_threads_processes_and_introspection_are_left_to_the_run_time_guards(code):
+    # The runtime guards (watch, audit) see these whatever the spelling; tests/bench/
+    # test_guards_e2e.py has their exploits caught there.
+    assert findings(code) == []
 
 
 # -- timer and harness patching ------------------------------------------------------------
@@ -158,9 +162,8 @@ def test_timer_patch_exploits_are_caught():
     ("__builtins__['len'] = lambda x: 0\n", "harness-tamper"),
     ("def f():\n    pass\nf.__code__ = (lambda: 1).__code__\n", "harness-tamper"),
     ("def f(x):\n    f.__globals__['torch'] = None\n", "harness-tamper"),
-    ("import inspect\ndef run(x):\n    return inspect.currentframe().f_back.f_locals['reference']\n", "harness-tamper"),
-    ("import gc\ndef run(x):\n    return [o for o in gc.get_objects()]\n", "harness-tamper"),
-    ("import sys\ndef run(x):\n    return sys._getframe(2)\n", "harness-tamper"),
+    ("import sys\ndef run(x):\n    sys.settrace(print)\n    return x\n", "harness-tamper"),
+    ("import torch\ndef run(x):\n    return torch._C._len_torch_function_stack()\n", "harness-tamper"),
     ("import triton\ntriton.runtime.jit.JITFunction.run = print\n", "harness-tamper"),
     ("import torch\nlib = torch.library.Library('aten', 'IMPL')\n", "harness-tamper"),
     ("import torch\n@torch.library.impl('aten::mul.Tensor', 'CPU')\ndef mul(a, b):\n    return a\n", "harness-tamper"),
@@ -198,7 +201,6 @@ def test_config_writes_and_local_rebinding_are_not_patching():
     "from functools import lru_cache as memo\n@memo\ndef run(x):\n    return x\n",
     "import functools\ndef _impl(x):\n    return x\nrun = functools.lru_cache(_impl)\n",
     "def run(x, _seen={}):\n    return _seen.setdefault(id(x), x)\n",
-    "_last = None\ndef run(x):\n    global _last\n    _last = x\n    return x\n",
 ])
 def test_caching_devices_are_caught(code):
     assert guards(code) == {"caching"}

@@ -83,7 +83,6 @@ from solforge.bench.timing import (
     CpuLoop,
     calibrate_handshake,
     events_implausible,
-    flush_bytes_for,
     gap_limit_ms,
     is_stable,
     stats,

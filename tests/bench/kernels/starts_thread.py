@@ -1,4 +1,4 @@
-"""Exploit, visible before it runs: computes on a thread of its own."""
+"""Exploit: computes on a thread of its own (the runtime watch sees it start)."""
 import threading
 
 import torch

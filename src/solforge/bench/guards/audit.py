@@ -10,8 +10,9 @@ event as `tb.tb_frame`):
   `sys._current_frames`, and the heap (`gc.get_objects`, `gc.get_referrers`,
   `gc.get_referents`): how a solution would read the harness or reach objects it was
   not given;
-- /proc: opening another process's /proc entries, or this process's fd, mem, environ,
-  cmdline or maps (where the judge's socket, or a parent's command line, would be);
+- /proc: opening another process's /proc entries (the judge's, the reference
+  process's), or this process's open descriptors (fd, fdinfo, map_files: where the
+  channels to the judge are);
 - network: `socket.connect`, `socket.bind`, `socket.sendto`, `socket.getaddrinfo`;
 - filesystem (only when `writable_root` is set, as under `--sandbox`): opening for
   writing, removing or renaming outside the solution's working directory and /tmp.
@@ -43,7 +44,7 @@ _HEAP_EVENTS = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referent
 _NETWORK_EVENTS = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo",
                              "socket.sendmsg"})
 _WALKERS = ("traceback.py", "inspect.py")
-_PROC_SELF = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/(fd|fdinfo|mem|environ|cmdline|maps|map_files)\b")
+_PROC_SELF = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/(fd|fdinfo|map_files)\b")
 _PROC_PID = re.compile(r"^/proc/(\d+)/")
 _STDLIB = tuple({os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")})
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND

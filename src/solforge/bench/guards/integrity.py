@@ -42,7 +42,7 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
     "torch.allclose", "torch.testing.assert_close", "torch.equal", "torch.isclose",
     # The guards themselves: a solution that disarms one is tampering with the harness.
     "solforge.bench.guards.output_findings", "solforge.bench.guards.decoy_findings",
-    "solforge.bench.guards.watch_call", "solforge.bench.guards.CacheDetector.observe",
+    "solforge.bench.guards.watch_call",
     "solforge.bench.guards.IntegritySnapshot.verify",
 )
 _TIMER_ROOTS = ("time.", "torch.cuda.")

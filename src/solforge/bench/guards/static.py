@@ -12,19 +12,24 @@ resolve to the same dotted name. CUDA C++ sources get a textual check (see
   (also its aten op `torch.ops.aten.<name>`, an object identical to it such as
   `torch._C._nn.scaled_dot_product_attention`, the method form `x.softmax(...)` when
   `torch.Tensor.softmax` is forbidden, and `at::`/`torch::` calls in C++).
-- thread-or-process: imports of threading, _thread, multiprocessing, concurrent.futures,
-  subprocess; calls of os.fork, os.system, os.spawn*, os.posix_spawn, os.exec*;
-  std::thread, std::async, pthread_create, fork, system in C++.
+- thread-or-process, in C++ sources only: std::thread, std::async, pthread_create, fork,
+  system (native threads raise no audit event; Python threads and processes are seen at
+  run time by `watch`).
 - timer-patch / harness-tamper: assignment, `setattr`, `delattr`, `__dict__` writes and
   `sys.modules` surgery on `time`, `torch.cuda` (synchronize, Event, Stream),
-  `triton.testing`, `solforge.*`, `builtins`, any other attribute of `torch` (the
-  reference runs on the same torch: its comparison functions, `torch.Tensor` methods, ops),
-  the Triton/numba launch paths the decoy guard counts through; `__code__`/`__defaults__`
-  swaps on any function; frame and GC introspection (`sys._getframe`, `.f_back`,
-  `gc.get_objects`), which can reach the harness's reference tensors; kernels registered
-  for existing aten ops and torch function/dispatch modes, which rewire the reference.
-- caching: `functools.lru_cache`/`cache` on the entry point, mutable default arguments
-  of the entry point, and `global` statements in functions.
+  `triton.testing`, `solforge.*`, `builtins`, any other attribute of `torch`, the
+  Triton/numba launch paths the decoy guard counts through; `__code__`/`__defaults__`
+  swaps on any function; kernels registered for existing aten ops and torch
+  function/dispatch modes, which would run code inside an op where the op recorder
+  cannot see it.
+- caching: `functools.lru_cache`/`cache` on the entry point and mutable default
+  arguments of the entry point (results kept by the call's own signature).
+
+Left to run time, where the guards see what happened rather than how it was spelled:
+threads and processes (`watch`), frame and heap introspection (`audit`), forbidden calls
+reached through names the AST cannot resolve (`recorder`), and caching results across
+calls (secret inputs and the judge's checks of timed outputs). Honest idioms pass
+here: `global _kernel` to cache a compiled kernel, `threading.Lock`, `numba.prange`.
 
 Not covered (the runtime guards back these up): names built from data the AST cannot
 evaluate (a dynamic getattr is flagged only on the module that directly holds a
@@ -47,16 +52,6 @@ from solforge.spec import Definition, GuardFinding, Solution
 
 PYTHON_SUFFIXES = (".py",)
 
-# Importing any of these means threads or processes of one's own.
-_CONCURRENCY_MODULES = (
-    "threading", "_thread", "multiprocessing", "concurrent", "subprocess", "_posixsubprocess",
-    "torch.multiprocessing", "pty", "asyncio.subprocess",
-)
-# Prefixes of dotted names whose call starts a process.
-_PROCESS_CALLS = (
-    "os.fork", "os.system", "os.popen", "os.posix_spawn", "os.spawn", "os.exec", "pty.fork", "pty.spawn",
-    "asyncio.create_subprocess_",
-)
 # Roots whose attributes a solution may not rebind. Timers first, then the rest.
 _TIMER_ROOTS = ("time", "torch.cuda", "triton.testing")
 _HARNESS_ROOTS = (
@@ -66,22 +61,26 @@ _HARNESS_ROOTS = (
 )
 # Global switches honest code sets; they reach no timer, comparison or counter.
 _HARNESS_EXEMPT = ("torch.backends", "torch._dynamo.config", "torch._inductor.config", "torch._functorch.config")
-# Reading these reaches other frames' locals (the harness's reference outputs) or the heap.
-_INTROSPECTION_CALLS = (
-    "sys._getframe", "sys._current_frames", "inspect.currentframe", "inspect.stack", "inspect.getouterframes",
-    "inspect.trace", "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile",
-    "threading.settrace", "threading.setprofile", "ctypes.pythonapi",
-)
-# Reaching these rewires every torch op, the reference's included.
+# Tracers and the C API: they run code inside any function, the harness's side of the
+# handshake included, where no audit event shows what they do.
+_TAMPER_TOOLS = ("sys.settrace", "sys.setprofile", "threading.settrace", "threading.setprofile", "ctypes.pythonapi")
+# Reaching these runs code inside torch ops, where the op recorder cannot see it, or reads
+# whether the recorder is there (to behave differently when observed).
 _OP_OVERRIDES = (
     "torch.overrides.TorchFunctionMode", "torch.utils._python_dispatch.TorchDispatchMode",
     "torch._C._push_on_torch_function_stack", "torch._C._push_on_torch_dispatch_stack",
+    "torch._C._pop_torch_function_stack", "torch._C._pop_torch_dispatch_stack",
     "torch._C._set_torch_function_mode", "torch._C._set_torch_dispatch_mode",
+    "torch._C._is_torch_function_mode_enabled", "torch._C._len_torch_function_stack",
+    "torch._C._len_torch_dispatch_stack", "torch._C._get_dispatch_mode", "torch._C.DisableTorchFunction",
+    "torch._C.DisableTorchFunctionSubclass", "torch._C._DisableTorchDispatch",
+    "torch.overrides._get_current_function_mode_stack", "torch.overrides._get_current_function_mode",
+    "torch.utils._python_dispatch._get_current_dispatch_mode",
+    "torch.utils._python_dispatch._get_current_dispatch_mode_stack",
+    "torch.nn.modules.module._global_forward_pre_hooks", "torch.nn.modules.module._global_forward_hooks",
 )
 _OP_REGISTRATION = frozenset({"torch.library.Library", "torch.library.impl", "torch.library.register_kernel",
                               "torch.library.register_autograd", "torch.library.register_torch_dispatch"})
-_FRAME_ATTRS = frozenset(
-    {"f_back", "f_locals", "f_globals", "f_builtins", "tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 _CODE_ATTRS = frozenset({"__code__", "__defaults__", "__kwdefaults__", "cell_contents"})
 _CACHE_DECORATORS = frozenset({"functools.lru_cache", "functools.cache", "functools.cached_property"})
 _MUTATING_DICT_METHODS = frozenset({"__setitem__", "__delitem__", "update", "pop", "popitem", "clear", "setdefault"})
@@ -282,13 +281,12 @@ class _PythonChecker:
                     self.add(Guard.FORBIDDEN_CALL, f"forbidden call {f} at {self.at(node)} (as the aten op {d})")
                 elif d.split(".")[0] == f.split(".")[0] and d != f and _same_object(d, f):
                     self.add(Guard.FORBIDDEN_CALL, f"forbidden call {f} at {self.at(node)} (as {d}, the same object)")
-            if any(d.startswith(p) for p in _PROCESS_CALLS) or _under(d, _CONCURRENCY_MODULES):
-                self.add(Guard.THREAD_OR_PROCESS, f"threads or processes: {d} at {self.at(node)}")
-            if d in _INTROSPECTION_CALLS:
-                self.add(Guard.HARNESS_TAMPER, f"harness tamper: introspection with {d} at {self.at(node)}")
+            if d in _TAMPER_TOOLS:
+                self.add(Guard.HARNESS_TAMPER, f"harness tamper: {d} at {self.at(node)}")
             if d in _OP_OVERRIDES:
-                self.add(Guard.HARNESS_TAMPER, f"harness tamper: {d}, which intercepts every torch op (the "
-                                               f"reference's too), at {self.at(node)}")
+                self.add(Guard.HARNESS_TAMPER, f"harness tamper: {d}, which runs code inside torch ops (where the "
+                                               f"op recorder cannot see it) or reads whether it is observed, at "
+                                               f"{self.at(node)}")
             if _under(d, ("unittest.mock",)):
                 self.add(Guard.HARNESS_TAMPER, f"harness tamper: monkeypatching with {d} at {self.at(node)}")
 
@@ -336,19 +334,13 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for a in node.names:
-            if _under(a.name, _CONCURRENCY_MODULES):
-                self.c.add(Guard.THREAD_OR_PROCESS, f"threads or processes: import of {a.name} at {self.c.at(node)}")
-            else:
-                self.c.judge_reference(node, {a.name}, called=False)
+            self.c.judge_reference(node, {a.name}, called=False)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.module and not node.level:
             for a in node.names:
-                full = f"{node.module}.{a.name}" if a.name != "*" else node.module
-                if _under(node.module, _CONCURRENCY_MODULES) or _under(full, _CONCURRENCY_MODULES):
-                    self.c.add(Guard.THREAD_OR_PROCESS, f"threads or processes: import of {full} at {self.c.at(node)}")
-                elif a.name != "*":
-                    self.c.judge_reference(node, {full}, called=False)
+                if a.name != "*":
+                    self.c.judge_reference(node, {f"{node.module}.{a.name}"}, called=False)
 
     def visit_Call(self, node: ast.Call) -> None:
         c = self.c
@@ -421,8 +413,6 @@ class _Visitor(ast.NodeVisitor):
             c.judge_reference(node, c.names(node), called=False)
             if node.attr in c.method_forms and not c.names(node.value):
                 c.add(Guard.FORBIDDEN_CALL, f"forbidden call {c.method_forms[node.attr]} at {c.at(node)} (method form)")
-        if node.attr in _FRAME_ATTRS:
-            c.add(Guard.HARNESS_TAMPER, f"harness tamper: frame introspection (.{node.attr}) at {c.at(node)}")
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
@@ -450,11 +440,6 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Delete(self, node: ast.Delete) -> None:
         self._visit_writes(node, node.targets, "deletion of")
-
-    def visit_Global(self, node: ast.Global) -> None:
-        if self.function_depth:
-            self.c.add(Guard.CACHING, f"caching results across calls: global statement ({', '.join(node.names)}) "
-                                      f"at {self.c.at(node)}")
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         c = self.c
