@@ -1,6 +1,6 @@
 """Helpers shared by the agent's tests: the loopback LLM servers (servers.py), the rmsnorm_h4096
 problem on CPU-sized workloads with one held-out workload, a slow-but-correct PyTorch parent
-solution, and the search context an operator is handed.
+solution, and the search context an operator is handed (never with the held-out workload).
 
 Named `agent_support` rather than `support`: under pytest's default "prepend" import mode
 every test folder without an `__init__.py` shares one module namespace, so a `support.py` in
@@ -16,9 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from solforge.problems import load_builtin
-from solforge.search.archive import Archive
-from solforge.search.operators import Scored, SearchContext
-from solforge.spec import Definition, Solution, SourceFile, Workload
+from solforge.search import EvaluatedCandidate, LineageStep, NoteRecord, SearchContext
+from solforge.spec import Definition, Solution, SourceFile, Trace, Workload
 
 HELD_OUT_UUID, HELD_OUT_LABEL = "rmsnorm_h4096-secret-t5", "secret holdout t=5"
 # A correct RMSNorm with room to improve (1/sqrt where rsqrt would do): the parent the agents edit.
@@ -73,13 +72,23 @@ def pytorch_solution(definition: Definition, content: str, name: str) -> Solutio
     })  # fmt: skip
 
 
-def add_slow_parent(archive: Archive, definition: Definition) -> int:
-    """SLOW added to the archive as a seed of family torch_rows; its candidate id."""
-    parent = pytorch_solution(definition, SLOW, "rmsnorm-torch")
-    return archive.add_candidate(parent, operator="seed", family="torch_rows").candidate.id
+PARENT_ID = 1
 
 
-def search_context(definition: Definition, parent_id: int, direction: str | None = None) -> SearchContext:
-    """The context of one step from the torch_rows parent `parent_id` (score 0.5), seeded RNG."""
-    return SearchContext(definition=definition, seeds={}, parents=[Scored(parent_id, "torch_rows", {}, 0.5)],
-                         elites=[], tried_families={}, rng=random.Random(0), direction=direction)  # fmt: skip
+def slow_parent(definition: Definition) -> EvaluatedCandidate:
+    """SLOW as an evaluated candidate #1 of family torch_rows (fitness 0.5)."""
+    return EvaluatedCandidate(PARENT_ID, "torch_rows", {}, 0.5, pytorch_solution(definition, SLOW, "rmsnorm-torch"))
+
+
+def search_workloads(workloads: Iterable[Workload]) -> list[Workload]:
+    return [w for w in workloads if not w.held_out]
+
+
+def search_context(definition: Definition, workloads: Iterable[Workload], direction: str | None = None,
+                   parent_traces: tuple[Trace, ...] = (), lineage: tuple[LineageStep, ...] = (),
+                   notes: tuple[NoteRecord, ...] = (), run_cost_usd: float = 0.0) -> SearchContext:
+    """The context of one step from the SLOW parent, over the search workloads of `workloads`, seeded RNG."""
+    return SearchContext(definition=definition, workloads=tuple(search_workloads(workloads)), seed_kernels={},
+                         parents=(slow_parent(definition),), elites=(), tried_families={}, rng=random.Random(0),
+                         direction=direction, parent_traces=parent_traces, lineage=lineage, notes=notes,
+                         run_cost_usd=run_cost_usd)  # fmt: skip

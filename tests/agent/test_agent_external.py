@@ -1,6 +1,7 @@
 """The agent-cli operator with a scripted CLI (tests/agent/scripted_cli.py) that edits the
 prepared workspace and tests its edit with `python -m solforge.cli.eval .` (the real
-harness); a CLI that hangs is killed with its children; `eval_workspace` on its own."""
+harness); a CLI that hangs is killed with its children; `eval_workspace` on its own. The
+operator returns its note and wall time with its Candidate or NoCandidate."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from agent_support import HELD_OUT_UUID, add_slow_parent, rmsnorm_problem, search_context
+from agent_support import HELD_OUT_UUID, PARENT_ID, rmsnorm_problem, search_context
 
 from solforge.agent.external import ExternalAgentOperator, eval_workspace, read_solution, render_command
-from solforge.search.archive import Archive
-from solforge.search.archive_schema import NoteKind
+from solforge.search import Candidate, NoCandidate, NoteKind
 from solforge.spec import SpecError
 
 SCRIPT = Path(__file__).with_name("scripted_cli.py")
@@ -28,13 +28,9 @@ def problem():
 
 
 @pytest.fixture
-def setup(tmp_path, problem):
-    definition, _ = problem
-    archive = Archive.create(definition.name, device="cpu", strategy="lineage", operators=["agent-cli"], seed=0,
-                             runs_root=tmp_path / "runs", run_id="run")  # fmt: skip
-    pid = add_slow_parent(archive, definition)
-    yield archive, search_context(definition, pid), pid
-    archive.close()
+def context(problem):
+    definition, workloads = problem
+    return search_context(definition, workloads)
 
 
 def _template(mode: str, *extra: str) -> str:
@@ -42,28 +38,28 @@ def _template(mode: str, *extra: str) -> str:
                      *map(shlex.quote, extra)])  # fmt: skip
 
 
-def test_scripted_cli_edits_the_workspace_and_the_edit_is_proposed(tmp_path, problem, setup):
-    archive, context, parent = setup
+def test_scripted_cli_edits_the_workspace_and_the_edit_is_proposed(tmp_path, problem, context):
     _, workloads = problem
     spaces = tmp_path / "spaces"
     spaces.mkdir()
-    op = ExternalAgentOperator(_template("edit"), 240, archive, "cpu", "pytorch", workloads=workloads,
-                               keep_workspaces=True, workspace_dir=spaces)  # fmt: skip
-    proposal = op.propose(context)
-    assert proposal is not None and proposal.operator == "agent-cli" and proposal.parent_ids == [parent]
-    assert "torch.rsqrt(mean_square + 1e-5)" in proposal.solution.sources[0].content
-    assert proposal.solution.spec.entry_point == "kernel.py::run" and proposal.family == "torch_rows"
-    assert proposal.rationale == "rsqrt replaces 1/sqrt: one division fewer per row"
-    (note,) = archive.notes(kind=NoteKind.rationale)
+    op = ExternalAgentOperator(_template("edit"), 240, "cpu", "pytorch", keep_workspaces=True, workspace_dir=spaces)
+    candidate = op.propose(context)
+    assert isinstance(candidate, Candidate) and candidate.operator == "agent-cli"
+    assert candidate.parent_ids == (PARENT_ID,)
+    assert "torch.rsqrt(mean_square + 1e-5)" in candidate.solution.sources[0].content
+    assert candidate.solution.spec.entry_point == "kernel.py::run" and candidate.family == "torch_rows"
+    assert candidate.rationale == "rsqrt replaces 1/sqrt: one division fewer per row"
+    (note,) = candidate.notes
+    assert note.kind is NoteKind.rationale
     assert "exited with 0" in note.text and "passed 1/1 search workloads" in note.text  # the CLI's own eval run
-    assert archive.totals().by_operator["agent-cli"].wall_seconds > 0
+    assert candidate.usage.wall_seconds > 0
 
     (ws,) = spaces.iterdir()
     results = json.loads((ws / ".solforge" / "results.json").read_text())
     assert results["passed"] is True and [w["status"] for w in results["workloads"]] == ["PASSED"]
     # the workspace: a git repo whose first commit is the parent; the agent's commit on top
     log = subprocess.run(["git", "log", "--format=%s"], cwd=ws, capture_output=True, text=True).stdout.split("\n")
-    assert log[:2] == ["use rsqrt", f"parent: candidate #{parent} (family torch_rows)"]
+    assert log[:2] == ["use rsqrt", f"parent: candidate #{PARENT_ID} (family torch_rows)"]
     assert (ws / "knowledge" / "playbook" / "fusion.md").is_file()
     assert "No committed version yet" in (ws / "LINEAGE.md").read_text()
     everything = "".join(p.read_text(errors="replace") for p in ws.rglob("*") if p.is_file() and ".git" not in p.parts)
@@ -71,25 +67,23 @@ def test_scripted_cli_edits_the_workspace_and_the_edit_is_proposed(tmp_path, pro
     assert workloads[0].uuid in (ws / "workloads.jsonl").read_text()
 
 
-def test_a_hanging_cli_is_killed_with_its_children(tmp_path, problem, setup):
-    archive, context, _ = setup
-    _, workloads = problem
+def test_a_hanging_cli_is_killed_with_its_children(tmp_path, context):
     pidfile = tmp_path / "pids"
-    op = ExternalAgentOperator(_template("hang", str(pidfile)), 3, archive, "cpu", "pytorch", workloads=workloads)
-    assert op.propose(context) is None  # edited, but never shown to pass: not proposed after a timeout
-    (note,) = archive.notes(kind=NoteKind.failure)
-    assert "timed out" in note.text and "not shown to pass" in note.text
+    op = ExternalAgentOperator(_template("hang", str(pidfile)), 3, "cpu", "pytorch")
+    result = op.propose(context)
+    assert isinstance(result, NoCandidate)  # edited, but never shown to pass: not proposed after a timeout
+    (note,) = result.notes
+    assert note.kind is NoteKind.failure and "timed out" in note.text and "not shown to pass" in note.text
     child = int(pidfile.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)  # the CLI's background child went with its process group
 
 
-def test_no_change_is_not_proposed(problem, setup):
-    archive, context, _ = setup
-    _, workloads = problem
-    op = ExternalAgentOperator(_template("noop"), 60, archive, "cpu", "pytorch", workloads=workloads)
-    assert op.propose(context) is None
-    (note,) = archive.notes(kind=NoteKind.failure)
+def test_no_change_is_not_proposed(context):
+    op = ExternalAgentOperator(_template("noop"), 60, "cpu", "pytorch")
+    result = op.propose(context)
+    assert isinstance(result, NoCandidate) and result.reason == "no change to the parent's sources"
+    (note,) = result.notes
     assert "no change to the parent's sources" in note.text
 
 

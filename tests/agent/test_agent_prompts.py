@@ -5,7 +5,7 @@ redirection; and never a held-out workload."""
 from __future__ import annotations
 
 import pytest
-from agent_support import HELD_OUT_UUID, rmsnorm_problem
+from agent_support import HELD_OUT_UUID, rmsnorm_problem, search_workloads
 
 from solforge.agent.prompts import (
     TOOLS_GUIDE,
@@ -19,7 +19,7 @@ from solforge.agent.prompts import (
 )
 from solforge.hardware.datasheet import spec_by_key
 from solforge.roofline import count_work, sol_bound
-from solforge.search.archive import Archive
+from solforge.search import EvaluatedCandidate
 from solforge.spec import (
     Environment,
     Evaluation,
@@ -59,7 +59,8 @@ def _trace(definition, workload, status, latency_ms=None, sol_fraction=None, log
 
 def test_system_prompt_states_the_contract_rules_and_sol(problem, h100_sol):
     definition, workloads = problem
-    text = system_prompt(definition, Language.triton, "k.py::run", True, workloads, h100_sol, "BEST-SUMMARY",
+    text = system_prompt(definition, Language.triton, "k.py::run", True, search_workloads(workloads), h100_sol,
+                         "BEST-SUMMARY",
                          TOOLS_GUIDE.format(max_turns=17))  # fmt: skip
     assert "def run(hidden_states, weight, output)" in text and "written in place; return None" in text
     assert "input `hidden_states`: bfloat16 [num_tokens, hidden_size]" in text
@@ -80,7 +81,8 @@ def test_system_prompt_states_the_contract_rules_and_sol(problem, h100_sol):
 def test_system_prompt_without_sol_says_why_and_returning_style(problem):
     definition, workloads = problem
     sol = SolSummary("cpu", None, note="no SOL bound on this device: CPU has no datasheet peaks")
-    text = system_prompt(definition, Language.pytorch, "k.py::run", False, workloads, sol, "b", "guide")
+    text = system_prompt(definition, Language.pytorch, "k.py::run", False, search_workloads(workloads), sol, "b",
+                         "guide")
     assert "SOL bound omitted: no SOL bound on this device" in text
     assert "def run(hidden_states, weight)`" in text and "Return the output as new tensors" in text
 
@@ -94,7 +96,7 @@ def test_sol_summary_uses_the_device_peaks(problem, monkeypatch):
     fake = DetectedDevice(device="cuda", name="H100", spec=spec, reason="test", ceilings=None, l2_bytes=None,
                           sm_count=132, memory_bytes=None)  # fmt: skip
     monkeypatch.setattr(hardware, "detect", lambda device: fake)
-    summary = sol_summary(definition, workloads, "cuda")
+    summary = sol_summary(definition, search_workloads(workloads), "cuda")
     (t7,) = [w for w in workloads if w.axes == {"num_tokens": 7} and not w.held_out]
     # RMSNorm moves x in and y out (7 x 4096 bf16 each) and the 4096 bf16 weights once
     bytes_moved = 2 * 7 * 4096 * 2 + 4096 * 2
@@ -112,10 +114,9 @@ def test_sol_summary_on_an_undetectable_device_omits_the_bound(problem):
 def test_format_traces_gives_gaps_to_sol_and_each_log_once(problem, h100_sol):
     definition, workloads = problem
     search = [w for w in workloads if not w.held_out]
-    ok = format_traces([_trace(definition, w, EvaluationStatus.PASSED, 0.01, 0.25) for w in search] +
-                       [_trace(definition, workloads[-1], EvaluationStatus.PASSED, 0.01, 0.25)], h100_sol)  # fmt: skip
+    ok = format_traces([_trace(definition, w, EvaluationStatus.PASSED, 0.01, 0.25) for w in search], h100_sol)
     assert ok.startswith(f"passed {len(search)}/{len(search)} search workloads; geometric-mean SOL fraction 0.250")
-    assert "SOL fraction 0.250 (4.00x from SOL)" in ok and HELD_OUT_UUID not in ok
+    assert "SOL fraction 0.250 (4.00x from SOL)" in ok
     bad = format_traces([_trace(definition, w, EvaluationStatus.COMPILE_ERROR, log="SyntaxError: line 3")
                          for w in search], None)  # fmt: skip
     assert bad.count("SyntaxError: line 3") == 1 and "fitness 0" in bad
@@ -125,25 +126,19 @@ def test_format_traces_gives_gaps_to_sol_and_each_log_once(problem, h100_sol):
     assert f"SOL fraction {h100_sol.sol_ms(search[0].uuid):.3f}" in line
 
 
-def test_best_summary_reads_search_rounds_only(tmp_path, problem):
+def test_best_summary_formats_the_parent_and_its_latest_round(problem):
     definition, workloads = problem
-    search = [w for w in workloads if not w.held_out]
+    search = search_workloads(workloads)
     source = SourceFile(path="k.py", content="def run(hidden_states, weight): pass")
     sol = Solution.model_validate({"name": "s", "definition": definition.name,
-                                   "spec": {"language": "pytorch", "entry_point": "k.py::run", "destination_passing_style": False}, "sources": [source]})
-    with Archive.create(definition.name, device="cpu", strategy="lineage", operators=["agent"], seed=0,
-                        runs_root=tmp_path, run_id="r") as a:  # fmt: skip
-        cid = a.add_candidate(sol, operator="seed", family="f").candidate.id
-        assert "not evaluated yet" in best_summary(a, cid, None)
-        a.start_evaluation(cid)
-        traces = [_trace(definition, w, EvaluationStatus.PASSED, 0.02, 0.5) for w in search]
-        for t in traces:
-            t.evaluation.solforge.sol.sol_score = 0.8
-        a.record_evaluation(cid, traces)
-        a.record_evaluation(cid, [_trace(definition, workloads[-1], EvaluationStatus.INCORRECT_NUMERICAL, log="bad")])
-        text = best_summary(a, cid, None)
-    assert f"candidate #{cid} (s, family f, fitness 0.8000)" in text and "SOL fraction 0.500" in text
-    assert HELD_OUT_UUID not in text and "bad" not in text
+                                   "spec": {"language": "pytorch", "entry_point": "k.py::run",
+                                            "destination_passing_style": False}, "sources": [source]})
+    parent = EvaluatedCandidate(3, "f", {}, 0.8, sol)
+    assert "not evaluated yet" in best_summary(parent, (), None)
+    traces = [_trace(definition, w, EvaluationStatus.PASSED, 0.02, 0.5) for w in search]
+    text = best_summary(parent, traces, None)
+    assert "candidate #3 (s, family f, fitness 0.8000)" in text and "SOL fraction 0.500" in text
+    assert f"passed {len(search)}/{len(search)} search workloads" in text
 
 
 def test_redirect_names_untried_playbook_techniques(problem):

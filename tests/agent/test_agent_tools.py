@@ -1,6 +1,6 @@
 """The agent's tools outside the loop: argument checking, the profile tool (torch profiler
 on the CPU; Nsight Compute output parsing; the Triton compile report on a GPU), the
-knowledge tool, the lineage text, and the held-out guard."""
+knowledge tool, the lineage text, and the refusal of a held-out workload."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from agent_support import pytorch_solution, rmsnorm_problem
 
 from solforge.agent.llm import ToolCall
 from solforge.agent.profiling import format_ncu, parse_ncu_csv, profile_solution
-from solforge.agent.tools import TOOL_SPECS, AgentTools, HeldOutGuard, check_arguments, lineage_text
+from solforge.agent.tools import TOOL_SPECS, AgentTools, check_arguments, lineage_text
 from solforge.agent.workspace import Workspace
-from solforge.search.archive import Archive
-from solforge.search.archive_schema import NoteKind
+from solforge.search import Archive, LineageStep, NoteKind
 from solforge.spec import (
     Environment,
     Evaluation,
@@ -139,22 +138,25 @@ def test_lineage_text_shows_versions_diffs_and_failed_directions(tmp_path, probl
         a.commit(first, "seed")
         a.commit(child, "faster by 3%")
         a.add_note(NoteKind.failure, "split-K made it slower", operator="agent")
-        text = lineage_text(a)
+        steps = [LineageStep(e.version, e.candidate_id, c.operator, c.family, e.fitness, e.reason, c.diff)
+                 for e in a.lineage() for c in [a.candidate(e.candidate_id)]]
+        text = lineage_text(steps, a.notes())
     assert "## v1: candidate #1 (seed, family f)" in text and "(no diff: a seed)" in text
     assert "## v2: candidate #2 (agent, family f), fitness 0.6000\nfaster by 3%" in text
     assert "+    r = torch.rsqrt((x * x).mean(dim=-1" in text
     assert "agent: split-K made it slower" in text
 
 
-def test_held_out_guard_hides_uuids_and_labels_but_not_shared_ones(problem):
-    _, workloads = problem
+def test_the_tools_refuse_a_held_out_workload(problem):
+    definition, workloads = problem
     held = workloads[0].model_copy(deep=True)
-    held.uuid, held.solforge.held_out, held.solforge.label = "wl-secret-7", True, "secret b=7"
-    twin = workloads[1].model_copy(deep=True)
-    twin.uuid, twin.solforge.held_out = "wl-secret-twin", True  # same label as a search workload
-    guard = HeldOutGuard([*workloads, held, twin])
-    assert guard.redact("wl-secret-7 / secret b=7 / wl-secret-twin") == "[hidden] / [hidden] / [hidden]"
-    assert workloads[1].label in guard.redact(f"{workloads[1].label}")  # a search label stays readable
+    held.uuid, held.solforge.held_out = "wl-secret-7", True
+    ws = Workspace.create(_solution(definition))
+    try:
+        with pytest.raises(ValueError, match="held-out"):
+            AgentTools(ws, definition, [*workloads, held], evaluate_fn=lambda s: [], device="cpu")
+    finally:
+        ws.cleanup()
 
 
 @pytest.mark.cuda

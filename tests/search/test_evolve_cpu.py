@@ -1,5 +1,12 @@
-"""The main job on the CPU: `solforge evolve` on an rmsnorm problem beats its first
-candidate, keeps the full lineage, and survives a kill -9 with nothing evaluated twice."""
+"""The main job on the CPU with the real harness, on a small rmsnorm problem: `solforge
+evolve` keeps a monotone lineage and gates its best on held-out workloads; map-elites
+fills cells on islands; a kill -9 mid-run, then `--resume`, evaluates nothing twice;
+SIGTERM ends a run as Ctrl-C does, and `--resume` restores its budgets.
+
+Every run is bounded by a candidate count and every wait by what the run has done,
+never by wall time: on a slow or loaded machine these tests take longer, and assert
+the same. (Which kernel is fastest is the machine's business: nothing here asserts it.)
+"""
 
 from __future__ import annotations
 
@@ -11,26 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from search_support import FAST_BENCH, PROBLEM, small_problem, write_dataset
 
-from solforge.bench import BenchConfig
-from solforge.problems import load_builtin
 from solforge.search import Archive, RunStatus
-from solforge.search.controller import EvolveConfig
+from solforge.search.config import EvolveConfig
 from solforge.search.evolve import evolve
-
-PROBLEM = "rmsnorm_h4096"
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("solforge-cache")
-    old = os.environ.get("SOLFORGE_CACHE_DIR")
-    os.environ["SOLFORGE_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("SOLFORGE_CACHE_DIR", None)
-    else:
-        os.environ["SOLFORGE_CACHE_DIR"] = old
 
 
 def _first_rounds(archive: Archive) -> dict[int, int]:
@@ -38,14 +30,13 @@ def _first_rounds(archive: Archive) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_evolve_beats_its_first_candidate_and_keeps_the_lineage(tmp_path, cache_dir):
-    definition, workloads = load_builtin(PROBLEM)
-    config = EvolveConfig(device="cpu", max_candidates=20, runs_root=tmp_path,
-                          bench=BenchConfig(device="cpu", flush_bytes=8 << 20))
+def test_evolve_keeps_a_monotone_lineage_and_gates_its_best(tmp_path, cache_dir):
+    definition, workloads = small_problem()
+    config = EvolveConfig(device="cpu", max_candidates=6, runs_root=tmp_path, bench=FAST_BENCH)
     result = evolve(definition, workloads, config)
 
-    assert result.evaluated == 20
-    assert result.first_fitness is not None and result.best_fitness > result.first_fitness
+    assert result.evaluated == 6 and result.stop_reason == "6 candidates evaluated"
+    assert result.first_fitness is not None and result.first_fitness > 0  # the seed kernels are correct
     assert result.winner_id is not None and result.generalizes is not None
     for kind in ("solution", "source", "traces"):
         assert result.exported[kind].is_file()
@@ -53,23 +44,45 @@ def test_evolve_beats_its_first_candidate_and_keeps_the_lineage(tmp_path, cache_
 
     with Archive.open(result.run_dir, read_only=True) as archive:
         assert archive.run.status is RunStatus.finished
+        evaluated = [c for c in archive.candidates() if c.fitness is not None]
+        assert len(evaluated) == 6
         lineage = archive.lineage()
-        assert len(lineage) >= 2  # the first version, and at least one improvement on it
         fitness = [v.fitness for v in lineage]
-        assert fitness == sorted(fitness) and fitness[-1] == pytest.approx(result.best_fitness)
+        # whatever the timings: committed versions never get slower, the last is the best
+        # candidate of the run, and the first is the first candidate that passed
+        assert lineage and fitness == sorted(fitness)
+        assert fitness[-1] == pytest.approx(result.best_fitness) == max(c.fitness for c in evaluated)
+        first_passing = next(h.candidate_id for h in archive.history() if h.fitness > 0)
+        assert lineage[0].candidate_id == first_passing
         ids = {c.id for c in archive.candidates()}
-        for entry in lineage:  # every version traces back through recorded parents to a seed
+        for entry in lineage:  # every version traces back through recorded parents to a seed kernel
             c = archive.candidate(entry.candidate_id)
             while c.parent_ids:
                 assert set(c.parent_ids) <= ids
                 c = archive.candidate(c.parent_ids[0])
             assert c.operator in ("seed", "initial")
         assert all(n == 1 for n in _first_rounds(archive).values() if n)
-        assert archive.evaluations(result.winner_id, held_out=True)  # the gate ran on held-out workloads
+        held = archive.evaluations(result.winner_id, held_out=True)  # the gate ran on the held-out workload
+        assert [w.workload_uuid for w in held[-1].workloads] == ["small-held-t5"]
 
 
-def _evolve_cmd(runs_root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "solforge.cli", "evolve", PROBLEM, "--device", "cpu", "--max-candidates", "10",
+@pytest.mark.slow
+def test_map_elites_fills_cells_on_islands_and_gates_the_best(tmp_path, cache_dir):
+    definition, workloads = small_problem()
+    config = EvolveConfig(device="cpu", strategy="map-elites", max_candidates=6, runs_root=tmp_path, bench=FAST_BENCH)
+    result = evolve(definition, workloads, config)
+    assert result.evaluated == 6 and result.winner_id is not None
+    with Archive.open(result.run_dir, read_only=True) as archive:
+        elites = archive.elites()
+        assert elites, "map-elites keeps at least one elite cell"
+        assert len({tuple(e.cell) for e in elites}) >= 2  # distinct descriptors, not one best
+        assert archive.lineage() == []  # no lineage in map-elites
+        best = max(elites, key=lambda e: e.fitness)
+        assert best.fitness == pytest.approx(result.best_fitness)
+
+
+def _evolve_cmd(dataset: Path, runs_root: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "solforge.cli", "evolve", PROBLEM, "--dataset", str(dataset), "--device", "cpu",
             "--runs-root", str(runs_root), *extra]
 
 
@@ -81,56 +94,67 @@ def _evaluated(run_dir: Path) -> int:
         return 0
 
 
+def _wait_for(proc: subprocess.Popen, runs: Path, evaluated: int) -> Path | None:
+    """The run directory once `evaluated` candidates are in its archive; None if the process ended first."""
+    while proc.poll() is None:
+        dirs = list(runs.glob("*/archive.sqlite")) if runs.exists() else []
+        if dirs and _evaluated(dirs[0].parent) >= evaluated:
+            return dirs[0].parent
+        time.sleep(0.2)
+    return None
+
+
 @pytest.mark.slow
 def test_kill_9_mid_run_then_resume_evaluates_nothing_twice(tmp_path, cache_dir):
-    runs = tmp_path / "runs"
+    dataset, runs = write_dataset(tmp_path / "dataset"), tmp_path / "runs"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(_evolve_cmd(runs), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    run_dir = None
-    while time.time() < deadline:
-        dirs = list(runs.glob("*/archive.sqlite")) if runs.exists() else []
-        if dirs:
-            run_dir = dirs[0].parent
-            if _evaluated(run_dir) >= 3:
-                break
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before it could be killed"
+    proc = subprocess.Popen(_evolve_cmd(dataset, runs, "--max-candidates", "6"), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run_dir = _wait_for(proc, runs, 2)
+    assert run_dir is not None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the controller and its harness worker, mid-run
     proc.wait()
     before = _evaluated(run_dir)
-    assert 3 <= before < 10
+    assert 2 <= before < 6
 
     with Archive.open(run_dir, read_only=True) as archive:
         assert archive.run.status is RunStatus.running  # it never got to say it stopped
         assert archive._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-    done = subprocess.run(_evolve_cmd(runs, "--resume", run_dir.name), cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(_evolve_cmd(dataset, runs, "--resume", run_dir.name), cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with Archive.open(run_dir, read_only=True) as archive:
         assert archive.run.status is RunStatus.finished
-        assert len(archive.evaluated_ids()) == 10  # the budget counts the whole run
+        assert len(archive.evaluated_ids()) == 6  # the budget counts the whole run
         rounds = _first_rounds(archive)
         assert all(n <= 1 for n in rounds.values())  # nothing evaluated twice
-        assert sum(rounds.values()) == 10
+        assert sum(rounds.values()) == 6
         assert archive.in_flight() == []
 
 
 @pytest.mark.slow
-def test_map_elites_fills_cells_on_islands_and_gates_the_best(tmp_path, cache_dir):
-    definition, workloads = load_builtin(PROBLEM)
-    config = EvolveConfig(device="cpu", strategy="map-elites", max_candidates=8, runs_root=tmp_path,
-                          bench=BenchConfig(device="cpu", flush_bytes=8 << 20))
-    result = evolve(definition, workloads, config)
-    assert result.evaluated == 8 and result.winner_id is not None
-    with Archive.open(result.run_dir, read_only=True) as archive:
-        elites = archive.elites()
-        assert elites, "map-elites keeps at least one elite cell"
-        assert len({tuple(e.cell) for e in elites}) >= 2  # distinct descriptors, not one best
-        assert archive.lineage() == []  # no lineage in map-elites
-        best = max(elites, key=lambda e: e.fitness)
-        assert best.fitness == pytest.approx(result.best_fitness)
+def test_sigterm_ends_the_run_as_ctrl_c_does_and_resume_restores_its_budgets(tmp_path, cache_dir):
+    dataset, runs = write_dataset(tmp_path / "dataset"), tmp_path / "runs"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_evolve_cmd(dataset, runs, "--max-candidates", "4", "--budget", "30m", "--seed", "3"),
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = _wait_for(proc, runs, 1)
+    assert run_dir is not None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate()[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert f"continue with --resume {run_dir.name}" in out and "RUN_ID" not in out
+    with Archive.open(run_dir, read_only=True) as archive:
+        assert archive.run.status is RunStatus.interrupted
+        assert archive.run.budget.max_wall_seconds == 1800 and archive.run.budget.max_candidates == 4
+
+    done = subprocess.run(_evolve_cmd(dataset, runs, "--resume", run_dir.name), cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    restored = next(line for line in done.stdout.splitlines() if line.startswith(f"resuming {run_dir.name}"))
+    for said in ("max_candidates 4", "max_wall_seconds 1800", "random seed 3", "bench options"):
+        assert said in restored
+    assert "remaining" in done.stdout  # the time budget is enforced again: the display counts it down
+    with Archive.open(run_dir, read_only=True) as archive:
+        assert archive.run.status is RunStatus.finished and len(archive.evaluated_ids()) == 4

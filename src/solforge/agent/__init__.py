@@ -11,6 +11,12 @@
 - `loop`: the tool-using loop and `AgentOperator` (`name = "agent"`).
 - `external`: `ExternalAgentOperator` (`name = "agent-cli"`): any coding-agent CLI in a
   prepared git workspace, and `eval_workspace` behind `solforge eval`.
+- `operators`: registers `agent` and `agent-cli` in the search's operator registry.
+  Importing this package is what makes them available to `solforge.search`; the
+  search never imports the agent.
+
+Operators see a `solforge.search.SearchContext` and return a Candidate or NoCandidate
+with their notes and costs: they never read or write the archive.
 
 The SDKs (`openai`, `anthropic`: the `llm` extra) are imported only when a client is made.
 """
@@ -18,7 +24,7 @@ The SDKs (`openai`, `anthropic`: the `llm` extra) are imported only when a clien
 from __future__ import annotations
 
 from solforge.agent.config import LLMConfig, load_llm_config
-from solforge.agent.external import ExternalAgentOperator, eval_workspace, render_command
+from solforge.agent.external import ExternalAgentOperator, WorkspaceEvaluation, eval_workspace, render_command
 from solforge.agent.llm import (
     AnthropicClient,
     LLMClient,
@@ -35,7 +41,8 @@ from solforge.agent.llm import (
     make_llm,
     parse_llm_specs,
 )
-from solforge.agent.loop import AgentLimits, AgentOperator, BudgetExhausted, StepOutcome, make_evaluate_fn
+from solforge.agent.loop import AgentLimits, AgentOperator, StepMeter, StepOutcome, make_evaluate_fn
+from solforge.agent.operators import AGENT, AGENT_CLI
 from solforge.agent.pricing import DEFAULT_PRICES, Price, price_for
 from solforge.agent.tools import AgentTools, ToolResult
 from solforge.agent.workspace import PatchError, Workspace
@@ -45,8 +52,9 @@ __all__ = [
     "AgentLimits",
     "AgentOperator",
     "AgentTools",
+    "AGENT",
+    "AGENT_CLI",
     "AnthropicClient",
-    "BudgetExhausted",
     "ExternalAgentOperator",
     "LLMClient",
     "LLMConfig",
@@ -59,12 +67,14 @@ __all__ = [
     "PatchError",
     "Price",
     "Role",
+    "StepMeter",
     "StepOutcome",
     "ToolCall",
     "ToolResult",
     "ToolSpec",
     "Usage",
     "Workspace",
+    "WorkspaceEvaluation",
     "eval_workspace",
     "load_llm_config",
     "make_evaluate_fn",

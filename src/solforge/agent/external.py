@@ -36,20 +36,23 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from solforge.agent.loop import Start, starting_point
 from solforge.agent.prompts import (
     SolSummary,
     format_traces,
-    search_workloads,
+    redirect_message,
     sol_summary,
     system_prompt,
     trim,
     untried_techniques,
 )
-from solforge.agent.tools import HeldOutGuard, lineage_text, sources_hash
+from solforge.agent.tools import lineage_text
 from solforge.agent.workspace import safe_name
+from solforge.search.archive_schema import NoteKind, ResourceUsage, source_hash
+from solforge.search.context import Candidate, NoCandidate, OperatorNote, SearchContext
 from solforge.spec import (
     Definition,
     EvaluationStatus,
@@ -57,6 +60,7 @@ from solforge.spec import (
     Solution,
     SourceFile,
     SpecError,
+    Trace,
     Workload,
     dump_json,
     load_definition,
@@ -66,11 +70,6 @@ from solforge.spec import (
     workload_trace,
     write_jsonl,
 )
-
-if TYPE_CHECKING:
-    from solforge.agent.loop import Start
-    from solforge.search.archive import Archive
-    from solforge.search.operators import Proposal, SearchContext
 
 SOLUTION_DIR = "solution"
 STATE_DIR = ".solforge"
@@ -106,14 +105,14 @@ def render_command(template: str, workspace: Path, prompt_file: Path, prompt: st
 
 def write_workspace(root: Path, definition: Definition, workloads: Sequence[Workload], solution: Solution, device: str,
                     prompt: str, lineage: str, dataset_root: Path | None = None) -> None:  # fmt: skip
-    """Lay out the workspace of the module docstring under `root` (search workloads only)."""
+    """Lay out the workspace of the module docstring under `root`; `workloads` are the search workloads."""
     for src in solution.sources:
         target = root / SOLUTION_DIR / src.path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(src.content)
     (root / "solution.json").write_text(dump_json(solution.model_copy(update={"sources": []})) + "\n")
     (root / "definition.json").write_text(dump_json(definition) + "\n")
-    write_jsonl(root / "workloads.jsonl", [workload_trace(definition.name, w) for w in search_workloads(workloads)])
+    write_jsonl(root / "workloads.jsonl", [workload_trace(definition.name, w) for w in workloads])
     (root / PROMPT_FILE).write_text(prompt)
     (root / "LINEAGE.md").write_text(f"# Lineage of this run\n\n{lineage}\n")
     (root / ".gitignore").write_text(f"{STATE_DIR}/\n__pycache__/\n*.pyc\n")
@@ -151,21 +150,34 @@ def read_solution(root: Path) -> Solution:
     return base.model_copy(update={"sources": read_sources(root)})
 
 
-def eval_workspace(path: str | Path = ".", device: str | None = None) -> int:
+@dataclass(frozen=True)
+class WorkspaceEvaluation:
+    """What `eval_workspace` found: the traces, their formatted table, and whether all passed."""
+
+    definition: str
+    device: str
+    language: str
+    traces: list[Trace]
+    text: str  # a summary line, then one line per workload and the failures' logs
+    passed: bool  # every search workload PASSED
+    results_path: Path  # `.solforge/results.json`
+
+
+def eval_workspace(path: str | Path = ".", device: str | None = None) -> WorkspaceEvaluation:
     """`solforge eval`: evaluate the workspace's candidate on its search workloads.
 
-    Reads definition.json, solution.json + solution/, workloads.jsonl (held-out ones,
-    should any be there, are dropped) and `.solforge/config.json` (device; `device`
-    overrides it), runs `solforge.bench.evaluate`, prints one line per workload (status,
-    latency_ms, SOL bound and fraction where the device has peaks, error logs) and writes
-    `.solforge/results.json` and `.solforge/traces.jsonl`. Returns 0 when every workload
-    passed, 1 otherwise. Raises SpecError for a missing or malformed workspace file.
+    Reads definition.json, solution.json + solution/, workloads.jsonl (a held-out
+    workload, should one have been put there, is dropped: the agent's evaluation never
+    runs one) and `.solforge/config.json` (device; `device` overrides it), runs
+    `solforge.bench.evaluate`, and writes `.solforge/results.json` and
+    `.solforge/traces.jsonl`. Returns the evaluation; printing is the caller's. Raises
+    SpecError for a missing or malformed workspace file.
     """
     from solforge.bench import BenchConfig, evaluate
 
     root = Path(path)
     definition = load_definition(root / "definition.json")
-    workloads = search_workloads(load_workloads(root / "workloads.jsonl", definition))
+    workloads = [w for w in load_workloads(root / "workloads.jsonl", definition) if not w.held_out]
     if not workloads:
         raise SpecError(f"{root / 'workloads.jsonl'}: no search workload to evaluate")
     config_path = root / STATE_DIR / "config.json"
@@ -174,17 +186,14 @@ def eval_workspace(path: str | Path = ".", device: str | None = None) -> int:
     dataset_root = Path(config["dataset_root"]) if config.get("dataset_root") else None
     solution = read_solution(root)
     traces = evaluate(definition, workloads, solution, device, BenchConfig(device=device, dataset_root=dataset_root))
-    sol = sol_summary(definition, workloads, device)
-    text = format_traces(traces, sol)
-    print(f"{definition.name} on {device}: {solution.spec.language.value} candidate from {SOLUTION_DIR}/")
-    print(text)
+    text = format_traces(traces, sol_summary(definition, workloads, device))
     passed = all(t.evaluation is not None and t.evaluation.status is EvaluationStatus.PASSED for t in traces)
     state = root / STATE_DIR
     state.mkdir(exist_ok=True)
     write_jsonl(state / "traces.jsonl", traces)
     results = {
         "passed": passed,
-        "sources_hash": sources_hash([(s.path, s.content) for s in solution.sources]),
+        "source_hash": source_hash(solution),
         "summary": text.splitlines()[0],
         "workloads": [
             {"uuid": t.workload.uuid, "label": t.workload.label, "status": t.evaluation.status.value,
@@ -194,7 +203,8 @@ def eval_workspace(path: str | Path = ".", device: str | None = None) -> int:
         ],
     }  # fmt: skip
     (root / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
-    return 0 if passed else 1
+    return WorkspaceEvaluation(definition.name, device, solution.spec.language.value, traces, text, passed,
+                               root / RESULTS_FILE)  # fmt: skip
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -248,104 +258,93 @@ class ExternalAgentOperator:
     limit of one run. The step starts from the context's best parent (else a seed kernel
     of `language`); the result is proposed when `solution/` changed and the agent exited
     (after a timeout only when its last `solforge eval` of exactly these sources passed).
-    `workloads`: the search workloads (written to the workspace and listed in the prompt);
-    held-out ones may be passed too: they are dropped, and their names redacted.
-    Every step leaves a note in the archive and charges its wall time.
+    The workspace gets the context's search workloads, lineage and notes. Every step
+    returns a note and its wall time with its Candidate or NoCandidate.
     """
 
     name = "agent-cli"
 
-    def __init__(self, cmd_template: str, timeout_s: float, archive: Archive, device: str,
-                 language: Language | str, *, workloads: Sequence[Workload] = (), dataset_root: Path | None = None,
-                 keep_workspaces: bool = False, workspace_dir: str | Path | None = None) -> None:  # fmt: skip
+    def __init__(self, cmd_template: str, timeout_s: float, device: str, language: Language | str, *,
+                 dataset_root: Path | None = None, keep_workspaces: bool = False,
+                 workspace_dir: str | Path | None = None) -> None:  # fmt: skip
         if not cmd_template.strip():
             raise SpecError("--agent-cmd: expected a command template, e.g. \"claude -p {prompt}\"")
-        self.cmd_template, self.timeout_s, self.archive, self.device = cmd_template, timeout_s, archive, device
+        self.cmd_template, self.timeout_s, self.device = cmd_template, timeout_s, device
         self.language = Language(language)
-        self.workloads = list(workloads)
         self.dataset_root, self.keep_workspaces = dataset_root, keep_workspaces
         self.workspace_dir = workspace_dir
         self._sol: dict[str, SolSummary] = {}
 
-    def propose(self, context: SearchContext) -> Proposal | None:
-        """One run of the CLI from the context's best parent; a Proposal, or None (the
-        archive's failure note says why)."""
-        from solforge.agent.loop import starting_point
-        from solforge.agent.prompts import redirect_message
-        from solforge.search.archive_schema import NoteKind, ResourceUsage
-
+    def propose(self, context: SearchContext) -> Candidate | NoCandidate:
+        """One run of the CLI from the context's best parent: a Candidate, or a NoCandidate
+        whose note says why."""
         definition = context.definition
         if definition.name not in self._sol:
-            self._sol[definition.name] = sol_summary(definition, self.workloads, self.device)
+            self._sol[definition.name] = sol_summary(definition, context.workloads, self.device)
         sol = self._sol[definition.name]
-        start = starting_point(context, self.archive, self.language, sol)
+        start = starting_point(context, self.language, sol)
         if start is None:
-            self.archive.add_note(NoteKind.failure, f"agent-cli: no parent and no {self.language.value} seed kernel",
-                                  operator=self.name)  # fmt: skip
-            return None
+            why = f"agent-cli: no parent and no {self.language.value} seed kernel"
+            return NoCandidate(self.name, why, notes=(OperatorNote(NoteKind.failure, why),))
         spec = start.solution.spec
-        guard = HeldOutGuard(self.workloads)
-        search = search_workloads(self.workloads)
-        prompt = system_prompt(definition, spec.language, spec.entry_point, spec.destination_passing_style, search,
-                               sol, start.best, _WORKSPACE_GUIDE)  # fmt: skip
+        prompt = system_prompt(definition, spec.language, spec.entry_point, spec.destination_passing_style,
+                               context.workloads, sol, start.best, _WORKSPACE_GUIDE)  # fmt: skip
         prompt += f"\n\n# Task\nThe workspace holds {start.described}. Make it faster while keeping it correct."
         if context.direction:
-            said = [n.text for n in self.archive.notes(kind=NoteKind.rationale)]
-            prompt += "\n\n" + redirect_message(context.direction, untried_techniques(definition, spec.language, said))
-        prompt = guard.redact(prompt)
+            untried = untried_techniques(definition, spec.language, context.rationales())
+            prompt += "\n\n" + redirect_message(context.direction, untried)
         root = Path(tempfile.mkdtemp(prefix="solforge-agent-cli-", dir=self.workspace_dir))
         began = time.monotonic()
         try:
-            write_workspace(root, definition, self.workloads, start.solution, self.device, prompt,
-                            lineage_text(self.archive, redact=guard.redact), self.dataset_root)  # fmt: skip
+            write_workspace(root, definition, context.workloads, start.solution, self.device, prompt,
+                            lineage_text(context.lineage, context.notes), self.dataset_root)  # fmt: skip
             base = _init_repo(root, f"parent: {start.described}")
             command = render_command(self.cmd_template, root, root / PROMPT_FILE, prompt)
             code, output = _run_agent(command, root, self.timeout_s)
-            proposal, why = self._result(root, start, code, base)
+            proposed, why = self._result(root, start, code, base)
         finally:
             wall_s = time.monotonic() - began
             if not self.keep_workspaces:
                 shutil.rmtree(root, ignore_errors=True)
-        self.archive.charge(self.name, ResourceUsage(wall_seconds=wall_s))
+        usage = ResourceUsage(wall_seconds=wall_s)
         ran = "timed out" if code is None else f"exited with {code}"
         text = f"agent-cli `{trim(self.cmd_template, 200)}` {ran} after {wall_s:.0f} s; {why}\noutput tail:\n" \
-               f"{trim(guard.redact(output), 1500)}"
-        kind = NoteKind.rationale if proposal is not None else NoteKind.failure
-        self.archive.add_note(kind, guard.redact(text), operator=self.name)
-        return proposal
+               f"{trim(output, 1500)}"
+        if proposed is None:
+            note = OperatorNote(NoteKind.failure, text)
+            return NoCandidate(self.name, why, notes=(note,), usage=usage)
+        solution, rationale = proposed
+        return Candidate(solution, self.name, start.family, {}, start.parent_ids, rationale,
+                         notes=(OperatorNote(NoteKind.rationale, text),), usage=usage)  # fmt: skip
 
-    def _result(self, root: Path, start: Start, code: int | None, base: str | None) -> tuple[Proposal | None, str]:
-        from solforge.search.operators import Proposal
-
+    def _result(self, root: Path, start: Start, code: int | None,
+                base: str | None) -> tuple[tuple[Solution, str] | None, str]:  # fmt: skip
         try:
             sources = read_sources(root)
         except SpecError as exc:
             return None, f"no candidate: {exc}"
         # the parent's spec and name, whatever the agent did to solution.json
         candidate = start.solution.model_copy(update={"sources": sources})
-        mine = sorted((s.path, s.content) for s in sources)
-        if mine == sorted((s.path, s.content) for s in start.solution.sources):
+        if sorted((s.path, s.content) for s in sources) == sorted((s.path, s.content) for s in start.solution.sources):
             return None, "no change to the parent's sources"
-        if code is None and not _last_eval_passed(root, sources_hash(mine)):
+        digest = source_hash(candidate)
+        if code is None and not _last_eval_passed(root, digest):
             return None, "timed out, and its last edit was not shown to pass `solforge eval`"
         rationale = _rationale(root, base)
-        digest = sources_hash(mine)[:8]
         solution = candidate.model_copy(update={
-            "name": f"{safe_name(start.solution.name)[:48]}-cli-{digest}", "author": "solforge-agent-cli",
+            "name": f"{safe_name(start.solution.name)[:48]}-cli-{digest[:8]}", "author": "solforge-agent-cli",
             "description": trim(rationale, 500) or None,
         })  # fmt: skip
-        proposal = Proposal(solution=solution, operator=self.name, family=start.family, params={},
-                            parent_ids=list(start.parent_ids), rationale=rationale, island=start.island)  # fmt: skip
-        return proposal, f"proposed {solution.name}: {trim(rationale, 1500)}"
+        return (solution, rationale), f"proposed {solution.name}: {trim(rationale, 1500)}"
 
 
-def _last_eval_passed(root: Path, sources_digest: str) -> bool:
+def _last_eval_passed(root: Path, digest: str) -> bool:
     """Whether `.solforge/results.json` says these exact sources passed every search workload."""
     try:
         last = json.loads((root / RESULTS_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(last, dict) and last.get("passed") is True and last.get("sources_hash") == sources_digest
+    return isinstance(last, dict) and last.get("passed") is True and last.get("source_hash") == digest
 
 
 def _init_repo(root: Path, message: str) -> str | None:

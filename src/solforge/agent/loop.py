@@ -5,29 +5,27 @@ model reads, edits, evaluates (real harness, search workloads), profiles, consul
 lineage and the knowledge base, repairs, and submits. The loop ends at `submit` or at a
 limit of the step (turns, wall time, LLM cost), or when the run's cost budget is spent.
 
-Accounting: every LLM call is charged to the archive as it happens (tokens and USD at
-the price table, `pricing`), and so is every exploratory evaluation (wall seconds, GPU
-seconds on a GPU), so a killed run loses at most one call's cost. The run-wide budget is
-the archive's `RunBudget.max_cost_usd` (or the operator's `budget_usd`), checked against
-the archive's run total before every call: when it is reached the step stops, its note
-is written, and `propose` raises `BudgetExhausted`, which the controller turns into a
-clean stop of the run.
+Accounting: the step adds up what it spends (tokens and USD at the price table,
+`pricing`; wall seconds; the GPU seconds of its exploratory evaluations) and returns it
+with its result, which the controller charges to the archive. The run-wide budget
+(`budget_usd`, the run's `max_cost_usd`) is checked before every call against what the
+run had spent when the step began (`SearchContext.run_cost_usd`) plus the step's own
+spend: when it is reached the step stops and `propose` returns a `NoCandidate` with
+`stop_run` set, which the controller turns into a clean stop of the run.
 
-Every step leaves one note in the archive, accepted or not: a rationale note with the
-model's rationale when it proposes a candidate, a failure note saying why otherwise.
-A step that ends at a limit still proposes its sources when they differ from the parent
-and their last evaluation passed every search workload.
+Every step leaves one note, accepted or not: a rationale note with the model's
+rationale when it proposes a candidate, a failure note saying why otherwise. A step
+that ends at a limit still proposes its sources when they differ from the parent and
+their last evaluation passed every search workload.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from solforge.agent.llm import LLMClient, LLMError, Message, ModelMix, Role, StopReason, Usage
 from solforge.agent.pricing import price_for
@@ -35,7 +33,6 @@ from solforge.agent.prompts import (
     TOOLS_GUIDE,
     SolSummary,
     best_summary,
-    search_workloads,
     sol_summary,
     system_prompt,
     task_message,
@@ -44,16 +41,9 @@ from solforge.agent.prompts import (
 )
 from solforge.agent.tools import AgentTools, EvaluateFn, ToolResult
 from solforge.agent.workspace import Workspace, safe_name
+from solforge.search.archive_schema import NoteKind, ResourceUsage
+from solforge.search.context import Candidate, NoCandidate, OperatorNote, SearchContext
 from solforge.spec import Definition, Language, Solution, Workload
-
-if TYPE_CHECKING:
-    from solforge.search.archive import Archive
-    from solforge.search.archive_schema import ResourceUsage
-    from solforge.search.operators import Proposal, SearchContext
-
-
-class BudgetExhausted(Exception):
-    """The run's LLM cost budget is spent: stop the run cleanly (the message gives the figures)."""
 
 
 @dataclass(frozen=True)
@@ -83,48 +73,40 @@ class StepResult:
     detail: str = ""  # e.g. the LLM error
 
 
-class CostMeter:
-    """Charges LLM calls and evaluations to the archive as they happen, and knows whether
-    the step's limit or the run's budget is reached."""
+@dataclass
+class StepMeter:
+    """What one step spends, and whether the step's limit or the run's budget is reached.
 
-    def __init__(self, archive: Archive | None, operator: str, budget_usd: float | None,
-                 prices: dict | None = None) -> None:  # fmt: skip
-        self.archive, self.operator, self.budget_usd = archive, operator, budget_usd
-        self.prices = prices or {}
-        self.step_usd = 0.0
-        self.step_input_tokens = 0
-        self.step_output_tokens = 0
-        self.unpriced: set[str] = set()
-        self._local_run_usd = 0.0  # without an archive: what this meter has seen
+    `run_spent_usd`: what the run had spent when the step began; `budget_usd`: the run's
+    LLM budget (None: no limit)."""
 
-    def run_spent_usd(self) -> float:
-        if self.archive is not None:
-            return self.archive.totals().run.cost_usd
-        return self._local_run_usd
+    budget_usd: float | None = None
+    run_spent_usd: float = 0.0
+    prices: dict = field(default_factory=dict)
+    usage: ResourceUsage = field(default_factory=ResourceUsage)  # the step's spend so far
+    unpriced: set[str] = field(default_factory=set)  # models without a price: their cost is not counted
+
+    @property
+    def step_usd(self) -> float:
+        return self.usage.cost_usd
 
     def budget_reached(self) -> bool:
-        return self.budget_usd is not None and self.run_spent_usd() >= self.budget_usd
+        return self.budget_usd is not None and self.run_spent_usd + self.step_usd >= self.budget_usd
 
-    def new_step(self) -> None:
-        self.step_usd, self.step_input_tokens, self.step_output_tokens = 0.0, 0, 0
+    def budget_text(self) -> str:
+        spent = self.run_spent_usd + self.step_usd
+        return f"LLM cost budget reached: ${spent:.4f} spent of ${self.budget_usd:.4f}"
 
     def charge_llm(self, client: LLMClient, usage: Usage, wall_s: float) -> None:
-        from solforge.search.archive_schema import ResourceUsage
-
         price = price_for(client.model, self.prices)
         if price is None:
             self.unpriced.add(client.model)
         cost = price.cost_usd(usage.input_tokens, usage.output_tokens) if price is not None else 0.0
-        self.step_usd += cost
-        self._local_run_usd += cost
-        self.step_input_tokens += usage.input_tokens
-        self.step_output_tokens += usage.output_tokens
         self.charge(ResourceUsage(wall_seconds=wall_s, llm_input_tokens=usage.input_tokens,
                                   llm_output_tokens=usage.output_tokens, cost_usd=cost))  # fmt: skip
 
     def charge(self, usage: ResourceUsage) -> None:
-        if self.archive is not None:
-            self.archive.charge(self.operator, usage)
+        self.usage = self.usage + usage
 
 
 _NUDGE = "Continue with the tools (no tool was called). When the candidate is correct and faster, call submit."
@@ -132,7 +114,7 @@ _CUT = "Your reply was cut at the output token limit. Make smaller edits (apply_
 
 
 def run_step(client: LLMClient, system: str, task: str, tools: AgentTools, limits: AgentLimits,
-             meter: CostMeter, max_output_tokens: int) -> StepResult:  # fmt: skip
+             meter: StepMeter, max_output_tokens: int) -> StepResult:  # fmt: skip
     """Run the tool-using loop until submit or a limit; never raises for what the model does
     (its errors go back to it as tool results). LLMError ends the step as `llm_error`."""
     messages: list[Message] = [Message(Role.user, task)]
@@ -170,10 +152,13 @@ def run_step(client: LLMClient, system: str, task: str, tools: AgentTools, limit
 
 def make_evaluate_fn(definition: Definition, workloads: Sequence[Workload], device: str,
                      config: object | None = None) -> EvaluateFn:  # fmt: skip
-    """`evaluate_fn(solution) -> list[Trace]` over the SEARCH workloads of `workloads`
-    (held-out ones are dropped here, before the harness ever runs them), with
-    `solforge.bench.evaluate` and `config` (a BenchConfig; default BenchConfig())."""
-    search = search_workloads(workloads)
+    """`evaluate_fn(solution) -> list[Trace]` over `workloads` with `solforge.bench.evaluate`
+    and `config` (a BenchConfig; default BenchConfig()), for running an agent step
+    outside a search (in a search, the controller's evaluator is used). Raises
+    ValueError for a held-out workload: an agent is only ever given search workloads."""
+    search = list(workloads)
+    if any(w.held_out for w in search):
+        raise ValueError("make_evaluate_fn: a held-out workload; pass the search workloads only")
 
     def evaluate_fn(solution: Solution) -> list:
         from solforge.bench import BenchConfig, evaluate
@@ -189,112 +174,99 @@ class Start:
 
     solution: Solution
     family: str
-    parent_ids: list[int]
-    island: int
+    parent_ids: tuple[int, ...]
     described: str  # for the task message
     best: str  # for the system prompt
 
 
-def starting_point(context: SearchContext, archive: Archive, language: Language,
-                   sol: SolSummary | None) -> Start | None:  # fmt: skip
-    """The context's best parent (its sources, family and island, read from the archive);
-    without a parent, the least-tried seed kernel of `language` at its default
-    parameters; None when there is neither."""
-    if context.parents:
-        rec = archive.candidate(context.parents[0].candidate_id)
-        return Start(rec.solution, rec.family, [rec.id], rec.island, f"candidate #{rec.id} (family {rec.family})",
-                     best_summary(archive, rec.id, sol))  # fmt: skip
-    seeds = [s for s in context.seeds.values() if s.language == language]
-    if not seeds:
+def starting_point(context: SearchContext, language: Language, sol: SolSummary | None) -> Start | None:
+    """The context's best parent (its sources and family); without a parent, the
+    least-tried seed kernel of `language` at its default parameters; None when there is
+    neither."""
+    parent = context.best_parent
+    if parent is not None:
+        return Start(parent.solution, parent.family, (parent.candidate_id,),
+                     f"candidate #{parent.candidate_id} (family {parent.family})",
+                     best_summary(parent, context.parent_traces, sol))  # fmt: skip
+    kernels = [k for k in context.seed_kernels.values() if k.language == language]
+    if not kernels:
         return None
-    # the engine names a family by its seed kernel (SeedKernel.name), as context.seeds does
-    seed = min(seeds, key=lambda s: (context.tried_families.get(s.name, 0), s.name))
-    return Start(seed.to_solution(context.definition), seed.name, [], 0,
-                 f"the seed kernel {seed.name} at its default parameters",
+    # the engine names a family by its seed kernel (SeedKernel.name), as context.seed_kernels does
+    kernel = min(kernels, key=lambda k: (context.tried_families.get(k.name, 0), k.name))
+    return Start(kernel.to_solution(context.definition), kernel.name, (),
+                 f"the seed kernel {kernel.name} at its default parameters",
                  "no candidate evaluated yet; the workspace holds a seed kernel")  # fmt: skip
 
 
 class AgentOperator:
-    """The LLM agent as a variation operator (`propose(context) -> Proposal | None`).
+    """The LLM agent as a variation operator (`propose(context) -> Candidate | NoCandidate`).
 
     `llm`: a ModelMix (`make_llm`) or one client. `evaluate_fn`: the harness over the
-    search workloads (`make_evaluate_fn`). `workloads`: the search workloads, the ones
-    `evaluate_fn` runs (the prompt lists them); held-out ones may be passed too: they are
-    filtered out, and only used to redact their names from anything the model sees. `language`:
-    for starting from a seed kernel when the context has no parent; with a parent, the
-    parent's language is kept. `budget_usd`: the run's LLM budget, default the archive's
-    `RunBudget.max_cost_usd`. Raises BudgetExhausted from `propose` once it is spent.
+    search workloads (the controller's, or `make_evaluate_fn`). `language`: for starting
+    from a seed kernel when the context has no parent; with a parent, the parent's
+    language is kept. `budget_usd`: the run's LLM budget (None: no limit). The workloads,
+    the lineage and the notes the model is shown come from the context.
     """
 
     name = "agent"
 
-    def __init__(self, llm: ModelMix | LLMClient, evaluate_fn: EvaluateFn, archive: Archive, device: str,
-                 language: Language | str, limits: AgentLimits | None = None, *,
-                 workloads: Sequence[Workload] = (), budget_usd: float | None = None,
-                 knowledge_fn=None, dataset_root: Path | None = None) -> None:  # fmt: skip
+    def __init__(self, llm: ModelMix | LLMClient, evaluate_fn: EvaluateFn, device: str, language: Language | str,
+                 limits: AgentLimits | None = None, *, budget_usd: float | None = None,
+                 knowledge_fn: Callable | None = None, dataset_root: Path | None = None) -> None:  # fmt: skip
         self.mix = llm if isinstance(llm, ModelMix) else ModelMix.of(llm)
-        self.evaluate_fn, self.archive, self.device = evaluate_fn, archive, device
+        self.evaluate_fn, self.device = evaluate_fn, device
         self.language = Language(language)
         self.limits = limits or AgentLimits()
-        self.workloads = list(workloads)
+        self.budget_usd = budget_usd
         self.knowledge_fn, self.dataset_root = knowledge_fn, dataset_root
-        if budget_usd is None:
-            budget_usd = archive.run.budget.max_cost_usd
-        self.meter = CostMeter(archive, self.name, budget_usd, self.mix.prices)
         self._sol: dict[str, SolSummary] = {}
 
-    def _sol_summary(self, definition: Definition) -> SolSummary:
+    def _sol_summary(self, definition: Definition, workloads: Sequence[Workload]) -> SolSummary:
         if definition.name not in self._sol:
-            self._sol[definition.name] = sol_summary(definition, self.workloads, self.device)
+            self._sol[definition.name] = sol_summary(definition, workloads, self.device)
         return self._sol[definition.name]
 
-    def propose(self, context: SearchContext) -> Proposal | None:
-        """One agent step from the context's best parent (else a seed kernel of `language`).
-        Returns the Proposal, or None when the step produced nothing usable (the failure
-        note says why). Raises BudgetExhausted when the run's LLM budget is spent."""
-        from solforge.search.archive_schema import NoteKind
-
-        if self.meter.budget_reached():
-            raise BudgetExhausted(self._budget_text())
+    def propose(self, context: SearchContext) -> Candidate | NoCandidate:
+        """One agent step from the context's best parent (else a seed kernel of `language`):
+        the Candidate with the step's note and spend, or a NoCandidate saying why
+        (`stop_run` set when the run's LLM budget is spent)."""
+        meter = StepMeter(self.budget_usd, context.run_cost_usd, self.mix.prices)
+        if meter.budget_reached():
+            return NoCandidate(self.name, meter.budget_text(), stop_run=True)
         definition = context.definition
-        sol = self._sol_summary(definition)
-        start = starting_point(context, self.archive, self.language, sol)
+        sol = self._sol_summary(definition, context.workloads)
+        start = starting_point(context, self.language, sol)
         if start is None:
-            self.archive.add_note(NoteKind.failure, f"agent: no parent and no {self.language.value} seed kernel to "
-                                  "start from", operator=self.name)  # fmt: skip
-            return None
+            why = f"agent: no parent and no {self.language.value} seed kernel to start from"
+            return NoCandidate(self.name, why, notes=(OperatorNote(NoteKind.failure, why),))
         client = self.mix.choose(context.rng)
-        self.meter.new_step()
         workspace = Workspace.create(start.solution)
         try:
-            tools = AgentTools(workspace, definition, self.workloads, self.evaluate_fn, device=self.device,
-                               archive=self.archive, sol=sol, knowledge_fn=self.knowledge_fn,
-                               on_usage=self.meter.charge, dataset_root=self.dataset_root,
+            tools = AgentTools(workspace, definition, context.workloads, self.evaluate_fn, device=self.device,
+                               lineage=context.lineage, notes=context.notes, sol=sol, knowledge_fn=self.knowledge_fn,
+                               on_usage=meter.charge, dataset_root=self.dataset_root,
                                solution_name=f"{safe_name(start.solution.name)[:48]}-agent",
                                author=f"solforge-agent ({client.provider}:{client.model})")  # fmt: skip
             spec = start.solution.spec
             system = system_prompt(definition, spec.language, spec.entry_point, spec.destination_passing_style,
-                                   tools.search, sol, start.best,
+                                   context.workloads, sol, start.best,
                                    TOOLS_GUIDE.format(max_turns=self.limits.max_turns))  # fmt: skip
-            untried = []
-            if context.direction:
-                said = [n.text for n in self.archive.notes(kind=NoteKind.rationale)]
-                untried = untried_techniques(definition, spec.language, said)
+            untried = untried_techniques(definition, spec.language, context.rationales()) if context.direction else []
             task = task_message(workspace.files(), start.described, context.direction, untried)
             max_out = self.limits.max_output_tokens or self.mix.max_output_tokens
-            result = run_step(client, tools.guard.redact(system), tools.guard.redact(task), tools, self.limits,
-                              self.meter, max_out)  # fmt: skip
-            proposal = self._proposal(result, tools, start)
+            result = run_step(client, system, task, tools, self.limits, meter, max_out)
+            candidate = self._candidate(result, tools, start)
         finally:
             workspace.cleanup()
-        self._note(result, proposal, client)
+        note = self._note(result, candidate, client, meter)
+        if candidate is not None:
+            return Candidate(candidate.solution, self.name, start.family, {}, start.parent_ids, candidate.rationale,
+                             notes=(note,), usage=meter.usage)  # fmt: skip
         if result.outcome is StepOutcome.budget:
-            raise BudgetExhausted(self._budget_text())
-        return proposal
+            return NoCandidate(self.name, meter.budget_text(), notes=(note,), usage=meter.usage, stop_run=True)
+        return NoCandidate(self.name, trim(note.text, 200), notes=(note,), usage=meter.usage)
 
-    def _proposal(self, result: StepResult, tools: AgentTools, start: Start) -> Proposal | None:
-        from solforge.search.operators import Proposal
-
+    def _candidate(self, result: StepResult, tools: AgentTools, start: Start) -> _Proposed | None:
         sources = tools.workspace.sources()
         if [(s.path, s.content) for s in sources] == sorted((s.path, s.content) for s in start.solution.sources):
             return None
@@ -306,29 +278,32 @@ class AgentOperator:
                 return None
             rationale = f"[the step ended at {result.outcome.value}; its last edit passed every search workload] " \
                         + (result.rationale or "")
-        digest = hashlib.sha256("".join(s.path + s.content for s in sources).encode()).hexdigest()[:8]
+        digest = tools.current_hash()[:8]
         solution = tools.workspace.solution(f"{tools.solution_name}-{digest}", tools.author, trim(rationale, 500))
-        return Proposal(solution=solution, operator=self.name, family=start.family, params={},
-                        parent_ids=list(start.parent_ids), rationale=rationale, island=start.island)  # fmt: skip
+        return _Proposed(solution, rationale)
 
-    def _note(self, result: StepResult, proposal: Proposal | None, client: LLMClient) -> None:
-        from solforge.search.archive_schema import NoteKind
-
-        m = self.meter
+    def _note(self, result: StepResult, candidate: _Proposed | None, client: LLMClient,
+              meter: StepMeter) -> OperatorNote:  # fmt: skip
+        u = meter.usage
         stats = (f"agent step with {client.provider}:{client.model}: {result.outcome.value} after "
-                 f"{result.turns} turn(s), {m.step_input_tokens} input + {m.step_output_tokens} output tokens, "
-                 f"${m.step_usd:.4f}")  # fmt: skip
-        if m.unpriced:
-            stats += f" (no price for {', '.join(sorted(m.unpriced))}: cost not counted; add it to [prices])"
+                 f"{result.turns} turn(s), {u.llm_input_tokens} input + {u.llm_output_tokens} output tokens, "
+                 f"${u.cost_usd:.4f}")  # fmt: skip
+        if meter.unpriced:
+            stats += f" (no price for {', '.join(sorted(meter.unpriced))}: cost not counted; add it to [prices])"
         if result.detail:
             stats += f"; {result.detail}"
-        if proposal is not None:
-            text, kind = f"{stats}; proposed {proposal.solution.name}: {proposal.rationale}", NoteKind.rationale
-        else:
-            why = "no change to the parent's sources" if result.outcome is StepOutcome.submitted else \
-                "nothing proposed (no passing edit)"
-            text, kind = f"{stats}; {why}" + (f": {result.rationale}" if result.rationale else ""), NoteKind.failure
-        self.archive.add_note(kind, trim(text, 4000), operator=self.name)
+        if candidate is not None:
+            return OperatorNote(NoteKind.rationale,
+                                trim(f"{stats}; proposed {candidate.solution.name}: {candidate.rationale}", 4000))
+        why = "no change to the parent's sources" if result.outcome is StepOutcome.submitted else \
+            "nothing proposed (no passing edit)"
+        text = f"{stats}; {why}" + (f": {result.rationale}" if result.rationale else "")
+        return OperatorNote(NoteKind.failure, trim(text, 4000))
 
-    def _budget_text(self) -> str:
-        return f"LLM cost budget reached: ${self.meter.run_spent_usd():.4f} spent of ${self.meter.budget_usd:.4f}"
+
+@dataclass(frozen=True)
+class _Proposed:
+    """The sources a step proposes, before they become a Candidate."""
+
+    solution: Solution
+    rationale: str

@@ -1,9 +1,9 @@
 """What the agent is told: the system prompt (problem contract, device, SOL bound, rules,
 current best), the task message of a step, and the stall supervisor's redirection.
 
-Held-out workloads never appear here: every function that takes workloads keeps the
-search ones only (`search_workloads`), whatever it is given, and the archive is read
-through its search rounds only.
+Held-out workloads never appear here: the workloads and traces these functions get
+come from a `SearchContext` (the search workloads and the latest search round of a
+parent), which cannot hold a held-out one.
 
 The SOL bound per workload is the roofline time of `solforge.roofline.sol_bound` at the
 device's calibrated ceilings when `solforge calibrate` has run, else at its datasheet
@@ -13,21 +13,16 @@ bound is omitted and the prompt says why.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from solforge.search.fitness import geometric_mean
 from solforge.spec import Definition, EvaluationStatus, Language, Trace, Workload
 
 if TYPE_CHECKING:
     from solforge.roofline import SolBound
-    from solforge.search.archive import Archive
-
-
-def search_workloads(workloads: Iterable[Workload]) -> list[Workload]:
-    """The workloads an agent may see: never a held-out one."""
-    return [w for w in workloads if not w.held_out]
+    from solforge.search.context import EvaluatedCandidate
 
 
 # -- the SOL bound -----------------------------------------------------------------------
@@ -48,7 +43,7 @@ class SolSummary:
 
 
 def sol_summary(definition: Definition, workloads: Sequence[Workload], device: str) -> SolSummary:
-    """The SOL bound of each search workload on `device` ("cpu", "cuda", "cuda:N"), in ms:
+    """The SOL bound of each of `workloads` (the search workloads) on `device` ("cpu", "cuda", "cuda:N"), in ms:
     `solforge.roofline.sol_bound(count_work(...), peaks)`, i.e. max(FLOPs / peak FLOP/s,
     compulsory bytes / DRAM bandwidth), the roofline model (Williams, Waterman & Patterson,
     CACM 2009) as SOL-ExecBench applies it, at the calibrated ceilings when measured,
@@ -66,7 +61,7 @@ def sol_summary(definition: Definition, workloads: Sequence[Workload], device: s
     if peaks is None:
         return SolSummary(detected.name, None, note=f"no SOL bound on this device: {detected.reason}")
     summary = SolSummary(detected.name, peaks.source, note=detected.reason)
-    for wl in search_workloads(workloads):
+    for wl in workloads:
         try:
             summary.bounds[wl.uuid] = sol_bound(count_work(definition, wl), peaks)
         except (SpecError, ValueError) as exc:
@@ -110,9 +105,8 @@ def sol_fraction_of(trace: Trace, sol: SolSummary | None) -> float | None:
 
 def format_traces(traces: Sequence[Trace], sol: SolSummary | None, log_chars: int = 1500) -> str:
     """One line per search workload (status, latency_ms, SOL bound, SOL fraction), the
-    failures' logs (one copy when several workloads share it), and a summary line.
-    Held-out traces are dropped."""
-    traces = [t for t in traces if not t.workload.held_out and t.evaluation is not None]
+    failures' logs (one copy when several workloads share it), and a summary line."""
+    traces = [t for t in traces if t.evaluation is not None]
     lines, logs = [], {}
     fractions = []
     for t in traces:
@@ -146,20 +140,16 @@ def format_traces(traces: Sequence[Trace], sol: SolSummary | None, log_chars: in
     if passed < len(traces):
         summary += "; a candidate failing any search workload has fitness 0"
     elif fractions and len(fractions) == len(traces):
-        gmean = math.exp(sum(math.log(f) for f in fractions) / len(fractions))
-        summary += f"; geometric-mean SOL fraction {gmean:.3f}"
+        summary += f"; geometric-mean SOL fraction {geometric_mean(fractions):.3f}"
     return "\n".join([summary, *lines])
 
 
-def best_summary(archive: Archive, candidate_id: int, sol: SolSummary | None) -> str:
-    """The candidate's latest search round, formatted (never its held-out rounds)."""
-    rec = archive.candidate(candidate_id)
-    rounds = archive.evaluations(candidate_id)  # search rounds only
-    head = f"candidate #{rec.id} ({rec.solution.name}, family {rec.family}"
-    if not rounds:
+def best_summary(parent: EvaluatedCandidate, traces: Sequence[Trace], sol: SolSummary | None) -> str:
+    """The parent and its latest search round (`traces`), formatted."""
+    head = f"candidate #{parent.candidate_id} ({parent.solution.name}, family {parent.family}"
+    if not traces:
         return head + "): not evaluated yet"
-    last = rounds[-1]
-    return f"{head}, fitness {last.fitness:.4f}):\n" + format_traces([w.trace for w in last.workloads], sol)
+    return f"{head}, fitness {parent.fitness:.4f}):\n" + format_traces(traces, sol)
 
 
 # -- the prompts -------------------------------------------------------------------------
@@ -221,7 +211,7 @@ def _tensor_lines(definition: Definition) -> list[str]:
 
 def _workload_table(definition: Definition, workloads: Sequence[Workload], sol: SolSummary | None) -> list[str]:
     lines = []
-    for wl in search_workloads(workloads):
+    for wl in workloads:
         axes = definition.resolve_axes(wl.axes)
         shapes = ", ".join(f"{n} {tuple(definition.shape_of(s, axes))}" for n, s in definition.inputs.items()
                            if s.shape is not None)  # fmt: skip
@@ -240,7 +230,7 @@ def system_prompt(definition: Definition, language: Language, entry_point: str, 
     shapes per search workload), the device and SOL bound with its binding side, the
     rules (the definition's forbidden calls included), the current best with its
     per-workload gap to SOL, and `how_to_work` (the tools of the loop, `TOOLS_GUIDE`, or
-    an external agent's workspace guide). Only search workloads are listed."""
+    an external agent's workspace guide). `workloads` are the search workloads."""
     fn = entry_point.partition("::")[2]
     tolerances = sorted({o.dtype for o in definition.outputs.values()}, key=lambda d: d.value)
     tol_text = "; ".join(f"{d.value}: atol {t.atol:g}, rtol {t.rtol:g}, on {t.required_matched_ratio:.1%} of elements"

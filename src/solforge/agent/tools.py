@@ -11,28 +11,25 @@ A tool never raises into the loop: a bad argument, a missing file, a patch that 
 apply, an unknown tool, or a tool that is unavailable here comes back to the model as
 an error result, and the loop goes on.
 
-Held-out workloads are never shown: evaluation traces of held-out workloads are dropped
-before formatting, and every result passes through `HeldOutGuard.redact`, which
-replaces any held-out workload's uuid or label that would otherwise reach the model.
+Held-out workloads are never shown because they never get here: the workloads, the
+lineage and the notes come from the step's `SearchContext`, which holds none, and
+`evaluate` is the controller's, which runs the search workloads only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from solforge.agent.llm import ToolCall, ToolSpec
-from solforge.agent.prompts import SolSummary, format_traces, search_workloads, trim
+from solforge.agent.prompts import SolSummary, format_traces, trim
 from solforge.agent.workspace import PatchError, Workspace, WorkspaceError
+from solforge.search.archive_schema import NoteKind, NoteRecord, ResourceUsage, source_hash
+from solforge.search.context import LineageStep
 from solforge.spec import Definition, EvaluationStatus, Solution, Trace, Workload, check_solution
-
-if TYPE_CHECKING:
-    from solforge.search.archive import Archive
-    from solforge.search.archive_schema import ResourceUsage
 
 EvaluateFn = Callable[[Solution], list[Trace]]
 
@@ -48,34 +45,9 @@ class ToolResult:
 class EvalRecord:
     """One evaluate call: the sources it saw and whether every search workload passed."""
 
-    sources_hash: str
+    source_hash: str
     passed: bool
     summary: str
-
-
-class HeldOutGuard:
-    """Keeps held-out workloads out of everything the model sees."""
-
-    def __init__(self, workloads: Sequence[Workload]) -> None:
-        shown = {w.uuid for w in workloads if not w.held_out} | {w.label for w in workloads if not w.held_out}
-        hidden = {w.uuid for w in workloads if w.held_out} | {w.label for w in workloads if w.held_out}
-        # longest first, so a uuid is replaced whole before a label that is part of it
-        self._hidden = sorted((h for h in hidden - shown if h), key=len, reverse=True)
-
-    def traces(self, traces: Sequence[Trace]) -> list[Trace]:
-        return [t for t in traces if not t.workload.held_out]
-
-    def redact(self, text: str) -> str:
-        for h in self._hidden:
-            text = text.replace(h, "[hidden]")
-        return text
-
-
-def sources_hash(files: Sequence[tuple[str, str]]) -> str:
-    h = hashlib.sha256()
-    for path, content in sorted(files):
-        h.update(path.encode() + b"\0" + content.encode() + b"\0")
-    return h.hexdigest()
 
 
 def _schema(properties: dict[str, Any], required: Sequence[str]) -> dict[str, Any]:
@@ -144,14 +116,15 @@ def check_arguments(spec: ToolSpec, args: dict[str, Any]) -> str | None:
 @dataclass
 class AgentTools:
     """The tools of one agent step over one workspace. `on_usage` receives the resources
-    each evaluation spends (wall seconds; GPU seconds on a GPU) for the archive's ledger."""
+    each evaluation spends (wall seconds; GPU seconds on a GPU), for the step's costs."""
 
     workspace: Workspace
     definition: Definition
-    workloads: Sequence[Workload]  # all of the definition's workloads; only search ones are ever used or shown
+    workloads: Sequence[Workload]  # the search workloads (the step's SearchContext.workloads)
     evaluate_fn: EvaluateFn
     device: str = "cpu"
-    archive: Archive | None = None
+    lineage: Sequence[LineageStep] | None = None  # None: this step has no run (no lineage tool)
+    notes: Sequence[NoteRecord] = ()  # the run's notes, for the lineage tool
     sol: SolSummary | None = None
     knowledge_fn: Callable[..., list[Any]] | None = None  # search_knowledge's signature; None: solforge.knowledge
     on_usage: Callable[[ResourceUsage], None] | None = None
@@ -162,13 +135,12 @@ class AgentTools:
     author: str = "solforge-agent"
     rationale: str | None = field(default=None, init=False)  # set by an accepted submit
     evaluations: list[EvalRecord] = field(default_factory=list, init=False)
-    guard: HeldOutGuard = field(init=False)
-    search: list[Workload] = field(init=False)  # the search workloads: never a held-out one
     _refused_submit: str | None = field(default=None, init=False, repr=False)  # sources hash submit refused once
 
     def __post_init__(self) -> None:
-        self.guard = HeldOutGuard(self.workloads)
-        self.search = search_workloads(self.workloads)
+        self.search = list(self.workloads)
+        if any(w.held_out for w in self.search):
+            raise ValueError("AgentTools: a held-out workload; the agent is only ever given search workloads")
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -192,8 +164,7 @@ class AgentTools:
             result = ToolResult(f"ERROR: {call.name}: {exc}", is_error=True)
         except Exception as exc:  # a tool's own failure (a profiler, the index) must not end the step
             result = ToolResult(f"ERROR: {call.name} failed: {type(exc).__name__}: {exc}", is_error=True)
-        text = trim(self.guard.redact(result.text), self.output_chars)  # redacted whole, then cut
-        return ToolResult(text, result.is_error, result.ends_step)
+        return ToolResult(trim(result.text, self.output_chars), result.is_error, result.ends_step)
 
     # -- the workspace ----------------------------------------------------------------
 
@@ -217,7 +188,7 @@ class AgentTools:
         return self.workspace.solution(self.solution_name, self.author, description)
 
     def current_hash(self) -> str:
-        return sources_hash([(s.path, s.content) for s in self.workspace.sources()])
+        return source_hash(self.current_solution())
 
     # -- the harness ------------------------------------------------------------------
 
@@ -225,14 +196,12 @@ class AgentTools:
         solution = self.current_solution()
         start = time.perf_counter()
         try:
-            traces = self.guard.traces(self.evaluate_fn(solution))
+            traces = self.evaluate_fn(solution)
         except Exception as exc:  # the harness failing (no worker, bad input data): the loop goes on
             return ToolResult(f"ERROR: the harness failed: {type(exc).__name__}: {exc}", is_error=True)
         finally:
             wall_s = time.perf_counter() - start
             if self.on_usage is not None:
-                from solforge.search.archive_schema import ResourceUsage
-
                 gpu_s = wall_s if self.device.startswith("cuda") else 0.0
                 self.on_usage(ResourceUsage(gpu_seconds=gpu_s, wall_seconds=wall_s))
         passed = bool(traces) and all(t.evaluation is not None and t.evaluation.status is EvaluationStatus.PASSED
@@ -243,7 +212,7 @@ class AgentTools:
 
     def last_evaluation_of_current(self) -> EvalRecord | None:
         h = self.current_hash()
-        return next((e for e in reversed(self.evaluations) if e.sources_hash == h), None)
+        return next((e for e in reversed(self.evaluations) if e.source_hash == h), None)
 
     def _tool_profile(self, workload: str | None = None) -> ToolResult:
         from solforge.agent.profiling import profile_solution
@@ -268,9 +237,9 @@ class AgentTools:
     # -- the run's memory -------------------------------------------------------------
 
     def _tool_lineage(self) -> ToolResult:
-        if self.archive is None:
-            return ToolResult("no archive: this step has no lineage")
-        return ToolResult(lineage_text(self.archive, diff_chars=1500, redact=self.guard.redact))
+        if self.lineage is None:
+            return ToolResult("no run: this step has no lineage")
+        return ToolResult(lineage_text(self.lineage, self.notes, diff_chars=1500))
 
     def _tool_knowledge(self, query: str | None = None, path: str | None = None, kind: str | None = None) -> ToolResult:
         if path:
@@ -306,30 +275,24 @@ class AgentTools:
         return ToolResult("submitted; the step is over", ends_step=True)
 
 
-def lineage_text(archive: Archive, diff_chars: int = 1500, notes: int = 12,
-                 redact: Callable[[str], str] = lambda text: text) -> str:  # fmt: skip
+def lineage_text(lineage: Sequence[LineageStep], notes: Sequence[NoteRecord], diff_chars: int = 1500,
+                 last_notes: int = 12) -> str:  # fmt: skip
     """The committed versions (fitness, reason, diff to the parent, trimmed) and the latest
     failure and supervisor notes, for the lineage tool and LINEAGE.md. Search fitness
-    only: held-out rounds are never read. `redact` (a HeldOutGuard's) is applied to each
-    text before it is cut, so no name is cut in half past it."""
-    from solforge.search.archive_schema import NoteKind
-
+    only: both come from a SearchContext, which holds nothing held-out."""
     parts = []
-    entries = archive.lineage()
-    if not entries:
+    if not lineage:
         parts.append("No committed version yet.")
-    for e in entries:
-        rec = archive.candidate(e.candidate_id)
-        parts.append(f"## v{e.version}: candidate #{rec.id} ({rec.operator}, family {rec.family}), "
-                     f"fitness {e.fitness:.4f}\n{redact(e.reason)}\n"
-                     + (f"```diff\n{trim(redact(rec.diff), diff_chars)}\n```" if rec.diff
-                        else "(no diff: a seed)"))  # fmt: skip
-    failed = [n for kind in (NoteKind.failure, NoteKind.supervisor) for n in archive.notes(kind=kind)]
+    for e in lineage:
+        parts.append(f"## v{e.version}: candidate #{e.candidate_id} ({e.operator}, family {e.family}), "
+                     f"fitness {e.fitness:.4f}\n{e.reason}\n"
+                     + (f"```diff\n{trim(e.diff, diff_chars)}\n```" if e.diff else "(no diff: a seed)"))  # fmt: skip
+    failed = [n for n in notes if n.kind in (NoteKind.failure, NoteKind.supervisor)]
     failed.sort(key=lambda n: n.created_at)
     if failed:
         parts.append("## Failed directions and supervisor notes (latest last)")
         parts.extend(f"- {'#' + str(n.candidate_id) + ' ' if n.candidate_id else ''}{n.operator or ''}: "
-                     f"{trim(redact(n.text), 400)}" for n in failed[-notes:])  # fmt: skip
+                     f"{trim(n.text, 400)}" for n in failed[-last_notes:])  # fmt: skip
     return "\n\n".join(parts)
 
 

@@ -116,8 +116,10 @@ def verdict_line(name: str, trace: Trace) -> str:
 
 
 def default_workload_set(device: str, workloads: list[Workload]) -> str:
-    """'smoke' on the CPU when CPU-sized workloads exist, else 'search'."""
-    return "smoke" if device == "cpu" and any(w.smoke for w in workloads) else "search"
+    """'smoke' on the CPU when CPU-sized workloads exist, else 'search' (the problems' one rule)."""
+    from solforge.problems import default_selection
+
+    return default_selection(device, workloads)
 
 
 def fmt_or_dash(value: float | None, spec: str) -> str:
@@ -125,9 +127,10 @@ def fmt_or_dash(value: float | None, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def _geomean(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None and v > 0]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+def _geomean(values: list[float | None]) -> float | None:
+    from solforge.search.fitness import geometric_mean  # the one geometric mean
+
+    return geometric_mean(v for v in values if v is not None and v > 0)
 
 
 def trace_table(title: str, traces: list[Trace]) -> Table:

@@ -1,8 +1,14 @@
-"""`solforge evolve`: search for a faster correct kernel, keeping every step in the archive."""
+"""`solforge evolve`: search for a faster correct kernel, keeping every step in the archive.
+
+Parses and prints; the run is `solforge.search.evolve`'s `prepare` (every check, before
+anything is measured) and `execute`. Importing `solforge.agent` registers the `agent`
+and `agent-cli` operators.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +18,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+import solforge.agent  # noqa: F401 - registers the agent operators in the search's registry
 from solforge.cli.bench import fmt_or_dash
+from solforge.search.operators import describe_registry
 from solforge.spec import SpecError
 
 console = Console(width=None if Console().is_terminal else 140)  # logs and CI: wide enough for the tables
@@ -51,17 +59,20 @@ def summary_table(result) -> Table:
     return table
 
 
+_OPERATORS_HELP = "Comma-separated, of: " + "; ".join(f"{n} ({s})" for n, s in describe_registry().items()) + \
+    ". Default: tune, crossover, seed, plus agent when --llm is given."
+
+
 def evolve(
     problem: Annotated[str, typer.Argument(help="A built-in problem name, or a definition name in --dataset.")],
     dataset: Annotated[Optional[Path], typer.Option(help="A FlashInfer-Trace dataset directory.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when present).")] = None,
     strategy: Annotated[str, typer.Option(help="lineage or map-elites.")] = "lineage",
-    operators: Annotated[Optional[str], typer.Option(
-        help="Comma-separated: tune, crossover, seed, agent, agent-cli (default: tune,crossover,seed, "
-        "plus agent when --llm is given).")] = None,
-    budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget, e.g. 90s, 10m, 1h.")] = None,
+    operators: Annotated[Optional[str], typer.Option(help=_OPERATORS_HELP)] = None,
+    budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget of this invocation, e.g. 90s, 10m, 1h.")] = None,
     max_candidates: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the operators' random choices.")] = 0,
+    random_seed: Annotated[int, typer.Option("--random-seed", "--seed",
+                                             help="Seed of the operators' random choices (--seed: the old name).")] = 0,
     resume: Annotated[Optional[str], typer.Option(help="Continue the run with this id (or run directory).")] = None,
     runs_root: Annotated[Path, typer.Option(help="Where runs are kept.")] = Path("solforge-runs"),
     llm: Annotated[Optional[list[str]], typer.Option(
@@ -73,52 +84,47 @@ def evolve(
     agent_timeout: Annotated[float, typer.Option(help="Time limit of one agent-cli step, seconds.")] = 1800.0,
 ) -> None:
     """Search for a faster correct kernel, then gate the best on the held-out workloads."""
-    from solforge.cli.bench import default_device, resolve_problem
-    from solforge.search.controller import EvolveConfig
-    from solforge.search.evolve import evolve as run_evolve
+    from solforge.problems import resolve_problem
+    from solforge.search.config import EvolveConfig
+    from solforge.search.evolve import RunFailed, RunInterrupted, execute, interrupt_on_signals, prepare
 
-    device = device or default_device()
-    if device not in ("cuda", "cpu"):
-        raise SpecError(f"--device: expected 'cuda' or 'cpu', got '{device}'")
-    if strategy not in ("lineage", "map-elites"):
-        raise SpecError(f"--strategy: expected lineage or map-elites, got '{strategy}'")
-    default_ops = "agent,tune,crossover,seed" if llm else "tune,crossover,seed"
-    ops = tuple(o.strip() for o in (operators or default_ops).split(",") if o.strip())
-    known = ("tune", "crossover", "seed", "agent", "agent-cli")
-    unknown = [o for o in ops if o not in known]
-    if unknown or not ops:
-        raise SpecError(f"--operators: unknown operator '{unknown[0] if unknown else ''}' (expected {', '.join(known)})")
-    if "agent" in ops and not llm:
-        ops = tuple(o for o in ops if o != "agent") or ("tune", "crossover", "seed")
-        console.print(f"no LLM configured (--llm openai:MODEL or anthropic:MODEL): running {', '.join(ops)}")
-    if "agent-cli" in ops and not agent_cmd:
-        raise SpecError("--operators agent-cli: give the agent's command with --agent-cmd \"...\"")
-    if max_candidates is not None and max_candidates < 1:
-        raise SpecError("--max-candidates: expected a positive number")
-    if budget is None and max_candidates is None and resume is None:
-        raise SpecError("give --budget (e.g. 10m) or --max-candidates N: a search needs a limit")
+    ops = None if operators is None else tuple(o.strip() for o in operators.split(",") if o.strip())
     defn, workloads, root = resolve_problem(problem, dataset)
-    from solforge.bench import BenchConfig
-
     config = EvolveConfig(device=device, strategy=strategy, operators=ops,
-                          budget_s=parse_duration_s(budget) if budget else None, max_candidates=max_candidates,
-                          seed=seed, runs_root=runs_root, bench=BenchConfig(device=device, dataset_root=root),
+                          max_wall_seconds=parse_duration_s(budget) if budget else None,
+                          max_candidates=max_candidates, random_seed=random_seed, runs_root=runs_root,
                           llm=tuple(llm or ()), llm_config=llm_config, max_cost_usd=max_cost_usd, agent_cmd=agent_cmd,
-                          agent_timeout_s=agent_timeout)
-    console.print(f"[bold]evolve[/bold] {defn.name} on {device}: strategy {strategy}, operators {', '.join(ops)}")
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
+                          agent_timeout_s=agent_timeout, dataset_root=root)
+    plan = prepare(defn, workloads, config, resume=resume)
+    for notice in plan.notices:
+        console.print(notice, soft_wrap=True)
+    if plan.restored:
+        console.print(f"resuming {resume}: restored {', '.join(plan.restored)}", soft_wrap=True)
+    c = plan.config
+    console.print(f"[bold]evolve[/bold] {defn.name} on {c.device}: strategy {c.strategy}, "
+                  f"operators {', '.join(c.operators)}")
+    with Live(console=console, refresh_per_second=4, transient=False) as live, interrupt_on_signals():
         try:
-            result = run_evolve(defn, workloads, config, resume=resume, on_progress=lambda s: live.update(progress_view(s)))
-        except KeyboardInterrupt:
+            result = execute(plan, on_progress=lambda s: live.update(progress_view(s)))
+        except RunInterrupted as exc:
             live.stop()
-            console.print("[yellow]interrupted[/yellow]: the archive is consistent; continue with --resume RUN_ID")
-            raise typer.Exit(130) from None
+            if exc.run_id is not None:
+                console.print(f"[yellow]interrupted[/yellow]: the archive is consistent; continue with "
+                              f"--resume {exc.run_id}", soft_wrap=True)
+            else:
+                console.print("[yellow]interrupted[/yellow] before the run was created: nothing to resume")
+            raise typer.Exit(128 + int(exc.signal_number)) from None
+        except RunFailed as exc:
+            live.stop()
+            print(f"solforge: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
     console.print()
     console.print(summary_table(result))
     console.print(f"run {result.run_id}: {result.evaluated} candidates evaluated; stopped: {result.stop_reason}")
     console.print(f"fitness (geometric-mean SOL score): first {fmt_or_dash(result.first_fitness, '.4f')}, "
                   f"best {fmt_or_dash(result.best_fitness, '.4f')}"
                   + (f", reached after {result.seconds_to_best:.0f} s" if result.seconds_to_best is not None else ""))
+    _print_report(result.run_dir)
     if result.winner_id is None:
         console.print("[red]no winner[/red]: no candidate passed every search and held-out workload")
         raise typer.Exit(1)
@@ -128,6 +134,18 @@ def evolve(
     console.print(f"winner #{result.winner_id}: {verdict}")
     for kind, path in result.exported.items():
         console.print(f"  {kind}: {path}")
+
+
+def _print_report(run_dir: Path) -> None:
+    """The run's HTML report, written and named; a report that fails costs one line, never the run."""
+    from solforge.report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the run is done and saved; the report is a view of it
+        console.print(f"report: not written ({type(exc).__name__}: {exc})")
+        return
+    console.print(f"report: {path}")
 
 
 def register(app: typer.Typer) -> None:

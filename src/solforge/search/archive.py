@@ -18,9 +18,12 @@ refused, so nothing is evaluated twice. Not covered: a disk that lies about fsyn
 two writers — `Archive.open` takes an exclusive lock file, so a second writer on the
 same run is refused rather than interleaved.
 
-Concurrency. One writer (the controller); evaluation workers send their Traces back to
-it. Other processes may read while it writes (`Archive.open(run_dir, read_only=True)`):
-WAL readers see the last committed state and never block the writer.
+Concurrency. One writer, the controller's main thread: operators return their
+candidates, notes and costs to it, and evaluation threads send it their Traces, so no
+other thread ever touches the archive. The connection enforces that (sqlite3's
+`check_same_thread`): a call from another thread raises `sqlite3.ProgrammingError`.
+Other processes may read while it writes (`Archive.open(run_dir, read_only=True)`): WAL
+readers see the last committed state and never block the writer.
 
 Held-out evaluations are kept apart: a round is held-out when its workloads are
 (`Workload.solforge.held_out`, or the evaluation says so), it never changes the
@@ -36,9 +39,8 @@ import math
 import re
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO
@@ -58,15 +60,14 @@ from solforge.search.archive_schema import (
     HistoryPoint,
     JsonValue,
     LineageEntry,
-    Note,
     NoteKind,
+    NoteRecord,
     ResourceTotals,
     ResourceUsage,
     RunBudget,
     RunInfo,
     RunStatus,
     cell_json,
-    fitness_of,
     insert_cost,
     insert_note,
     is_held_out,
@@ -78,10 +79,10 @@ from solforge.search.archive_schema import (
     read_rounds,
     read_run,
     read_usage,
-    sol_score_of,
     solution_diff,
     source_hash,
 )
+from solforge.search.fitness import fitness_of, sol_score_of
 from solforge.spec import EvaluationStatus, Solution, SpecError, Trace
 
 DEFAULT_RUNS_ROOT = Path("solforge-runs")
@@ -111,11 +112,7 @@ class Archive:
     close it (or use it as a context manager) to release the writer lock."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, read_only: bool, lock: IO[bytes] | None) -> None:
-        # Operators that run in the controller's proposer thread (the agent) read and note
-        # too: one re-entrant mutex serializes every statement and holds across each
-        # transaction, so the single connection is shared safely between threads.
-        self._mutex = threading.RLock()
-        self._conn = _SerializedConnection(conn, self._mutex)
+        self._conn = conn
         self.path = path
         self.read_only = read_only
         self._lock = lock
@@ -216,18 +213,17 @@ class Archive:
     def _write(self) -> Iterator[sqlite3.Connection]:
         if self.read_only:
             raise PermissionError(f"{self.path}: opened read-only")
-        with self._mutex, _transaction(self._conn) as c:
+        with _transaction(self._conn) as c:
             yield c
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         # One snapshot across several statements while another process writes.
-        with self._mutex:
-            self._conn.execute("BEGIN")
-            try:
-                yield self._conn
-            finally:
-                self._conn.execute("COMMIT")
+        self._conn.execute("BEGIN")
+        try:
+            yield self._conn
+        finally:
+            self._conn.execute("COMMIT")
 
     # -- the run ------------------------------------------------------------------------
 
@@ -258,6 +254,7 @@ class Archive:
         cell: Cell | None = None,
         rationale: str = "",
         usage: ResourceUsage | None = None,
+        notes: Sequence[tuple[NoteKind, str]] = (),
     ) -> AddResult:
         """Add a proposed candidate, unless it duplicates one already in the run.
 
@@ -269,9 +266,10 @@ class Archive:
         (agent) leave them empty and dedup on their sources alone.
 
         In the same transaction, a non-empty `rationale` is kept as the candidate's
-        rationale note, and `usage` (the proposal's LLM tokens, USD, wall seconds) is
+        rationale note, `notes` ((kind, text) pairs: what the operator's step reported)
+        are kept with it, and `usage` (the proposal's LLM tokens, USD, wall seconds) is
         charged to `operator`: to the new candidate, or to no candidate for a duplicate,
-        since it was spent all the same. Raises ValueError for a solution of another
+        since it was spent and said all the same. Raises ValueError for a solution of another
         definition, more than two, repeated or unknown parents, or parameters or a cell
         that are not JSON.
         """
@@ -295,6 +293,8 @@ class Archive:
             if dup is not None:
                 if usage is not None:
                     insert_cost(c, operator, usage, None, now)
+                for kind, text in notes:
+                    insert_note(c, kind, text, None, operator, now)
                 return AddResult(outcome, dup)
             known = [_one(c, "id = ?", (p,)) for p in parents]
             unknown = [p for p, k in zip(parents, known) if k is None]
@@ -315,6 +315,8 @@ class Archive:
             )
             if rationale:
                 insert_note(c, NoteKind.rationale, rationale, cid, operator, now)
+            for kind, text in notes:
+                insert_note(c, kind, text, cid, operator, now)
             if usage is not None:
                 insert_cost(c, operator, usage, cid, now)
             return AddResult(AddOutcome.added, self._candidate(c, cid))
@@ -523,7 +525,7 @@ class Archive:
 
     def add_note(
         self, kind: NoteKind, text: str, *, candidate_id: int | None = None, operator: str | None = None
-    ) -> Note:
+    ) -> NoteRecord:
         """Keep an operator's free text: its rationale, why something failed, or what the
         stall supervisor decided. Raises KeyError for an unknown candidate id."""
         with self._write() as c:
@@ -532,7 +534,7 @@ class Archive:
             note_id = insert_note(c, kind, text, candidate_id, operator, time.time())
             return read_notes(c, "id = ?", (note_id,))[0]
 
-    def notes(self, candidate_id: int | None = None, kind: NoteKind | None = None) -> list[Note]:
+    def notes(self, candidate_id: int | None = None, kind: NoteKind | None = None) -> list[NoteRecord]:
         """Notes, oldest first; only one candidate's and/or one kind's when given."""
         clauses, params = ["1"], []
         if candidate_id is not None:
@@ -547,11 +549,20 @@ class Archive:
 
     def charge(self, operator: str, usage: ResourceUsage, *, candidate_id: int | None = None) -> None:
         """Append one entry to the resource ledger, for costs not charged through
-        `add_candidate` or `record_evaluation` (e.g. an agent's exploratory evaluations)."""
+        `add_candidate`, `log_step` or `record_evaluation`."""
         with self._write() as c:
             if candidate_id is not None:
                 self._candidate(c, candidate_id)
             insert_cost(c, operator, usage, candidate_id, time.time())
+
+    def log_step(self, operator: str, notes: Sequence[tuple[NoteKind, str]], usage: ResourceUsage) -> None:
+        """Keep an operator step that proposed no candidate: its notes ((kind, text) pairs)
+        and what it spent, charged to no candidate, in one transaction."""
+        now = time.time()
+        with self._write() as c:
+            for kind, text in notes:
+                insert_note(c, kind, text, None, operator, now)
+            insert_cost(c, operator, usage, None, now)
 
     def totals(self) -> ResourceTotals:
         """Run totals, and totals per operator: GPU seconds, wall seconds, LLM tokens, USD."""
@@ -596,38 +607,11 @@ class Archive:
 # -- connections, transactions, the writer lock -----------------------------------------
 
 
-class _SerializedConnection:
-    """A sqlite3 connection whose statements run under one mutex, from any thread."""
-
-    def __init__(self, conn: sqlite3.Connection, mutex: threading.RLock) -> None:
-        self._conn, self._mutex = conn, mutex
-
-    def execute(self, sql: str, params: Sequence | Mapping = ()) -> sqlite3.Cursor:
-        with self._mutex:
-            return self._conn.execute(sql, params)
-
-    def executemany(self, sql: str, seq: Iterable) -> sqlite3.Cursor:
-        with self._mutex:
-            return self._conn.executemany(sql, seq)
-
-    def executescript(self, sql: str) -> sqlite3.Cursor:
-        with self._mutex:
-            return self._conn.executescript(sql)
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
-    def close(self) -> None:
-        with self._mutex:
-            self._conn.close()
-
-
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
     # isolation_level=None: transactions are begun and committed here, explicitly, never
     # implicitly by the sqlite3 module.
     target, uri = (path.resolve().as_uri() + "?mode=ro", True) if read_only else (str(path), False)
-    conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
     if not read_only:

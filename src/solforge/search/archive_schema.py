@@ -1,6 +1,7 @@
 """What the archive stores: the SQLite tables of one search run, the typed records read
 back from them, and how the derived columns are computed (the source and parameter
-hashes that dedup keys on, the diff to the first parent, a round's fitness).
+hashes that dedup keys on, the diff to the first parent). A round's fitness is
+`solforge.search.fitness.fitness_of`.
 
 One database holds one run, so `runs` has exactly one row and the other tables need no
 run column. Every timestamp is Unix time in seconds (`time.time()`), stored as REAL so
@@ -25,7 +26,6 @@ import difflib
 import enum
 import hashlib
 import json
-import math
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -82,12 +82,20 @@ class EliteOutcome(str, enum.Enum):
 
 @dataclass(frozen=True)
 class RunBudget:
-    """Limits of a run; None means no limit on that resource. The controller enforces them."""
+    """Limits of a run; None means no limit on that resource. The controller enforces each
+    one, and `--resume` restores them."""
 
-    max_candidates: int | None = None
-    max_gpu_seconds: float | None = None
-    max_wall_seconds: float | None = None
-    max_cost_usd: float | None = None
+    max_candidates: int | None = None  # evaluated candidates over the whole run
+    max_wall_seconds: float | None = None  # wall-clock time of one invocation (a resume starts it afresh)
+    max_cost_usd: float | None = None  # LLM cost over the whole run, US dollars
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> RunBudget:
+        """The budget stored in `runs.budget_json`. Keys this version does not know are
+        left out: archives written before `max_gpu_seconds` was removed (it was never
+        enforced) still open."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,10 @@ class LineageEntry:
 
 
 @dataclass(frozen=True)
-class Note:
+class NoteRecord:
+    """A note as stored: an operator's rationale, why something failed, or what the stall
+    supervisor decided."""
+
     id: int
     kind: NoteKind
     text: str
@@ -233,7 +244,7 @@ class HistoryPoint:
     best_so_far: float
 
 
-# -- derived columns: hashes, diff, fitness --------------------------------------------
+# -- derived columns: hashes and diff --------------------------------------------
 
 
 def source_hash(solution: Solution) -> str:
@@ -281,40 +292,6 @@ def solution_diff(parent: Solution, child: Solution) -> str:
             tofile=f"b/{path}" if path in new else "/dev/null",
         )
     return "".join(out)
-
-
-def sol_score_of(trace: Trace) -> float | None:
-    """The trace's SOL score, None when it has none (failed, or no known peaks)."""
-    ev = trace.evaluation
-    return ev.solforge.sol.sol_score if ev is not None and ev.solforge.sol is not None else None
-
-
-def fitness_of(traces: Sequence[Trace]) -> float:
-    """Fitness of one round: 0.0 when any workload's status is not PASSED, else the geometric
-    mean of the workloads' SOL scores (`evaluation.solforge.sol.sol_score`, in (0, 1]).
-
-    Source: DESIGN.md, "The search: Fitness"; the SOL score is SOL-ExecBench's
-    `S = 1 / (1 + (T_k - T_SOL) / (T_b - T_SOL))`. Raises ValueError for no traces, a
-    trace without an evaluation, or a PASSED trace without a finite SOL score (the
-    device's peaks were unknown: such a run cannot be scored).
-    """
-    if not traces:
-        raise ValueError("fitness_of: no traces")
-    for t in traces:
-        if t.evaluation is None:
-            raise ValueError(f"trace for workload {t.workload.uuid}: no evaluation (a workload-only trace)")
-    if any(t.evaluation.status is not EvaluationStatus.PASSED for t in traces):
-        return 0.0
-    scores = [sol_score_of(t) for t in traces]
-    for t, score in zip(traces, scores):
-        if score is None or not math.isfinite(score):
-            raise ValueError(
-                f"trace for workload {t.workload.uuid}: evaluation.solforge.sol.sol_score: "
-                f"{score} on a PASSED trace; fitness needs a finite SOL score"
-            )
-    if min(scores) <= 0.0:
-        return 0.0
-    return math.exp(math.fsum(math.log(s) for s in scores) / len(scores))
 
 
 def is_held_out(trace: Trace) -> bool:
@@ -461,7 +438,7 @@ def read_run(c: sqlite3.Connection) -> RunInfo:
         strategy=r["strategy"],
         operators=tuple(json.loads(r["operators_json"])),
         seed=r["seed"],
-        budget=RunBudget(**json.loads(r["budget_json"])),
+        budget=RunBudget.from_json(json.loads(r["budget_json"])),
         config=json.loads(r["config_json"]),
         status=RunStatus(r["status"]),
         created_at=r["created_at"],
@@ -527,10 +504,10 @@ def read_rounds(c: sqlite3.Connection, where: str, params: tuple) -> list[Evalua
     return out
 
 
-def read_notes(c: sqlite3.Connection, where: str, params: tuple) -> list[Note]:
+def read_notes(c: sqlite3.Connection, where: str, params: tuple) -> list[NoteRecord]:
     rows = c.execute(f"SELECT * FROM notes WHERE {where} ORDER BY id", params)
     return [
-        Note(r["id"], NoteKind(r["kind"]), r["text"], r["candidate_id"], r["operator"], r["created_at"]) for r in rows
+        NoteRecord(r["id"], NoteKind(r["kind"]), r["text"], r["candidate_id"], r["operator"], r["created_at"]) for r in rows
     ]
 
 

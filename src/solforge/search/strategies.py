@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from solforge.search.operators import Scored
+from solforge.search.context import EvaluatedCandidate
 from solforge.spec import Solution
 
 # Fixed bin edges (upper bounds, inclusive); the last bin is open.
@@ -57,7 +57,7 @@ def descriptor(family: str, params: dict[str, Any], solution: Solution) -> tuple
 
 
 @dataclass
-class Verdict:
+class Decision:
     accepted: bool  # kept by the strategy (committed, or placed in a cell)
     new_best: bool  # better than every candidate before it
     reason: str
@@ -69,33 +69,33 @@ class LineageStrategy:
     name = "lineage"
 
     def __init__(self) -> None:
-        self.versions: list[Scored] = []
-        self._best: Scored | None = None
+        self.versions: list[EvaluatedCandidate] = []
+        self._best: EvaluatedCandidate | None = None
 
-    def best(self) -> Scored | None:
+    def best(self) -> EvaluatedCandidate | None:
         return self._best
 
-    def elites(self) -> list[Scored]:
+    def elites(self) -> list[EvaluatedCandidate]:
         return sorted(self.versions, key=lambda e: -e.fitness)
 
-    def select(self, rng: random.Random) -> tuple[int, list[Scored]]:
+    def select(self, rng: random.Random) -> tuple[int, list[EvaluatedCandidate]]:
         """(island, parents): the latest version first, then the fittest."""
         return 0, ([self.versions[-1]] + self.elites()[:3] if self.versions else [])
 
-    def would_improve(self, elite: Scored) -> bool:
+    def would_improve(self, elite: EvaluatedCandidate) -> bool:
         return elite.fitness > 0 and (self._best is None or elite.fitness > self._best.fitness)
 
-    def consider(self, elite: Scored, cell: tuple, island: int = 0) -> Verdict:
+    def consider(self, elite: EvaluatedCandidate, cell: tuple, island: int = 0) -> Decision:
         if elite.fitness <= 0:
-            return Verdict(False, False, "failed a search workload")
+            return Decision(False, False, "failed a search workload")
         if self._best is not None and elite.fitness < self._best.fitness:
-            return Verdict(False, False, f"fitness {elite.fitness:.4f} below the best {self._best.fitness:.4f}")
+            return Decision(False, False, f"fitness {elite.fitness:.4f} below the best {self._best.fitness:.4f}")
         new_best = self._best is None or elite.fitness > self._best.fitness
         self.versions.append(elite)
         self._best = elite
-        return Verdict(True, new_best, f"committed as version {len(self.versions)}")
+        return Decision(True, new_best, f"committed as version {len(self.versions)}")
 
-    def restore(self, versions: list[Scored]) -> None:
+    def restore(self, versions: list[EvaluatedCandidate]) -> None:
         for v in versions:
             self.versions.append(v)
             if self._best is None or v.fitness >= self._best.fitness:
@@ -104,9 +104,9 @@ class LineageStrategy:
 
 @dataclass
 class _Island:
-    cells: dict[tuple, Scored] = field(default_factory=dict)
+    cells: dict[tuple, EvaluatedCandidate] = field(default_factory=dict)
 
-    def best(self) -> Scored | None:
+    def best(self) -> EvaluatedCandidate | None:
         return max(self.cells.values(), key=lambda e: e.fitness, default=None)
 
 
@@ -122,14 +122,14 @@ class MapElitesStrategy:
         self._seen = 0
         self._cell_of: dict[int, tuple] = {}
 
-    def best(self) -> Scored | None:
+    def best(self) -> EvaluatedCandidate | None:
         return max((i.best() for i in self.islands if i.best()), key=lambda e: e.fitness, default=None)
 
-    def elites(self) -> list[Scored]:
+    def elites(self) -> list[EvaluatedCandidate]:
         everyone = {e.candidate_id: e for i in self.islands for e in i.cells.values()}
         return sorted(everyone.values(), key=lambda e: -e.fitness)
 
-    def select(self, rng: random.Random) -> tuple[int, list[Scored]]:
+    def select(self, rng: random.Random) -> tuple[int, list[EvaluatedCandidate]]:
         """(island, parents): islands take turns; parents by tournaments of two on that island."""
         island = self.current
         self.current = (self.current + 1) % len(self.islands)
@@ -139,24 +139,24 @@ class MapElitesStrategy:
         # fitter parents more often, every elite sometimes
         return island, [max(rng.sample(elites, min(2, len(elites))), key=lambda e: e.fitness) for _ in range(3)]
 
-    def would_improve(self, elite: Scored) -> bool:
+    def would_improve(self, elite: EvaluatedCandidate) -> bool:
         best = self.best()
         return elite.fitness > 0 and (best is None or elite.fitness > best.fitness)
 
-    def consider(self, elite: Scored, cell: tuple, island: int = 0) -> Verdict:
+    def consider(self, elite: EvaluatedCandidate, cell: tuple, island: int = 0) -> Decision:
         island = self.islands[island % len(self.islands)]
         self._seen += 1
         if elite.fitness <= 0:
-            return Verdict(False, False, "failed a search workload")
+            return Decision(False, False, "failed a search workload")
         best = self.best()
         new_best = best is None or elite.fitness > best.fitness
         held = island.cells.get(cell)
         if held is not None and held.fitness >= elite.fitness:
-            verdict = Verdict(False, False, f"cell {cell} holds a fitter elite #{held.candidate_id}")
+            verdict = Decision(False, False, f"cell {cell} holds a fitter elite #{held.candidate_id}")
         else:
             island.cells[cell] = elite
             self._cell_of[elite.candidate_id] = cell
-            verdict = Verdict(True, new_best, f"elite of cell {cell} on island {self.islands.index(island)}")
+            verdict = Decision(True, new_best, f"elite of cell {cell} on island {self.islands.index(island)}")
         if self._seen % self.migrate_every == 0:
             self.migrate()
         return verdict
@@ -175,7 +175,7 @@ class MapElitesStrategy:
                 moved.append(((k + 1) % len(self.islands), b.candidate_id))
         return moved
 
-    def restore_elite(self, island: int, cell: tuple, elite: Scored) -> None:
+    def restore_elite(self, island: int, cell: tuple, elite: EvaluatedCandidate) -> None:
         self.islands[island % len(self.islands)].cells[cell] = elite
         self._cell_of[elite.candidate_id] = cell
 

@@ -2,24 +2,17 @@
 direction, and say why.
 
 It keeps a weight per operator and draws the next operator by weight. On a stall it
-moves most of the weight to the operator after the one that has been favoured (in a
-fixed order: tune, seed, crossover, then any other), sets a direction hint that the
-operators read (`SearchContext.direction`), and returns a `Redirect` that the
-controller records as a supervisor note in the archive.
+moves most of the weight to the operator after the favoured one (in the run's operator
+order, round the ring), sets that operator's direction hint (from the operator
+registry) that the operators read (`SearchContext.direction`), and returns a
+`Redirect` that the controller records as a supervisor note in the archive.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-
-DIRECTIONS = {
-    "tune": "tune: move the parameters of the best kernel further (larger steps, other parameters)",
-    "seed": "seed: bring in another kernel family of the knowledge base",
-    "crossover": "crossover: recombine the parameters of the elites",
-    "agent": "agent: try an untried technique of the playbook",
-    "agent-cli": "agent-cli: try an untried technique of the playbook",
-}
 
 
 @dataclass
@@ -32,10 +25,11 @@ class Redirect:
 class StallSupervisor:
     """Draws operators by weight, and redirects after `patience` steps without improvement."""
 
-    def __init__(self, operators: list[str], patience: int = 6) -> None:
+    def __init__(self, operators: list[str], patience: int = 6, directions: Mapping[str, str] | None = None) -> None:
         if not operators:
             raise ValueError("the supervisor needs at least one operator")
         self.operators = list(operators)
+        self.directions = dict(directions or {})  # operator -> hint; the registry's `directions()`
         self.patience = patience
         self.favoured = self.operators[0]
         self.weights = self._weights_for(self.favoured)
@@ -65,7 +59,7 @@ class StallSupervisor:
         nxt = self.operators[(self.operators.index(self.favoured) + 1) % len(self.operators)]
         self.favoured = nxt
         self.weights = self._weights_for(nxt)
-        self.direction = DIRECTIONS.get(nxt, nxt)
+        self.direction = self.directions.get(nxt, nxt)
         return Redirect(
             reason=f"no improvement in {stalled} evaluations",
             favoured=nxt,

@@ -1,0 +1,155 @@
+"""The options of one `solforge evolve` run, their checks, and what `--resume` restores.
+
+Every check here runs before anything is measured: a bad number, an unknown strategy
+or a missing limit is one line naming the flag (SpecError), never minutes of baselines
+followed by a traceback. Resume restores everything the run was started with from its
+archive: the device, strategy, operators and random seed (always the run's), the
+budgets (`max_candidates`, `max_wall_seconds`, `max_cost_usd`: the run's unless given
+again), the harness options and the agent operators' options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from solforge.bench import BenchConfig
+from solforge.search.archive import DEFAULT_RUNS_ROOT
+from solforge.search.archive_schema import RunBudget, RunInfo
+from solforge.search.operators import OperatorOptions
+from solforge.spec import SpecError
+
+STRATEGIES = ("lineage", "map-elites")
+BASELINES = ("eager", "compile")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class EvolveConfig:
+    """Options of one `solforge evolve` run. Field comments give units; the checks are in `check`."""
+
+    device: str | None = None  # "cpu" or "cuda" (each visible GPU gets an evaluator); None: cuda when present
+    strategy: str = "lineage"  # "lineage" or "map-elites"
+    operators: tuple[str, ...] | None = None  # registry names; None: the registry's default set
+    max_wall_seconds: float | None = None  # wall-clock budget of this invocation, seconds (`--budget`)
+    max_candidates: int | None = None  # evaluated candidates over the whole run
+    max_cost_usd: float | None = None  # LLM budget of the whole run, US dollars
+    random_seed: int = 0  # of the operators' and strategies' random choices (`--random-seed`, alias `--seed`)
+    runs_root: Path = DEFAULT_RUNS_ROOT
+    queue_size: int = 4  # candidates proposed ahead of evaluation
+    patience: int = 6  # evaluations without improvement before the supervisor redirects
+    retime: bool = True  # re-time a would-be new best before accepting it
+    heldout_tries: int = 5  # candidates tried on the held-out workloads, best first
+    baselines: tuple[str, ...] | None = None  # default: eager and compile on cuda, eager on cpu
+    bench: BenchConfig | None = None  # harness options; None: the defaults for the device (or the resumed run's)
+    dataset_root: Path | None = None  # where the definition's safetensors inputs live (when `bench` is None)
+    llm: tuple[str, ...] = ()  # `--llm` values for the agent operator, e.g. ("openai:gpt-4o",)
+    llm_config: Path | None = None  # the LLM config file (default: the user config dir's)
+    agent_cmd: str | None = None  # command template of the agent-cli operator
+    agent_timeout_s: float = 1800.0  # per agent-cli step, seconds
+
+    @property
+    def budget(self) -> RunBudget:
+        return RunBudget(max_candidates=self.max_candidates, max_wall_seconds=self.max_wall_seconds,
+                         max_cost_usd=self.max_cost_usd)
+
+    def operator_options(self) -> OperatorOptions:
+        return OperatorOptions(llm=tuple(self.llm), llm_config=self.llm_config, max_cost_usd=self.max_cost_usd,
+                               agent_cmd=self.agent_cmd, agent_timeout_s=self.agent_timeout_s)
+
+    def stored(self) -> dict[str, Any]:
+        """What the archive keeps of the run's options beyond its budget (`runs.config_json`)."""
+        return {
+            "bench": self.bench.model_dump(mode="json") if self.bench is not None else None,
+            "operator_options": {"llm": list(self.llm), "llm_config": str(self.llm_config) if self.llm_config else None,
+                                 "agent_cmd": self.agent_cmd, "agent_timeout_s": self.agent_timeout_s},
+            "search": {"queue_size": self.queue_size, "patience": self.patience, "retime": self.retime,
+                       "heldout_tries": self.heldout_tries,
+                       "baselines": list(self.baselines) if self.baselines is not None else None},
+        }
+
+
+def _positive(value: float | None, flag: str, what: str) -> None:
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise SpecError(f"{flag}: expected {what} > 0, got {value:g}")
+
+
+def check(config: EvolveConfig, *, resuming: bool = False) -> None:
+    """Raise SpecError, one line naming the flag, for any option out of range; a new run
+    also needs a limit (`--budget` or `--max-candidates`)."""
+    if config.device is not None and config.device.split(":")[0] not in DEVICES:
+        raise SpecError(f"--device: expected 'cuda' or 'cpu', got '{config.device}'")
+    if config.strategy not in STRATEGIES:
+        raise SpecError(f"--strategy: expected lineage or map-elites, got '{config.strategy}'")
+    _positive(config.max_wall_seconds, "--budget", "a duration")
+    if config.max_candidates is not None and config.max_candidates < 1:
+        raise SpecError(f"--max-candidates: expected a positive number, got {config.max_candidates}")
+    if config.max_cost_usd is not None and (not math.isfinite(config.max_cost_usd) or config.max_cost_usd < 0):
+        raise SpecError(f"--max-cost-usd: expected US dollars >= 0, got {config.max_cost_usd:g}")
+    _positive(config.agent_timeout_s, "--agent-timeout", "seconds")
+    for name in ("queue_size", "patience", "heldout_tries"):
+        if getattr(config, name) < 1:
+            raise SpecError(f"EvolveConfig.{name}: expected >= 1, got {getattr(config, name)}")
+    for b in config.baselines or ():
+        if b not in BASELINES:
+            raise SpecError(f"--baselines: unknown baseline '{b}' (expected eager, compile)")
+    if not resuming and config.max_wall_seconds is None and config.max_candidates is None:
+        raise SpecError("give --budget (e.g. 10m) or --max-candidates N: a search needs a limit")
+
+
+def restore(config: EvolveConfig, run: RunInfo) -> tuple[EvolveConfig, list[str]]:
+    """`config` with what the resumed `run` was started with, and one phrase per restored
+    option for the user (e.g. "max_wall_seconds 60 (this invocation)").
+
+    The run's device, strategy, operators and random seed always win; its budgets, bench
+    options and agent options fill what `config` leaves unset. Raises SpecError when the
+    stored bench options no longer parse.
+    """
+    said: list[str] = []
+    stored: Mapping[str, Any] = run.config
+
+    def take(name: str, given: Any, kept: Any, unit: str = "") -> Any:
+        if given is not None:
+            return given
+        if kept is not None:
+            said.append(f"{name} {kept:g}{unit}" if isinstance(kept, float) else f"{name} {kept}{unit}")
+        return kept
+
+    budget = run.budget
+    changes: dict[str, Any] = {
+        "device": run.device.split(":")[0], "strategy": run.strategy, "operators": tuple(run.operators),
+        "random_seed": run.seed,
+        "max_candidates": take("max_candidates", config.max_candidates, budget.max_candidates),
+        "max_wall_seconds": take("max_wall_seconds", config.max_wall_seconds, budget.max_wall_seconds,
+                                 " s (afresh for this invocation)"),
+        "max_cost_usd": take("max_cost_usd", config.max_cost_usd, budget.max_cost_usd, " USD"),
+    }
+    said[:0] = [f"device {changes['device']}", f"strategy {run.strategy}", f"operators {', '.join(run.operators)}",
+                f"random seed {run.seed}"]
+    if config.bench is None and stored.get("bench"):
+        try:
+            changes["bench"] = BenchConfig.model_validate(stored["bench"])
+        except ValueError as exc:
+            raise SpecError(f"--resume {run.run_id}: the run's bench options no longer parse ({exc})") from None
+        said.append("bench options")
+    options = stored.get("operator_options") or {}
+    if not config.llm and options.get("llm"):
+        changes["llm"] = tuple(options["llm"])
+        said.append(f"--llm {','.join(options['llm'])}")
+    if config.llm_config is None and options.get("llm_config"):
+        changes["llm_config"] = Path(options["llm_config"])
+    if config.agent_cmd is None and options.get("agent_cmd"):
+        changes["agent_cmd"] = options["agent_cmd"]
+        changes["agent_timeout_s"] = float(options.get("agent_timeout_s", config.agent_timeout_s))
+        said.append("--agent-cmd")
+    search = stored.get("search") or {}
+    for name in ("queue_size", "patience", "retime", "heldout_tries"):
+        if name in search:
+            changes[name] = search[name]
+    if config.baselines is None and search.get("baselines"):
+        changes["baselines"] = tuple(search["baselines"])
+    return dataclasses.replace(config, **changes), said
