@@ -35,10 +35,11 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-def _tie_to_parent() -> None:
-    """Die with the parent: PR_SET_PDEATHSIG where Linux has it, else a watchdog thread."""
+def tie_to_parent(sig: int = signal.SIGKILL) -> None:
+    """Die with the parent: PR_SET_PDEATHSIG (`sig` when the parent dies) where Linux has
+    it, else a watchdog thread that exits when the parent process is gone."""
     parent = os.getppid()
-    if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL):
+    if _prctl(PR_SET_PDEATHSIG, sig):
         if os.getppid() != parent:  # the parent died before the signal was armed
             os._exit(1)
         return
@@ -56,7 +57,7 @@ def main(conn, role: str, device: str) -> None:
     """Start a child of `role` on `device` and serve requests on `conn`."""
     import faulthandler
 
-    _tie_to_parent()
+    tie_to_parent()
     # A process group of its own: a kill takes the compilers, compile workers and any
     # process a solution started along with the child.
     os.setpgid(0, 0)

@@ -18,9 +18,10 @@ bubblewrap (`bwrap`): no network, the root filesystem read-only, only its workin
 directory writable, its own PID namespace (it cannot see the judge or the reference
 process); this costs the full start (~2 s) per solution.
 
-Lifetime. Each child sets PR_SET_PDEATHSIG(SIGKILL) against the template (Linux); the
-template exits when the judge goes away (its pipe to the judge closes), so the kill
-of the judge by any signal ends every child. Each child leads a process group of its
+Lifetime. The template sets PR_SET_PDEATHSIG(SIGKILL) against the judge (`template`),
+and each child against the template (`child`; a watchdog thread where Linux's prctl
+is missing): the kill of the judge by any signal, SIGKILL included, ends the template
+and then every child. Each child leads a process group of its
 own; `kill()` sends SIGKILL to the group, taking the compilers and any process the
 solution started. Every request runs under a hard wall-clock limit, enforced by
 killing the child (never a thread with a timeout).
@@ -73,7 +74,7 @@ ENV_ALLOW = frozenset({
 })
 ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "NVCC_", "TRITON_", "NUMBA_", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_")
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
-PRELOAD = ("solforge.bench.child",)
+PRELOAD = ("solforge.bench.template",)
 MAX_MESSAGE_BYTES = 64 * 2**20  # a longer "message" is garbage on the channel, not a reply
 
 

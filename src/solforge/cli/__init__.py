@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import typer
@@ -53,5 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def console_main() -> None:
+    """The `solforge` executable: SIGTERM (`timeout`, `kill`) and SIGHUP (a closed
+    terminal) end a command the way Ctrl-C does, so that its clean-up runs and no
+    process it started is left behind."""
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, _interrupt)
     sys.exit(main())
