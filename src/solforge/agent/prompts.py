@@ -57,7 +57,7 @@ def sol_summary(definition: Definition, workloads: Sequence[Workload], device: s
         detected = detect(device)
     except SpecError as exc:
         return SolSummary(device, None, note=f"device not detected ({exc})")
-    peaks = detected.calibrated_peaks() or detected.datasheet_peaks()
+    peaks = detected.peaks.used  # calibrated, else datasheet: the hardware's one rule (`choose_peaks`)
     if peaks is None:
         return SolSummary(detected.name, None, note=f"no SOL bound on this device: {detected.reason}")
     summary = SolSummary(detected.name, peaks.source, note=detected.reason)

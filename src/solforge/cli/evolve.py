@@ -20,7 +20,7 @@ from rich.text import Text
 
 import solforge.agent  # noqa: F401 - registers the agent operators in the search's registry
 from solforge.cli.bench import fmt_or_dash
-from solforge.search.operators import describe_registry
+from solforge.search.operators import describe_defaults, describe_registry
 from solforge.spec import SpecError
 
 console = Console(width=None if Console().is_terminal else 140)  # logs and CI: wide enough for the tables
@@ -60,7 +60,7 @@ def summary_table(result) -> Table:
 
 
 _OPERATORS_HELP = "Comma-separated, of: " + "; ".join(f"{n} ({s})" for n, s in describe_registry().items()) + \
-    ". Default: tune, crossover, seed, plus agent when --llm is given."
+    f". Default: {describe_defaults()}."
 
 
 def evolve(

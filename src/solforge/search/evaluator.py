@@ -22,26 +22,25 @@ def device_kind(device: str) -> str:
 
 
 def default_device() -> str:
-    """"cuda" when torch sees a GPU, else "cpu".
+    """This machine's default device kind: "cuda" when a GPU is there, else "cpu"
+    (`solforge.hardware.resolve_device(None)`, the hardware's one rule)."""
+    from solforge.hardware import resolve_device
 
-    The rule `solforge bench` and `solforge evolve` applied in the CLI, moved here as it
-    was; `solforge.hardware.resolve_device` replaces it once devices are typed."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(None).type
 
 
 def evaluation_devices(device: str) -> list[str]:
     """The devices a run evaluates on: ["cpu"], or every visible GPU ("cuda:0", ...).
-    Raises SpecError for CUDA on a machine where torch sees no GPU."""
-    if device_kind(device) == "cpu":
-        return ["cpu"]
-    import torch
+    Raises SpecError, naming `--device`, for a device this machine does not have."""
+    from solforge.hardware import resolve_device
 
-    n = torch.cuda.device_count()
-    if n == 0:
-        raise SpecError("--device cuda: torch sees no CUDA device on this machine (use --device cpu)")
-    return [f"cuda:{i}" for i in range(n)]
+    try:
+        found = resolve_device(device_kind(device))
+    except SpecError as exc:
+        raise SpecError(f"--device {device}: {exc}") from None
+    if not found.kind.indexed:
+        return [found.type]
+    return [f"{found.type}:{i}" for i in range(found.count)]
 
 
 def ensure_ceilings(device: str) -> None:

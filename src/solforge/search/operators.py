@@ -262,6 +262,15 @@ register_operator(OperatorSpec(
     "seed: bring in another kernel family of the knowledge base", default_rank=3))
 
 
+def describe_defaults() -> str:
+    """The default set in words, for help texts: e.g. "tune, crossover, seed; also agent
+    when what it needs is given"."""
+    ranked = sorted((s for s in _REGISTRY.values() if s.default_rank is not None), key=lambda s: s.default_rank)
+    plain = [s.name for s in ranked if s.missing(OperatorOptions()) is None]
+    needy = [s.name for s in ranked if s.missing(OperatorOptions()) is not None]
+    return ", ".join(plain) + (f"; also {', '.join(needy)} when what it needs is given" if needy else "")
+
+
 def describe_registry() -> Mapping[str, str]:
     """Operator name -> its one-line summary, in registration order (for help texts)."""
     return {name: spec.summary for name, spec in _REGISTRY.items()}
