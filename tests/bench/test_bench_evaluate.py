@@ -171,3 +171,19 @@ def test_replacing_the_comparison_in_the_solutions_own_process_changes_nothing()
     ev = run("tamper_compare.py", workloads=WORKLOADS[:1])[0]
     assert ev.status is EvaluationStatus.INCORRECT_NUMERICAL, ev.log
     assert ev.log.startswith("call 0 (normal inputs): output 'y': "), ev.log
+
+
+def test_the_cache_flush_covers_every_byte_of_each_timed_call():
+    # By default the judge evicts the call's own input and output lines from every cache;
+    # a flush that does nothing (or misses a buffer) evicts fewer bytes than the call has.
+    config = CONFIG.model_copy(update={"flush_bytes": None})
+    ev = run("honest_rmsnorm.py", workloads=WORKLOADS[:1], config=config)[0]
+    assert ev.status is EvaluationStatus.PASSED, ev.log
+    timing = ev.solforge.timing
+    call_bytes = (4 * 64 + 64) * 4 + 4 * 64 * 4  # x (T=4 x 64) and w (64) in, y (4 x 64) out, float32
+    assert timing.method == "judge-handshake+clflush"
+    assert timing.flushed_bytes_per_call >= call_bytes
+    # With a configured size the judge writes that buffer instead, every call.
+    ev = run("honest_rmsnorm.py", workloads=WORKLOADS[:1])[0]
+    assert ev.solforge.timing.method == "judge-handshake+cache-flush"
+    assert ev.solforge.timing.flushed_bytes_per_call == 1 << 20

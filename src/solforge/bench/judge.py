@@ -342,6 +342,7 @@ class WorkloadRun:
         self.attached: list[tuple[Child, str]] = []
         self.findings: list[GuardFinding] = []
         self.timeout_s = self.config.timeout_s
+        self.flushed_bytes = 0  # by the CPU cache flush before timed calls
 
     def close(self) -> None:
         for child, key in self.attached:
@@ -577,6 +578,7 @@ class WorkloadRun:
         seen_timed = [0]
         warm_start, timed_start = self.judge.next_iteration(), self.judge.next_iteration()
         flush, method = self._cpu_flush()
+        self.flushed_bytes = 0
 
         def prepare(i: int, slot: int, purpose: str) -> None:
             seeds[i] = secrets.randbits(62)
@@ -648,13 +650,14 @@ class WorkloadRun:
         raw_ms = [ns / 1e6 for ns in run.raw_ns]
         samples = [max(r - overhead, MIN_SAMPLE_MS) for r in raw_ms]
         return stats(samples, method, True, overhead_ms=overhead, raw_samples_ms=raw_ms,
+                     flushed_bytes_per_call=self.flushed_bytes // max(len(samples), 1),
                      solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge")
 
     def _cpu_flush(self) -> tuple[Callable[[int], None], str]:
         """The cache flush before a timed call on a slot, and the method's name: the call's
         own lines evicted (`cpu_flush`), or a buffer of `flush_bytes` written where that
         is unavailable or `BenchConfig.flush_bytes` asks for it."""
-        from solforge.bench.cpu_flush import line_flusher
+        from solforge.bench.cpu_flush import CACHE_LINE_BYTES, line_flusher
 
         lines = line_flusher() if self.config.flush_bytes is None else None
         if lines is not None:
@@ -662,13 +665,18 @@ class WorkloadRun:
 
             def flush_lines(slot: int) -> None:
                 for part in (arena.layout.inputs[slot], arena.layout.outputs[slot]):
-                    lines(*arena.span(part))
+                    self.flushed_bytes += lines(*arena.span(part)) * CACHE_LINE_BYTES
 
             return flush_lines, "judge-handshake+clflush"
         if self.judge._flusher is None:
             self.judge._flusher = CacheFlusher("cpu", self.judge.flush_bytes)
         buffer = self.judge._flusher
-        return (lambda slot: buffer()), "judge-handshake+cache-flush"
+
+        def flush_buffer(slot: int) -> None:
+            buffer()
+            self.flushed_bytes += buffer.nbytes
+
+        return flush_buffer, "judge-handshake+cache-flush"
 
     def _check_timed(self, iterations: list[int], kept: dict[int, list[Any]], seeds: dict[int, int]) -> None:
         """Check a secret sample of the kept timed outputs (at least 1 in 8, always the

@@ -383,4 +383,5 @@ def _start_sandboxed(conn: multiprocessing.connection.Connection, role: str, dev
            sys.executable, "-m", "solforge.bench.child", role, device, str(fd)]
     env = scrubbed_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["SOLFORGE_SANDBOX_ROOT"] = writable  # the audit guard names writes outside it
     return subprocess.Popen(cmd, pass_fds=(fd,), env=env, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -183,7 +183,7 @@ class Session:
             else:
                 built = build_solution(solution, definition, workdir, self.device, nvcc_timeout_s)
         except BuildError as exc:
-            raise _Verdict(EvaluationStatus.COMPILE_ERROR, str(exc)) from None
+            raise self._with_audit(_Verdict(EvaluationStatus.COMPILE_ERROR, str(exc))) from None
         self.fn = built.fn
         own: list[str] = []
         if not self.trusted:
@@ -247,10 +247,13 @@ class Session:
             profile = self.counter.profile()
         findings: list[GuardFinding] = []
         t0 = time.perf_counter()
-        with profile, watch as report:
-            ret = self._invoke(inputs, dps, recorder)
-            if report is not None:
-                report.set_outputs(list(dps.values()) if dps else ret)
+        try:
+            with profile, watch as report:
+                ret = self._invoke(inputs, dps, recorder)
+                if report is not None:
+                    report.set_outputs(list(dps.values()) if dps else ret)
+        except _Verdict as v:
+            raise self._with_audit(v) from None
         solution_ms = (time.perf_counter() - t0) * 1e3
         if report is not None:
             findings += report.findings
@@ -271,6 +274,16 @@ class Session:
             profiled_own=self.counter.own_kernels_profiled if self.counter is not None else None,
             profiled_names=(self.counter.profiled_kernel_names or [])[:8] if self.counter is not None else [],
         )
+
+    def _with_audit(self, verdict: _Verdict) -> _Verdict:
+        """A failure as a reward hack when the audit guard saw an attempt during it (a
+        socket refused by the sandbox, a write to a read-only root): the attempt is the
+        finding, the error its consequence."""
+        found = [] if self.trusted else self.audit.take()
+        if not found:
+            return verdict
+        return _Verdict(EvaluationStatus.REWARD_HACK,
+                        "; ".join(f.message for f in found) + f" (then: {verdict.log.splitlines()[0]})", found)
 
     def _invoke(self, inputs: dict[str, Any], dps: dict[str, Any] | None, recorder: Any = None) -> Any:
         from solforge.bench.tracebacks import format_exception
@@ -369,8 +382,8 @@ class Session:
 
         serve_rounds(page_fd, sock_fd, arm, call, on_error)
         if errors:
-            return Failed(id=request.id, status=errors[0].status, log=f"timed call: {errors[0].log}",
-                          findings=errors[0].findings)
+            error = self._with_audit(errors[0])
+            return Failed(id=request.id, status=error.status, log=f"timed call: {error.log}", findings=error.findings)
         findings: list[GuardFinding] = []
         if not self.trusted:
             from solforge.bench.guards.findings import Guard, finding
