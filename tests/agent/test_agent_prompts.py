@@ -27,8 +27,8 @@ from solforge.spec import (
     EvaluationStatus,
     Language,
     Performance,
-    Solution,
     SolReport,
+    Solution,
     SourceFile,
     Trace,
 )

@@ -19,7 +19,6 @@ from solforge.search import (
     NoCandidate,
     NoteKind,
     OperatorNote,
-    OperatorOptions,
     OperatorSetup,
     ResourceUsage,
     build_operators,
