@@ -150,3 +150,15 @@ def test_a_timeout_kills_the_processes_the_solution_started():
     while sleepers() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert sleepers() == []
+
+
+@pytest.mark.skipif(not __import__("solforge.bench.limits", fromlist=["x"]).can_kill_at_a_limit(),
+                    reason="no writable memory cgroup here: a memory limit cannot end in an out-of-memory kill")
+def test_a_real_out_of_memory_kill_at_the_limit_costs_only_that_solution():
+    config = CONFIG.model_copy(update={"memory_limit_gb": 1.5})
+    result = run_bench(DEFN, WORKLOAD, [solution("grows.py"), solution("honest_rmsnorm.py")], "cpu", baselines=(),
+                       config=config)
+    grown = result.solutions["grows"][0].evaluation
+    assert grown.status is EvaluationStatus.RUNTIME_ERROR, grown.log
+    assert "signal SIGKILL" in grown.log and "killed by the out-of-memory killer at the memory limit" in grown.log
+    assert result.solutions["honest_rmsnorm"][0].evaluation.status is EvaluationStatus.PASSED

@@ -63,6 +63,11 @@ class BenchConfig(BaseModel):
     )
     seed: int = Field(default=0, ge=0, description="Base seed of every input; trials and iterations offset it.")
     dataset_root: Path | None = Field(default=None, description="Root that safetensors input paths are relative to.")
+    memory_limit_gb: float | None = Field(
+        default=None, gt=0.0,
+        description="Host memory a solution's process may use, GiB: past it, the kernel's out-of-memory killer "
+        "ends that process (a memory cgroup; RLIMIT_AS where none can be made). None: no limit.",
+    )
     sandbox: bool = Field(
         default=False,
         description="Run each solution's process under bubblewrap: no network, read-only root, its own PID "

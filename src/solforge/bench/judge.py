@@ -241,6 +241,7 @@ class Judge:
         self.dps = solution.spec.destination_passing_style
         self._flusher: CacheFlusher | None = None
         self._iterations = 0
+        self.limit: Any = None  # limits.MemoryLimit on the current solution's process
 
     # -- the solution's process ---------------------------------------------------------------
 
@@ -250,6 +251,10 @@ class Judge:
         reward hack found at build time, ChildLost, ChildStartError."""
         sandbox = str(self.workdir.parent) if self.config.sandbox else None
         self.child = child = Child("solution", self.device, self.config.startup_timeout_s, sandbox_dir=sandbox)
+        if self.config.memory_limit_gb is not None:
+            from solforge.bench.limits import MemoryLimit
+
+            self.limit = MemoryLimit.apply(child.process.pid, int(self.config.memory_limit_gb * 2**30))
         if self.device == "cpu":
             sizes = sorted({0 if self.dps else min(self._out_bytes(w), MAX_CALIBRATED_COPY_BYTES) for w in workloads})
             if self.line is None:
@@ -298,6 +303,7 @@ class Judge:
         if self.child is not None:
             self.child.close()
             self.child = None
+        self._release_limit()
         if self.line is not None:
             self.line.close()
             self.line = None
@@ -306,6 +312,19 @@ class Judge:
         if self.child is not None:
             self.child.kill()
             self.child = None
+        self._release_limit()
+
+    def lost(self, lost: ChildLost) -> str:
+        """What a lost solution's process died of, the memory limit's verdict included."""
+        if self.limit is not None and self.limit.oom_killed():
+            return (f"{lost.message}: killed by the out-of-memory killer at the memory limit "
+                    f"({self.limit.describe()})")
+        return lost.message
+
+    def _release_limit(self) -> None:
+        if self.limit is not None:
+            self.limit.release()
+            self.limit = None
 
     # -- one workload ------------------------------------------------------------------------------
 
@@ -796,9 +815,12 @@ def run_judged(definition: Definition, solution: Solution, workloads: list[Workl
                         rest = (v.status, log, dedupe(v.findings))
                     continue
                 except ChildLost as lost:
+                    if judge.child is not None:
+                        judge.child.kill()  # reaped before the limit is read: the OOM kill is recorded by then
+                    message = judge.lost(lost)
                     judge.kill()
                     tail = _log_tail(workdir)
-                    traces.append(emit(wl, lost.status, lost.message + (f"\n{tail}" if tail else ""), {}))
+                    traces.append(emit(wl, lost.status, message + (f"\n{tail}" if tail else ""), {}))
                     continue
                 except ChildStartError:
                     raise
