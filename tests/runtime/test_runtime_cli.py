@@ -53,3 +53,12 @@ def test_export_command(tiny, cache_dir, tmp_path):
     assert (out / "build" / "torch-cpu" / "layers.py").is_file() and "RMSNorm" in proc.stdout
     bad = _cli("export", tiny["winners"]["rmsnorm_h64"], "--as", "onnx", tmp_path / "x", cache_dir=cache_dir)
     assert bad.returncode == 2 and "--as: expected one of hf-kernels" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_optimize_bad_input_writes_nothing(tmp_path, cache_dir):
+    out = tmp_path / "opt"
+    proc = _cli("optimize", "nosuch-org/nosuch-model", "--max-candidates", "1", "--out", out, cache_dir=cache_dir)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "not in the local Hugging Face cache" in proc.stderr and not out.exists()
+    proc = _cli("optimize", "llama-3.1-8b", "--out", out, cache_dir=cache_dir)
+    assert proc.returncode == 2 and "--budget" in proc.stderr and not out.exists()

@@ -135,7 +135,6 @@ def optimize(target: str, out: str | Path, config: OptimizeConfig,
     if config.budget_s is None and config.max_candidates is None:
         raise SpecError("give --budget (e.g. 30m) or --max-candidates N: the searches need a limit")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     state = _state(out)
     key = {"target": target, "device": config.device, "dtype": config.dtype, "layers": config.layers,
            "batch": config.batch, "seq_len": config.seq_len, "stage": config.stage}
@@ -145,20 +144,28 @@ def optimize(target: str, out: str | Path, config: OptimizeConfig,
     state.setdefault("searches", {})
     resumed: list[str] = []
 
-    target_obj = load_target(target, device=config.device, dtype=config.dtype, layers=config.layers,
-                             batch=config.batch, seq_len=config.seq_len, stage=config.stage, seed=config.seed)
+    def build():
+        return load_target(target, device=config.device, dtype=config.dtype, layers=config.layers,
+                           batch=config.batch, seq_len=config.seq_len, stage=config.stage, seed=config.seed)
+
     prof_dir = out / "profile"
     if state.get("profile") == "done":
         profile = read_profile(prof_dir)
         resumed.append("profile")
         log("profile: read back")
     else:
+        built = build()  # bad targets fail here, before anything is written
+        out.mkdir(parents=True, exist_ok=True)
         log("profile: running torch.profiler")
-        result = profile_target(target_obj, device=config.device, dtype=config.dtype)
+        result = profile_target(built, device=config.device, dtype=config.dtype)
         write_profile(result, prof_dir)
         profile = result.to_json()
         state["profile"] = "done"
         _write_json(out / STATE_FILE, state)
+        del built, result  # the searches' harness needs the memory more than we need the model now
+        import gc
+
+        gc.collect()
     chosen, skipped = select_candidates(profile, prof_dir, config.device, config.top)
     total_share = sum(c["share"] for c in chosen) or 1.0
     datasets = [prof_dir] if any(prof_dir.joinpath("definitions").glob("*/*.json")) else []
@@ -206,7 +213,8 @@ def optimize(target: str, out: str | Path, config: OptimizeConfig,
         resumed.append("check")
     elif winners:
         log(f"check: {len(winners)} winner(s) against the original model")
-        report, _ = check_model(target_obj.model, winners, device=config.device, batch=config.batch,
+        model = build().model  # the same model: the build is seeded
+        report, _ = check_model(model, winners, device=config.device, batch=config.batch,
                                 seq_len=config.seq_len, prompts=config.prompts, rounds=config.rounds,
                                 compile=config.compile, datasets=datasets, seed=config.seed)
         check = report_dict(report)
