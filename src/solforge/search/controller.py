@@ -180,8 +180,9 @@ class Controller:
     def _next_proposal(self) -> tuple[SearchContext, list[str]]:
         """The context of the next proposal and the operators to ask, in order."""
         island, parents = self.strategy.select(self.rng)
+        seed = SeedKernelOperator.name
         if not parents or not any(self.tried.values()):
-            names = ["seed"] if "seed" in self.operators else list(self.operators)
+            names = [seed] if seed in self.operators else list(self.operators)
         else:
             first = self.supervisor.choose(self.rng)
             names = [first] + [n for n in self.operators if n != first]
@@ -203,7 +204,7 @@ class Controller:
             result = self.operators[name].propose(context)
             if result is not None:
                 return result
-        if "seed" not in names:  # nothing to build on yet: start a family even if seed is off
+        if SeedKernelOperator.name not in names:  # nothing to build on yet: start a family even if seed is off
             result = SeedKernelOperator().propose(context)
             if result is not None:
                 return dataclasses.replace(result, operator="initial")
