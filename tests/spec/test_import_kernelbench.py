@@ -94,20 +94,24 @@ def test_elementwise_add_has_two_tensor_inputs_and_var_axes(imported):
     assert defn.solforge.inputs_generator.args == {"function": "kernelbench_get_inputs"}
 
 
-def test_linear_parameters_are_inputs_and_init_inputs_are_constants(imported):
+def test_linear_parameters_are_inputs_and_the_model_is_built_at_the_inputs_sizes(imported):
     defn = _definition(imported, "2_Linear_ReLU")
     assert {n: s.shape for n, s in defn.inputs.items()} == {
         "x": ["batch_size", "in_features"],
         "linear_weight": ["out_features", "in_features"],
         "linear_bias": ["out_features"],
     }
-    assert defn.axes["in_features"].value == 32 and defn.axes["out_features"].value == 16
+    assert defn.var_axes() == ["batch_size", "in_features", "out_features"]
     assert defn.outputs["output"].shape == ["batch_size", "out_features"]
-    assert "INIT_INPUTS = [32, 16]" in defn.reference
-    # bound as constants: the generated code never calls get_init_inputs() (only the
-    # embedded problem source, a string, mentions it)
+    assert "INIT_INPUTS = [32, 16]" in defn.reference  # the file's, bound as constants
+    assert "return [sizes['in_features'], sizes['out_features']]" in defn.reference  # at other sizes
+    # bound as constants and fitted expressions: the generated code never calls
+    # get_init_inputs() (only the embedded problem source, a string, mentions it)
     calls = {n.func.id for n in ast.walk(ast.parse(defn.reference)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    assert "get_init_inputs" not in calls and "_model_class" in calls
+    assert "get_init_inputs" not in calls and "_init_inputs" in calls
+    x, w, b = torch.randn(3, 5), torch.randn(7, 5), torch.randn(7)  # other sizes than the file's
+    torch.testing.assert_close(exec_run(defn.reference, defn.name)(x=x, linear_weight=w, linear_bias=b),
+                               torch.relu(x @ w.T + b))
 
 
 def test_conv_names_equal_sizes_in_source_order_and_includes_buffers(imported):
@@ -117,11 +121,11 @@ def test_conv_names_equal_sizes_in_source_order_and_includes_buffers(imported):
     assert defn.inputs["x"].shape == ["batch_size", "in_channels", "height", "width"]
     assert defn.inputs["bn_running_var"].shape == ["out_channels"]
     assert (defn.inputs["bn_num_batches_tracked"].shape, defn.inputs["bn_num_batches_tracked"].dtype.value) == ([], "int64")
-    # the spatial globals size only the data: var axes, the output's an expression of them
+    # the sizes shrink together; the output's are expressions of the input's
     assert defn.outputs["output"].shape == ["batch_size", "out_channels", "height_minus2", "width_minus2"]
     assert defn.axes["width_minus2"] == AxisExpr(expression="width - 2")
-    assert defn.var_axes() == ["batch_size", "height", "width"]
-    assert isinstance(defn.axes["in_channels"], AxisConst)  # it sizes the weight
+    assert defn.var_axes() == ["batch_size", "in_channels", "out_channels", "height", "width"]
+    assert isinstance(defn.axes["kernel_size"], AxisConst)  # moving it would move height - 2 too
 
 
 def test_a_number_from_get_inputs_is_a_scalar_input(imported):
@@ -259,15 +263,11 @@ def test_an_error_of_the_files_code_outside_the_steps_skips_only_that_file(tmp_p
 # -- axes the doubled run decides ---------------------------------------------------------------------
 
 
-def test_a_batch_global_the_model_cannot_double_stays_const(tmp_path):
+def test_a_global_that_the_forward_cannot_follow_stays_const(tmp_path):
     path = write_problem(tmp_path, "2_FixedBatch.py", """
         class Model(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.register_buffer("offset", torch.zeros(batch_size, dim), persistent=False)
-
             def forward(self, x):
-                return x + self.offset
+                return x + torch.ones(batch_size, dim)  # the forward reads the globals: the file's values
 
         batch_size = 4
         dim = 8
@@ -284,6 +284,31 @@ def test_a_batch_global_the_model_cannot_double_stays_const(tmp_path):
     assert isinstance(defn.axes["dim"], AxisConst)
     assert all(w.axes == {} for w in result.dataset.workloads[defn.name])
     assert any(n.message.startswith("every axis is const") for n in result.report.notes)
+
+
+def test_a_buffer_the_constructor_sizes_from_a_global_follows_the_workload(tmp_path):
+    path = write_problem(tmp_path, "2_OffsetBuffer.py", """
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("offset", torch.ones(batch_size, dim), persistent=False)
+
+            def forward(self, x):
+                return x + self.offset
+
+        batch_size = 4
+        dim = 8
+
+        def get_inputs():
+            return [torch.randn(batch_size, dim)]
+
+        def get_init_inputs():
+            return []
+    """)
+    (defn,) = read_kernelbench([path]).dataset.definitions.values()
+    assert defn.var_axes() == ["batch_size", "dim"]
+    x = torch.randn(3, 5)  # the reference builds its model while the globals hold 3 and 5
+    torch.testing.assert_close(exec_run(defn.reference, defn.name)(x=x), x + 1)
 
 
 def test_a_dim_proportional_to_batch_is_an_expr_axis(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from solforge.spec import AxisConst, AxisExpr, AxisVar, check_definition
+from solforge.spec import AxisExpr, AxisVar, check_definition
 from solforge.spec.importers.kernelbench import read_kernelbench
 from solforge.spec.importers.kernelbench_code import exec_run
 from solforge.spec.importers.kernelbench_workloads import SEARCH_BUDGET, SMOKE_BUDGET, meta_cost
@@ -43,8 +43,11 @@ def test_two_globals_of_equal_value_keep_their_own_names(imported):
     assert linear.inputs["x"].shape == ["batch_size", "in_features"]
     assert linear.inputs["proj_weight"].shape == ["out_features", "in_features"]  # nn.Linear's (out, in)
     assert linear.outputs["output"].shape == ["batch_size", "out_features"]
-    assert isinstance(linear.axes["batch_size"], AxisVar)  # sizes only the data
-    assert isinstance(linear.axes["out_features"], AxisConst)  # sizes the weight
+    assert all(isinstance(linear.axes[a], AxisVar) for a in ("batch_size", "in_features", "out_features"))
+    x, w, b = torch.randn(2, 3), torch.randn(5, 3), torch.randn(5)  # in_features 3, out_features 5
+    out = exec_run(linear.reference, linear.name)(x=x, proj_weight=w, proj_bias=b)
+    axes = linear.resolve_axes({"batch_size": 2, "in_features": 3, "out_features": 5})
+    assert tuple(out.shape) == linear.shape_of(linear.outputs["output"], axes) == (2, 5)
 
     matmul = _definition(imported, "2_MatmulEqualSides")  # N = M = 32, N set first
     assert [matmul.inputs["A"].shape, matmul.inputs["B"].shape, matmul.outputs["output"].shape] == [
@@ -131,7 +134,8 @@ def test_a_strided_convolution_gets_its_floor_division(imported):
     conv = torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, bias=False, device="meta")
     for height in range(3, 40):  # odd and even sizes alike
         expected = conv(torch.empty(1, 6, height, 8, device="meta")).shape[2]
-        assert defn.resolve_axes({"batch_size": 1, "height": height, "width": 8})["height_plus1_div2"] == expected
+        sizes = {"batch_size": 1, "channels": 6, "height": height, "width": 8}
+        assert defn.resolve_axes(sizes)["height_plus1_div2"] == expected
 
 
 def test_derived_workloads_fit_their_budgets_and_the_reference_runs_there(imported):
@@ -152,3 +156,37 @@ def test_an_inputs_generator_must_name_a_function_of_the_reference(imported):
     assert check_definition(defn) == []
     assert check_definition(broken) == [
         "solforge.inputs_generator.args.function: 'no_such_function' is not a top-level function of the reference"]
+
+
+def test_stored_buffers_serve_the_files_size_and_the_generator_the_smaller_ones(tmp_path):
+    from solforge.spec.importers.kernelbench import import_kernelbench
+
+    path = tmp_path / "level1" / "9_WideBatchNorm.py"
+    path.parent.mkdir()
+    path.write_text(
+        "import torch\nimport torch.nn as nn\n\n\n"
+        "class Model(nn.Module):\n"
+        "    def __init__(self, features):\n"
+        "        super().__init__()\n"
+        "        self.bn = nn.BatchNorm2d(features)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.bn(x)\n\n\n"
+        "batch_size = 16\nfeatures = 64\nheight = 64\nwidth = 64\n\n\n"
+        "def get_inputs():\n    return [torch.rand(batch_size, features, height, width)]\n\n\n"
+        "def get_init_inputs():\n    return [features]\n"
+    )
+    out = tmp_path / "ds"
+    import_kernelbench([path], out)
+    from solforge.spec import load_dataset
+
+    ds = load_dataset(out)
+    (defn,) = ds.definitions.values()
+    file_, search, smoke = ds.workloads[defn.name]
+    assert file_.inputs["bn_running_var"].type == "safetensors"  # the file's values, at the file's size
+    assert smoke.axes["features"] < 64 and smoke.inputs["bn_running_var"].type == "random"
+    axes = defn.resolve_axes(smoke.axes)
+    from solforge.bench import make_inputs
+
+    inputs = make_inputs(defn, smoke, axes, seed=1, distribution="normal", device="cpu", dataset_root=out)
+    assert torch.equal(inputs["bn_running_var"], torch.ones(smoke.axes["features"]))  # a fresh BatchNorm's
+    assert tuple(exec_run(defn.reference, defn.name)(**inputs).shape) == defn.shape_of(defn.outputs["output"], axes)

@@ -18,8 +18,9 @@ another file. Then:
   inputs; anything else (a dict, a string, None) is not importable.
 - **Axes** (`kernelbench_axes`): each size global doubled on its own, on meta; a dim is
   named after the global that moves it, so two globals of equal value never merge. The
-  globals that only size the data (not the model) are var axes, with expr axes for the
-  dims derived from them (`height - 2` after a 3x3 convolution).
+  globals the file still runs with at other values are var axes (the data's sizes and
+  the model's), with expr axes for the dims derived from them (`height - 2` after a 3x3
+  convolution); the model is then built at the sizes its inputs have.
 - **Values.** The definition's inputs generator, `kernelbench_get_inputs` in the
   generated reference (`solforge.inputs_generator`): the file's own `get_inputs()` run
   with the var axes' globals set to the workload's sizes, and the weights of a fresh
@@ -28,12 +29,15 @@ another file. Then:
   mixed values replace them. Persistent buffers keep the values the file's
   `Model(*init)` gives them (a causal mask must stay a causal mask): the model is built
   once on the CPU (seed 0) and its buffers stored as a safetensors blob,
-  `blob/kernelbench/<op_type>/<name>.safetensors`, that every workload points to.
+  `blob/kernelbench/<op_type>/<name>.safetensors`, that every workload where they have
+  the file's shape points to (elsewhere the generator builds them at those sizes).
 - **Tolerance.** KernelBench's own, atol = rtol = 1e-2 on every element (`torch.allclose`
   in KernelBench v0 and v0.1's `run_and_check_correctness`), for every float output dtype.
 - **Reference.** Generated: the file's source embedded verbatim and executed once per
-  process, `Model(*INIT_INPUTS)` built once per (device, dtype) with the init inputs
-  bound as constants, called through `torch.func.functional_call` with its parameters
+  process, the Model built once per (device, dtype, sizes), the sizes read off the
+  inputs, with the init inputs bound as constants at the file's sizes (fitted expressions
+  of the var axes at others) and the file's size globals set while it is built, called
+  through `torch.func.functional_call` with its parameters
   and buffers replaced by the inputs of the same names. Buffers are cloned first: a
   training-mode forward (BatchNorm) updates them in place, and the harness requires
   inputs unchanged. The global RNG is seeded with 0 before each forward, so that a
@@ -210,8 +214,7 @@ def import_problem(path: Path, display: str, source: str, op_type: str, name: st
     init, notes = _load_init(module)
     init_source = literal(init)
     observed = observe(module, init)
-    plan, axis_notes = infer_axes(module, source, observed.model,
-                                  shapes_of(observed.inputs, observed.model, observed.outputs, init),
+    plan, axis_notes = infer_axes(module, source, shapes_of(observed.inputs, observed.model, observed.outputs, init),
                                   observed.device == "meta")
     notes += axis_notes
 
@@ -269,6 +272,9 @@ def import_problem(path: Path, display: str, source: str, op_type: str, name: st
         file_dtypes=file_dtypes,
         state_specs={k: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for k, t in state_items},
         size_globals=plan.var_globals,
+        axis_sources={axis: (forward_args[i] if group == "inputs" else list(state)[i], dim)
+                      for axis, (group, i, dim) in plan.sources.items()},
+        init_source=plan.init_source,
     )
     doc = inspect.cleandoc(model_cls.__doc__).split("\n\n")[0].replace("\n", " ") if model_cls.__doc__ else ""
     float_outputs = sorted({spec["dtype"] for spec in output_specs.values() if spec["dtype"].startswith(("float", "bfloat"))})

@@ -9,38 +9,43 @@ forward. A dim that doubles with exactly one global is that global's axis, so an
 `nn.Linear` weight reads `[out_features, in_features]` even when both are 4096, and a
 matmul's N never merges into M.
 
-A global becomes a **var axis** (sized per workload) when doubling it runs, leaves the
-init inputs, the numbers from `get_inputs()` and every parameter and buffer unchanged,
-still runs when only `get_inputs()` sees it doubled and the file's own model (built and
-run with the file's globals, as the generated reference is) takes those inputs, and
-changes every dim it touches in a way an axis expression can say: `g` itself,
-`(g * p + c) // q` fitted to runs at 1, 2 and 3 times the value and 1 to 3 above it (a
-convolution's or a pooling's output size), or a product of var globals (`dim1 * dim2`, a flatten). Anything else leaves it const. Globals whose doubling fails
-alone but succeeds together with the other globals of the same value (HingeLoss needs
-`batch_size == input_shape_0`) form one var axis named after the first, the tie kept as
-a constraint. A const dim is named after the global whose doubling doubles it, else
-after a global of its value that could not be probed (the k-th dim of one tensor with a
-value takes the k-th such global), else `d<size>`. A global that moves no shape but
-equals exactly one var global (`num_classes` beside `input_shape = (num_classes,)`, the
-range of get_inputs()'s targets) is set with it by the inputs generator; when several
-var globals have its value, the one whose assignment in the file reads it.
+A global becomes a **var axis** (sized per workload) when the file still runs as the
+generated reference runs it at other sizes (`probe_model`: the global changed while the
+model is built and `get_inputs()` draws, the forward with the file's globals), the
+numbers from `get_inputs()` stay as they were, a dim of some input carries its size,
+and every dim and every int it passes to `Model(...)` that it moves can be written as an
+axis expression (`kernelbench_fit`): `g` itself, `(g * p + c) // q` fitted to runs at 1,
+2 and 3 times the value and 1 to 3 above it (a convolution's or a pooling's output
+size), or a product of var globals (`dim1 * dim2`, a flatten). So both the data's sizes
+and the model's (`in_features`, `channels`) shrink for the derived workloads; anything
+else stays const. Globals whose doubling fails alone but succeeds together with the
+other globals of the same value (HingeLoss needs `batch_size == input_shape_0`) form one
+var axis named after the first, the tie kept as a constraint. A const dim is named after
+the global whose doubling doubles it, else after a global of its value that could not be
+probed (the k-th dim of one tensor with a value takes the k-th such global), else
+`d<size>`. A global that moves no shape and leaves the model as it was, but equals
+exactly one var global (`num_classes` beside `input_shape = (num_classes,)`, the range
+of get_inputs()'s targets) is set with it; when several var globals have its value, the
+one whose assignment in the file reads it.
 
 Without probes (the file ran only on the CPU) every dim is named by value, all const.
 """
 
 from __future__ import annotations
 
-import math
+import re
+import time
 import types
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
+from solforge.spec.importers.kernelbench_code import literal
+from solforge.spec.importers.kernelbench_fit import floor_affine, init_source, product, render_affine
 from solforge.spec.importers.kernelbench_run import DeviceScope, check_inputs, forward_outputs, one_line
 
-_MAX_TERM = 64  # largest numerator and denominator of an inferred axis expression's factor
+PROBE_BUDGET_S = 60.0  # per file; a level-3 LSTM's meta run takes tens of seconds
 
 
 @dataclass(frozen=True)
@@ -141,15 +146,18 @@ def probe(module: types.ModuleType, sizes: dict[SizeGlobal, int]) -> Shapes | st
         module.__dict__.update(saved)
 
 
-def probe_data(module: types.ModuleType, model: Any, base: Shapes, sizes: dict[SizeGlobal, int]) -> Shapes | None:
-    """Run the file as the generated reference and inputs generator do with other sizes:
-    get_inputs() with the globals of `sizes` changed, the forward of the file's own
-    `model` with the file's globals. Its Shapes on meta, or None when it failed."""
+def probe_model(module: types.ModuleType, base: Shapes, sizes: dict[SizeGlobal, int]) -> Shapes | None:
+    """Run the file as the generated reference and inputs generator do at other sizes:
+    the globals of `sizes` changed while `get_init_inputs()`, `Model(*init)` and
+    `get_inputs()` run, the forward with the file's globals back. Its Shapes on meta when
+    it ran and gave the same tensors and numbers as `base`, else None."""
     import torch
 
     saved = set_sizes(module, sizes)
     try:
         with DeviceScope("meta"), torch.no_grad():
+            init = module.get_init_inputs() if callable(getattr(module, "get_init_inputs", None)) else []
+            model = module.Model(*init)
             inputs = check_inputs(module.get_inputs())
     except Exception:
         return None
@@ -160,7 +168,7 @@ def probe_data(module: types.ModuleType, model: Any, base: Shapes, sizes: dict[S
             outputs = forward_outputs(model(*inputs))
     except Exception:
         return None
-    run = shapes_of(inputs, model, outputs, base.init)
+    run = shapes_of(inputs, model, outputs, init)
     return run if run.comparable(base) and run.numbers == base.numbers else None
 
 
@@ -170,8 +178,8 @@ class Unit:
 
     members: list[SizeGlobal]
     shapes: Shapes | str | None  # the whole file doubled; a str says why it failed; None: not probed
-    data: Shapes | None = None  # only get_inputs() doubled (probe_data), when it ran
-    # data runs at other values (3x, and 1, 2, 3 above), for fitting expressions: (value, Shapes)
+    data: Shapes | None = None  # doubled as the reference runs other sizes (probe_model), when it ran
+    # such runs at other values (3x, and 1, 2, 3 above), for fitting expressions: (value, Shapes)
     extra: list[tuple[int, Shapes]] = field(default_factory=list)
     var: bool = False
     riders: list[SizeGlobal] = field(default_factory=list)  # shape-neutral globals set with it
@@ -201,11 +209,12 @@ class AxisPlan:
     var_globals: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)  # axis -> (global, index)
     constraints: list[str] = field(default_factory=list)
     file_axes: dict[str, int] = field(default_factory=dict)  # var axis -> the file's value
+    # var axis -> (group 'inputs' or 'state', index in it, dim) of an input that carries its size
+    sources: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    init_source: str | None = None  # get_init_inputs() over sizes['<axis>'], when a var axis moves it
 
     def rename(self, old: str, new: str) -> None:
         """Rename axis `old` everywhere it appears."""
-        import re
-
         self.axes = {new if a == old else a: spec for a, spec in self.axes.items()}
         for spec in self.axes.values():
             if spec["type"] == "expr":
@@ -218,36 +227,45 @@ class AxisPlan:
             if old in mapping:
                 mapping[new] = mapping.pop(old)
         self.constraints = [re.sub(rf"\b{re.escape(old)}\b", new, c) for c in self.constraints]
+        if old in self.sources:
+            self.sources[new] = self.sources.pop(old)
+        if self.init_source is not None:
+            self.init_source = self.init_source.replace(f"sizes[{old!r}]", f"sizes[{new!r}]")
 
 
-def probe_units(module: types.ModuleType, model: Any, sizes: list[SizeGlobal], base: Shapes) -> list[Unit]:
+def probe_units(module: types.ModuleType, sizes: list[SizeGlobal], base: Shapes, budget_s: float) -> list[Unit]:
     """Each size global doubled alone; then each group of equal globals whose lone
-    doubling failed, doubled together. A unit whose doubling leaves the model as it was is
-    also run as data only (`probe_data`, at 2x and the fitting values) with `model`."""
-    units = [Unit([g], probe(module, {g: 2 * g.value})) for g in sizes]
+    doubling failed, doubled together. Each unit that ran is also run as the reference
+    runs other sizes (`probe_model`, at 2x and the fitting values). A file whose meta runs
+    are slow (an LSTM steps through its sequence on meta too) stops probing after
+    `budget_s` seconds: what was not probed is named by value and stays const."""
+    deadline = time.monotonic() + budget_s
+
+    def in_time() -> bool:
+        return time.monotonic() < deadline
+
+    units = [Unit([g], probe(module, {g: 2 * g.value}) if in_time() else None) for g in sizes]
     failed: dict[int, list[Unit]] = {}
     for u in units:
         if not u.ran:
             failed.setdefault(u.value, []).append(u)
     for value, group in failed.items():
-        if len(group) < 2:
+        if len(group) < 2 or not in_time():
             continue
         members = [u.members[0] for u in group]
         joint = probe(module, {g: 2 * value for g in members})
-        if isinstance(joint, Shapes) and _unchanged_setup(base, joint):
+        if isinstance(joint, Shapes) and joint.comparable(base) and joint.numbers == base.numbers:
             for u in group:
                 units.remove(u)
             units.append(Unit(members, joint))
     for u in units:
-        if not (u.ran and _unchanged_setup(base, u.shapes)):
-            continue
-        u.data = probe_data(module, model, base, {g: 2 * u.value for g in u.members})
-        if u.data is None:
-            continue
+        if u.ran and in_time():
+            u.data = probe_model(module, base, {g: 2 * u.value for g in u.members})
+    for u in units:
         # Off-multiple values pin down the constant of a floor division (a stride of 3 with
         # only multiples of 3 probed cannot tell (L - 6) // 3 from (L - 4) // 3).
-        for value in (3 * u.value, u.value + 1, u.value + 2, u.value + 3):
-            run = probe_data(module, model, base, {g: value for g in u.members})
+        for value in (3 * u.value, u.value + 1, u.value + 2, u.value + 3) if u.data is not None else ():
+            run = probe_model(module, base, {g: value for g in u.members}) if in_time() else None
             if run is not None:
                 u.extra.append((value, run))
     order = {g.key: i for i, g in enumerate(sizes)}
@@ -275,24 +293,6 @@ def _changes(unit: Unit, base: Shapes, dim: _Dim, data: bool = False) -> int | N
     return run.tensors()[dim.tensor][dim.pos]
 
 
-def _floor_affine(points: list[tuple[int, int]]) -> tuple[int, int, int] | None:
-    """The (p, c, q) with the smallest q <= 64, then the smallest |c|, such that
-    d == (p * x + c) // q at every (x, d) of `points`: the form of a convolution's or a
-    pooling's output size, (H + 2 * pad - dilation * (k - 1) - 1 + stride) // stride."""
-    (x1, d1), (x2, d2) = points[0], points[1]
-    for q in range(1, _MAX_TERM + 1):
-        slope = Fraction((d2 - d1) * q, x2 - x1)
-        for p in sorted({math.floor(slope), math.ceil(slope)}):
-            if not 1 <= p <= _MAX_TERM:
-                continue
-            # d == (p*x + c) // q  <=>  q*d - p*x <= c <= q*d + q - 1 - p*x
-            low = max(q * d - p * x for x, d in points)
-            high = min(q * d + q - 1 - p * x for x, d in points)
-            if low <= high:
-                return p, min(range(low, high + 1), key=abs), q
-    return None
-
-
 def _expression(units: list[Unit], base: Shapes, dim: _Dim) -> tuple[str, str] | None:
     """(axis name, expression) of a dim that var `units` change, or None when no axis
     expression explains the change (module docstring)."""
@@ -300,55 +300,70 @@ def _expression(units: list[Unit], base: Shapes, dim: _Dim) -> tuple[str, str] |
         u = units[0]
         points = [(u.value, dim.size), (2 * u.value, _changes(u, base, dim, data=True))]
         points += [(value, run.tensors()[dim.tensor][dim.pos]) for value, run in u.extra]
-        form = _floor_affine(points)
-        if form is None:
-            return None
-        p, c, q = form
-        if (p, c, q) == (1, 0, 1):
-            return u.axis, u.axis
-        name = u.axis + (f"_x{p}" if p != 1 else "") + (f"_{'plus' if c > 0 else 'minus'}{abs(c)}" if c else "")
-        inner = u.axis + (f" * {p}" if p != 1 else "") + (f" {'+' if c > 0 else '-'} {abs(c)}" if c else "")
-        if q == 1:
-            return name, inner
-        return f"{name}_div{q}", (f"{inner} // {q}" if inner == u.axis else f"({inner}) // {q}")
+        form = floor_affine(points)
+        return None if form is None else render_affine(u.axis, form)
     if any(_changes(u, base, dim, data=True) != 2 * dim.size for u in units):
         return None
-    c = Fraction(dim.size, math.prod(u.value for u in units))
-    if c.numerator > _MAX_TERM or c.denominator > _MAX_TERM:
-        return None
-    name, expr = "_x_".join(u.axis for u in units), " * ".join(u.axis for u in units)
-    if c.numerator != 1:
-        name, expr = f"{name}_x{c.numerator}", f"{expr} * {c.numerator}"
-    if c.denominator != 1:
-        name, expr = f"{name}_div{c.denominator}", f"{expr} // {c.denominator}"
-    return name, expr
+    return product([u.axis for u in units], [u.value for u in units], dim.size)
+
+
+def _to_demote(moving: list[Unit], base: Shapes, dim: _Dim, dims: list[_Dim]) -> list[Unit]:
+    """Which of `moving` to make const so that `dim` can be written: the fewest, taken in
+    order (first those that change the model's arguments, a kernel size or a stride
+    beside the height they shrink, then those that move fewer dims)."""
+    def rank(u: Unit) -> tuple[bool, int]:
+        return u.data.init == base.init, sum(_changes(u, base, d, data=True) != d.size for d in dims)
+
+    demoted: list[Unit] = []
+    for u in sorted(moving, key=rank):
+        demoted.append(u)
+        rest = [v for v in moving if v not in demoted]
+        if not rest or _expression(rest, base, dim) is not None:
+            break
+    return demoted
+
+
+def _init_runs(units: list[Unit]) -> dict[str, list[tuple[int, int, Sequence[Any]]]]:
+    return {u.axis: [(u.value, 2 * u.value, u.data.init)] + [(u.value, v, run.init) for v, run in u.extra]
+            for u in units if u.var}
 
 
 def plan_axes(
-    base: Shapes, units: list[Unit], file_sizes: list[SizeGlobal], derived_from: dict[str, set[str]] | None = None
+    base: Shapes, units: list[Unit], file_sizes: list[SizeGlobal], derived_from: dict[str, set[str]] | None = None,
+    excluded: frozenset[str] = frozenset(),
 ) -> AxisPlan:
     """Name every dim of `base` from the probes in `units` (module docstring). With no
     units (nothing probed), dims are named by value after `file_sizes`, all const.
-    `derived_from` maps a global to the names its assignment in the file reads."""
+    `derived_from` maps a global to the names its assignment in the file reads; the
+    units of `excluded` axes stay const."""
     derived_from = derived_from or {}
     dims = [_Dim(t, p, d) for t, shape in enumerate(base.tensors()) for p, d in enumerate(shape)]
     for u in units:
-        u.var = u.data is not None and any(_changes(u, base, d, data=True) != d.size for d in dims)
+        u.riders = []
+        u.var = (u.data is not None and u.axis not in excluded
+                 and any(_changes(u, base, d, data=True) != d.size for d in dims))
     while True:  # drop var units that some dim cannot express, until every dim can
         demoted = False
         for d in dims:
             moving = [u for u in units if u.var and _changes(u, base, d, data=True) != d.size]
             if moving and _expression(moving, base, d) is None:
-                for u in moving:
+                for u in _to_demote(moving, base, d, dims):
                     u.var = False
                 demoted = True
+        if not demoted and init_source(base.init, _init_runs(units), literal) is None:
+            # some int of get_init_inputs() cannot be written: drop the units that move it
+            moved = [u for u in units if u.var and u.data.init != base.init]
+            for u in moved:
+                u.var = False
+            demoted = bool(moved)
         if not demoted:
             break
 
     # A global that moves no dim when doubled but equals a var global (`num_classes`
     # beside `input_shape = (num_classes,)`) sizes values, e.g. get_inputs()'s randint
     # range: the inputs generator sets it with that var axis.
-    neutral = [u for u in units if u.data is not None and all(_changes(u, base, d, data=True) == d.size for d in dims)]
+    neutral = [u for u in units if u.data is not None and _unchanged_setup(base, u.data)
+               and all(_changes(u, base, d, data=True) == d.size for d in dims)]
     for n in neutral:
         owners = [u for u in units if u.var and u.value == n.value]
         if len(owners) > 1:  # equal values: the var global the file wrote from it, if one
@@ -380,6 +395,13 @@ def plan_axes(
     plan.inputs = [None if s is None else next(it) for s in base.inputs]
     plan.state = [next(it) for _ in base.state]
     plan.outputs = [next(it) for _ in base.outputs]
+    for group in ("inputs", "state"):
+        for i, row in enumerate(getattr(plan, group)):
+            for pos, name in enumerate(row or ()):
+                if name in plan.var_globals:
+                    plan.sources.setdefault(name, (group, i, pos))
+    if any(u.var and u.data.init != base.init for u in units):
+        plan.init_source = init_source(base.init, _init_runs(units), literal)
     return plan
 
 
@@ -429,18 +451,27 @@ def assigned_from(source: str) -> dict[str, set[str]]:
     return out
 
 
-def infer_axes(module: types.ModuleType, source: str, model: Any, base: Shapes, on_meta: bool) -> tuple[AxisPlan, list[str]]:
-    """The AxisPlan of a file (its `source`) whose run of `model` gave `base`, and notes
-    for the report. Probes on meta when the file ran there (`on_meta`); otherwise names
-    by value, all const."""
+def infer_axes(module: types.ModuleType, source: str, base: Shapes, on_meta: bool) -> tuple[AxisPlan, list[str]]:
+    """The AxisPlan of a file (its `source`) whose run gave `base`, and notes for the
+    report. Probes on meta when the file ran there (`on_meta`); otherwise names by value,
+    all const."""
     sizes = size_globals(module)
-    units = probe_units(module, model, sizes, base) if on_meta else []
-    plan = plan_axes(base, units, sizes, assigned_from(source))
+    units = probe_units(module, sizes, base, PROBE_BUDGET_S) if on_meta else []
+    derived_from = assigned_from(source)
+    excluded: frozenset[str] = frozenset()
+    while True:  # a var axis no input carries cannot be read off the inputs: const
+        plan = plan_axes(base, units, sizes, derived_from, excluded)
+        sourceless = set(plan.var_globals) - set(plan.sources)
+        if not sourceless:
+            break
+        excluded |= sourceless
     notes = []
     if not on_meta:
         notes.append("every axis is const: the file does not run on the meta device, so its globals were not probed")
     elif not plan.var_globals:
-        notes.append("every axis is const: no module global can change alone without changing the model")
+        notes.append("every axis is const: no module global can change alone and still run as the reference runs")
+    if any(u.shapes is None for u in units):
+        notes.append(f"probing stopped after {PROBE_BUDGET_S:.0f} s (slow meta runs): the globals not probed are const")
     for u in units:
         if len(u.members) > 1 and u.var:
             notes.append(f"`{'`, `'.join(g.key for g in u.members)}` must stay equal (they fail when doubled alone): "
@@ -450,4 +481,5 @@ def infer_axes(module: types.ModuleType, source: str, model: Any, base: Shapes, 
     return plan, notes
 
 
-__all__ = ["AxisPlan", "Shapes", "SizeGlobal", "infer_axes", "probe", "set_sizes", "shapes_of", "size_globals"]
+__all__ = ["AxisPlan", "Shapes", "SizeGlobal", "infer_axes", "probe", "probe_model", "set_sizes", "shapes_of",
+           "size_globals"]

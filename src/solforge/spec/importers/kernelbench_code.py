@@ -1,7 +1,8 @@
 """Code generated for KernelBench imports: the reference and a ModelNew entry point.
 
-Both call a KernelBench module the same way (`CallSpec`): build it once per device and
-dtype with the init inputs bound as constants, then call it through
+Both call a KernelBench module the same way (`CallSpec`): build it once per device, dtype
+and sizes (read off the inputs; the init inputs bound as constants at the file's sizes,
+as fitted expressions of the var axes at others), then call it through
 `torch.func.functional_call` with its parameters and persistent buffers replaced by the
 definition's inputs. The reference embeds the problem file verbatim and executes it in a
 fresh namespace; the entry point imports the ModelNew file stored beside it.
@@ -58,6 +59,8 @@ class CallSpec:
     state_specs: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)  # key -> (shape, dtype)
     # var axis -> the module globals (name, tuple index or None) the inputs generator sets to its size
     size_globals: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
+    axis_sources: dict[str, tuple[str, int]] = field(default_factory=dict)  # var axis -> (input, dim) of its size
+    init_source: str | None = None  # get_init_inputs() over sizes['<axis>'] (None: INIT_INPUTS at every size)
 
 
 def _pformat(value: Any) -> str:
@@ -73,15 +76,25 @@ def _constants(spec: CallSpec) -> str:
         f"# Input -> the state_dict key it replaces.\nSTATE = {_pformat(spec.state)}\n"
         f"BUFFERS = {_pformat(tuple(spec.buffers))}  # inputs that are buffers\n"
         f"# Floating-point tensor inputs -> their dtype in the problem file.\nFILE_DTYPES = {_pformat(spec.file_dtypes)}\n"
+        f"# Var axis -> (input, dim) whose size is the axis's: the model is built at the inputs' sizes.\n"
+        f"AXIS_SOURCES = {_pformat(spec.axis_sources)}\n\n\n"
+        "def _init_inputs(sizes):\n"
+        '    """get_init_inputs() at `sizes` (var axis -> size), as fitted at import."""\n'
+        f"    return {spec.init_source or 'INIT_INPUTS'}\n"
     )
 
 
 _CALL = '''
+def _sizes(args):
+    """(var axis, size) pairs, read off the inputs (AXIS_SOURCES)."""
+    return tuple((axis, int(args[name].shape[dim])) for axis, (name, dim) in AXIS_SOURCES.items())
+
+
 @functools.cache
-def _model(device, dtype):
-    """The module, built once per device and dtype; its weights come from the inputs."""
+def _model(device, dtype, sizes):
+    """The module, built once per device, dtype and sizes; its weights come from the inputs."""
     with torch.device(device):
-        model = _model_class()(*INIT_INPUTS)
+        model = _build(dict(sizes))
     missing = sorted(set(STATE.values()) - set(model.state_dict()))
     if missing:
         raise RuntimeError(f"{type(model).__name__} has no parameters or buffers named {missing}")
@@ -99,7 +112,7 @@ def _upcast_dtype(args):
 
 def _call(args):
     tensors = [v for v in args.values() if isinstance(v, torch.Tensor)]
-    model = _model(str(tensors[0].device) if tensors else "cpu", _upcast_dtype(args))
+    model = _model(str(tensors[0].device) if tensors else "cpu", _upcast_dtype(args), _sizes(args))
     # Buffers are cloned: a training-mode forward (BatchNorm) updates them in place.
     state = {key: args[name].clone() if name in BUFFERS else args[name] for name, key in STATE.items()}
     # A forward that draws random numbers (an LSTM's initial state) draws the same ones on
@@ -142,33 +155,48 @@ def _problem_module():
     return module
 
 
-def _model_class():
-    return _problem_module().Model
-
-
-def kernelbench_get_inputs(axes_and_scalars, device):
-    """Every input as the problem file draws it, at the workload's sizes: get_inputs() with
-    the var axes' module globals (SIZE_GLOBALS) set to the workload's values, and the
-    parameters and buffers of a fresh Model(*INIT_INPUTS), initialized as its constructor
-    does. Draws from torch's global RNG, which the caller seeds."""
-    module = _problem_module()
+def _set_sizes(module, sizes):
+    """Set the module globals of the var axes in `sizes` (SIZE_GLOBALS); the old values."""
     saved = {}
     for axis, targets in SIZE_GLOBALS.items():
+        if axis not in sizes:
+            continue
         for name, index in targets:
             saved.setdefault(name, module.__dict__[name])
-            value = int(axes_and_scalars[axis])
+            value = int(sizes[axis])
             if index is None:
                 module.__dict__[name] = value
             else:
                 items = list(module.__dict__[name])
                 items[index] = value
                 module.__dict__[name] = tuple(items)
+    return saved
+
+
+def _build(sizes):
+    """Model at `sizes`: built while the file's size globals hold them, as the file
+    builds it at its own."""
+    module = _problem_module()
+    saved = _set_sizes(module, sizes)
+    try:
+        return module.Model(*_init_inputs(sizes))
+    finally:
+        module.__dict__.update(saved)  # the forward sees the file's values
+
+
+def kernelbench_get_inputs(axes_and_scalars, device):
+    """Every input as the problem file draws it, at the workload's sizes: get_inputs() with
+    the var axes' module globals (SIZE_GLOBALS) set to the workload's values, and the
+    parameters and buffers of a fresh Model at those sizes, initialized as its
+    constructor does. Draws from torch's global RNG, which the caller seeds."""
+    module = _problem_module()
+    saved = _set_sizes(module, axes_and_scalars)
     try:
         with torch.device(device), torch.no_grad():
             args = list(module.get_inputs())
-            model = module.Model(*INIT_INPUTS)
+            model = module.Model(*_init_inputs(axes_and_scalars))
     finally:
-        module.__dict__.update(saved)  # the reference's forward sees the file's values
+        module.__dict__.update(saved)
     values = dict(zip(FORWARD_ARGS, args))
     state = model.state_dict(keep_vars=True)
     values.update({name: state[key].detach() for name, key in STATE.items()})
@@ -180,13 +208,13 @@ def reference_source(display: str, source: str, spec: CallSpec, params: list[str
     """The generated reference of a problem file; see the module docstring."""
     text = (
         f'"""Reference of KernelBench problem {display}, generated by `solforge import kernelbench`.\n\n'
-        "run() calls the problem's Model(*INIT_INPUTS) with its parameters and persistent buffers\n"
-        "replaced by the inputs of the same names (torch.func.functional_call), and returns what its\n"
-        "forward returns. The problem file is embedded verbatim as PROBLEM_SOURCE and executed once\n"
+        "run() calls the problem's Model, built at the sizes its inputs have (INIT_INPUTS at the\n"
+        "file's), with its parameters and persistent buffers replaced by the inputs of the same\n"
+        "names (torch.func.functional_call), and returns what its forward returns. The problem file is embedded verbatim as PROBLEM_SOURCE and executed once\n"
         f"per process in a fresh module namespace. {INPUTS_FUNCTION}() makes every input as the\n"
         'file\'s get_inputs() and Model constructor draw them (the definition\'s inputs generator).\n"""\n\n'
         "import functools\nimport sys\nimport types\n\nimport torch\nfrom torch.func import functional_call\n\n"
-        f"PROBLEM_FILE = {display!r}\n{_constants(spec)}"
+        f"PROBLEM_FILE = {display!r}\n{_constants(spec)}\n\n"
         f"# Var axis -> the module globals (name, tuple index or None) set to its size.\n"
         f"SIZE_GLOBALS = {_pformat(spec.size_globals)}\n\nPROBLEM_SOURCE = {_embedded(source)}\n\n"
         + _PROBLEM_MODULE + _CALL.replace("{params}", ", ".join(params))
@@ -212,7 +240,8 @@ def entry_source(display: str, module: str, spec: CallSpec, params: list[str]) -
         "it with its parameters and persistent buffers replaced by the definition's inputs\n"
         '(torch.func.functional_call), as the reference calls Model.\n"""\n\n'
         "import functools\n\nimport torch\nfrom torch.func import functional_call\n\n"
-        f"from {module} import ModelNew\n\n{_constants(spec)}\n\ndef _model_class():\n    return ModelNew\n\n"
+        f"from {module} import ModelNew\n\n{_constants(spec)}\n\n"
+        "def _build(sizes):\n    return ModelNew(*_init_inputs(sizes))\n\n"
         + _CALL.replace("{params}", ", ".join(params))
     )
 

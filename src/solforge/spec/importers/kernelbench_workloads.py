@@ -3,7 +3,8 @@
 A KernelBench file has one size, often gigabytes (the median level-1 problem moves
 4.3 GB). Beside that workload, two are derived by shrinking every var axis by the same
 power of two (not below `MIN_SIZE`, or the file's value when smaller, unless nothing at
-that floor fits the budget; then down to 1):
+that floor fits the budget; then down to 1), and when that is not enough, one axis at a
+time (`_candidates`):
 
 - **search**: the largest shrink whose compulsory bytes and counted FLOPs fit
   `SEARCH_BUDGET`, small enough that a CPU checks it in seconds;
@@ -24,13 +25,14 @@ importable, and NaN or inf in the reference's output is noted.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from solforge.spec.definition import Definition
 from solforge.spec.importers.kernelbench_code import INPUTS_FUNCTION
-from solforge.spec.importers.kernelbench_run import Unsupported, one_line
-from solforge.spec.workload import SafetensorsInput, ScalarInput, Workload, WorkloadExtension
+from solforge.spec.importers.kernelbench_run import DeviceScope, Unsupported, one_line
+from solforge.spec.workload import RandomInput, SafetensorsInput, ScalarInput, Workload, WorkloadExtension
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,24 @@ class Budget:
 SMOKE_BUDGET = Budget(bytes_moved=4 * 2**20, flops=2e8)
 SEARCH_BUDGET = Budget(bytes_moved=32 * 2**20, flops=2e9)
 MIN_SIZE = 8  # a var axis is never shrunk below this (or its file value, when smaller)
+SHRINK_BUDGET_S = 60.0  # per file, for the axis-by-axis shrink (each step is a meta run)
 _MAX_SHIFT = 40
 
 
+_NAMESPACES: dict[tuple[str, int], dict[str, Any]] = {}  # (definition, hash of its reference) -> namespace
+
+
 def exec_reference(definition: Definition) -> dict[str, Any]:
-    """The generated reference executed in a fresh namespace (run, the inputs generator)."""
-    namespace: dict[str, Any] = {"__name__": "solforge_kernelbench_generated"}
-    exec(compile(definition.reference, f"<reference {definition.name}>", "exec"), namespace)
-    return namespace
+    """The generated reference executed in a fresh namespace (run, the inputs generator),
+    once per definition and reference: its models stay built between size checks."""
+    key = (definition.name, hash(definition.reference))
+    if key not in _NAMESPACES:
+        if len(_NAMESPACES) > 8:
+            _NAMESPACES.clear()  # an import of hundreds of files keeps only the last few
+        namespace: dict[str, Any] = {"__name__": "solforge_kernelbench_generated"}
+        exec(compile(definition.reference, f"<reference {definition.name}>", "exec"), namespace)
+        _NAMESPACES[key] = namespace
+    return _NAMESPACES[key]
 
 
 def _outputs(value: Any) -> list[Any]:
@@ -77,7 +89,7 @@ def meta_cost(definition: Definition, workload: Workload) -> tuple[int, float]:
             for name, spec in definition.inputs.items()
         }
         counter = FlopCounterMode(display=False)
-        with counter:
+        with DeviceScope("meta"), counter:  # tensors the forward makes land on meta too
             out = exec_reference(definition)["run"](**kwargs)
     except Unsupported:
         raise
@@ -101,14 +113,25 @@ def _fits(cost: tuple[int, float], budget: Budget) -> bool:
     return cost[0] <= budget.bytes_moved and cost[1] <= budget.flops
 
 
-def derive_workloads(definition: Definition, file_workload: Workload) -> tuple[list[Workload], list[str]]:
-    """The file's workload, then the derived search and smoke workloads (module
-    docstring), and notes for the report. The file's workload must already have passed
-    `meta_cost`."""
+_Candidate = tuple[dict[str, int], tuple[int, float], str]  # (axes, cost, how it was shrunk)
+
+
+def _candidates(definition: Definition, file_workload: Workload) -> list[_Candidate]:
+    """Sizes that run, largest first: every var axis shrunk by the same power of two (not
+    below MIN_SIZE, then not below 1); when none of those fits SMOKE_BUDGET, one axis
+    halved at a time from the smallest, the cheapest halving that still runs first (an
+    axis the problem ties to a fixed one, out_channels of a depthwise convolution, stays)."""
     file_axes = dict(file_workload.axes)
-    candidates: list[tuple[int, dict[str, int], tuple[int, float] | None]] = []  # (shift, axes, cost or None)
+
+    def cost_of(axes: dict[str, int]) -> tuple[int, float] | None:
+        try:
+            return meta_cost(definition, file_workload.model_copy(update={"axes": axes}))
+        except Unsupported:
+            return None
+
+    found: list[_Candidate] = []
     seen: set[tuple] = set()
-    for floor in (MIN_SIZE, 1):  # below MIN_SIZE only when nothing at or above it fits
+    for floor in (MIN_SIZE, 1):
         for shift in range(_MAX_SHIFT):
             axes = _shrunk(file_axes, shift, floor)
             key = tuple(sorted(axes.items()))
@@ -117,46 +140,79 @@ def derive_workloads(definition: Definition, file_workload: Workload) -> tuple[l
                     break
                 continue
             seen.add(key)
-            try:
-                cost = meta_cost(definition, file_workload.model_copy(update={"axes": axes}))
-            except Unsupported:
-                cost = None
-            candidates.append((shift, axes, cost))
+            cost = cost_of(axes)
+            if cost is not None:
+                found.append((axes, cost, f"file / {2**shift}" if shift else ""))
+    if not file_axes or any(_fits(c[1], SMOKE_BUDGET) for c in found):
+        return found
+    axes, cost, _ = min(found, key=lambda c: c[1])
+    deadline = time.monotonic() + SHRINK_BUDGET_S
+    for _ in range(_MAX_SHIFT):  # each round halves every axis that still runs and gets cheaper
+        progressed = False
+        for a in axes:
+            if axes[a] <= 1 or time.monotonic() > deadline:
+                continue
+            halved = {**axes, a: axes[a] // 2}
+            step_cost = cost_of(halved)
+            if step_cost is not None and step_cost < cost:
+                axes, cost, progressed = halved, step_cost, True
+                found.append((axes, cost, "shrunk axis by axis"))
+                if _fits(cost, SMOKE_BUDGET):
+                    return found
+        if not progressed:
+            break
+    return found
 
-    def pick(budget: Budget) -> tuple[int, dict[str, int], tuple[int, float]]:
-        runnable = [c for c in candidates if c[2] is not None]
-        fitting = [c for c in runnable if _fits(c[2], budget)]
-        return fitting[0] if fitting else min(runnable, key=lambda c: (c[2][0], c[2][1]))
+
+def derive_workloads(definition: Definition, file_workload: Workload) -> tuple[list[Workload], list[str]]:
+    """The file's workload, then the derived search and smoke workloads (module
+    docstring), and notes for the report. The file's workload must already have passed
+    `meta_cost`."""
+    file_axes = dict(file_workload.axes)
+    found = _candidates(definition, file_workload)
+
+    def pick(budget: Budget) -> _Candidate:
+        fitting = [c for c in found if _fits(c[1], budget)]
+        return fitting[0] if fitting else min(found, key=lambda c: c[1])
 
     notes = []
-    search_shift, search_axes, search_cost = pick(SEARCH_BUDGET)
-    smoke_shift, smoke_axes, smoke_cost = pick(SMOKE_BUDGET)
-    workloads = []
-    held_out = search_shift > 0
-    workloads.append(_with(file_workload, file_axes, "file", _label("file", file_axes, 0), held_out=held_out))
+    search_axes, search_cost, search_how = pick(SEARCH_BUDGET)
+    smoke_axes, smoke_cost, smoke_how = pick(SMOKE_BUDGET)
+    held_out = search_axes != file_axes
+    workloads = [_with(definition, file_workload, file_axes, "file", _label("file", file_axes, ""), held_out=held_out)]
     if held_out:
-        workloads.append(_with(file_workload, search_axes, "search", _label("search", search_axes, search_shift)))
+        workloads.append(_with(definition, file_workload, search_axes, "search", _label("search", search_axes, search_how)))
+    why = "no var axis" if not file_axes else "the var axes are at their smallest"
     if not _fits(search_cost, SEARCH_BUDGET):
         notes.append(f"the search workload moves {search_cost[0] / 2**20:.1f} MiB and counts "
-                     f"{search_cost[1] / 1e9:.2f} GFLOP: {'no var axis' if not file_axes else 'the var axes are at their smallest'}")
-    if _fits(smoke_cost, SMOKE_BUDGET) or (smoke_shift > 0 and file_axes):
-        workloads.append(_with(file_workload, smoke_axes, "smoke", _label("smoke", smoke_axes, smoke_shift), smoke=True))
+                     f"{search_cost[1] / 1e9:.2f} GFLOP: {why}")
+    if _fits(smoke_cost, SMOKE_BUDGET) or smoke_axes != file_axes:
+        workloads.append(_with(definition, file_workload, smoke_axes, "smoke", _label("smoke", smoke_axes, smoke_how),
+                               smoke=True))
     else:
-        notes.append(f"no smoke workload: the smallest size that runs moves {smoke_cost[0] / 2**20:.1f} MiB "
-                     f"({'no var axis' if not file_axes else 'the var axes cannot shrink further'})")
+        notes.append(f"no smoke workload: the smallest size that runs moves {smoke_cost[0] / 2**20:.1f} MiB ({why})")
     return workloads, notes
 
 
-def _label(kind: str, axes: dict[str, int], shift: int) -> str:
+def _label(kind: str, axes: dict[str, int], how: str) -> str:
     """`smoke: batch_size=16, dim=512 (file / 32)`: the set, the var axes, the shrink."""
     sizes = ", ".join(f"{a}={v}" for a, v in axes.items())
-    return f"{kind}: {sizes}".rstrip(": ") + (f" (file / {2**shift})" if shift else "")
+    return f"{kind}: {sizes}".rstrip(": ") + (f" ({how})" if how else "")
 
 
-def _with(base: Workload, axes: dict[str, int], suffix: str, label: str, held_out: bool = False,
-          smoke: bool = False) -> Workload:
+def _with(definition: Definition, base: Workload, axes: dict[str, int], suffix: str, label: str,
+          held_out: bool = False, smoke: bool = False) -> Workload:
+    """`base` at `axes`. A stored buffer whose shape differs there (BatchNorm's running
+    statistics at fewer channels) is drawn by the inputs generator instead: a fresh
+    Model's buffers at those sizes, initialized as the file's were."""
+    inputs = dict(base.inputs)
+    at_file, here = definition.resolve_axes(base.axes), definition.resolve_axes(axes)
+    for name, spec in base.inputs.items():
+        shape = definition.inputs[name]
+        if isinstance(spec, SafetensorsInput) and definition.shape_of(shape, here) != definition.shape_of(shape, at_file):
+            inputs[name] = RandomInput()
     uuid = base.uuid.removesuffix("-file") + f"-{suffix}"
-    return Workload(uuid=uuid, axes=dict(axes), inputs=dict(base.inputs),
+    return Workload(uuid=uuid, axes=dict(axes), inputs=inputs,
                     solforge=WorkloadExtension(label=label, held_out=held_out, smoke=smoke))
 
 
