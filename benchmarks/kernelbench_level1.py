@@ -91,6 +91,8 @@ def main() -> int:
     ap.add_argument("--problem-timeout", type=float, default=300.0, help="Wall-clock limit per problem, seconds.")
     ap.add_argument("--timeout", type=float, default=60.0, help="solforge bench --timeout, seconds.")
     ap.add_argument("--only", default=None, help="Comma-separated problem numbers (default: all).")
+    ap.add_argument("--harness-commit", default=None,
+                    help="Record this commit (when running from an export of the repository, which has no .git).")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child's mode
     args = ap.parse_args()
     dataset, traces, logs = args.work / "dataset", args.work / "traces", args.work / "logs"
@@ -146,7 +148,8 @@ def main() -> int:
               + " ".join(f"{w}={entry['sets'][w]['verdicts']}" for w in SETS), flush=True)
 
     summary = summarize(problems, len(files), imported, report, import_s)
-    summary["harness_commit"] = harness_commit(Path(__file__).resolve().parents[1])
+    summary["harness_commit"] = args.harness_commit or harness_commit(Path(__file__).resolve().parents[1])
+    summary["machine"] = {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}
     summary["problems"] = problems
     (args.work / "summary.json").write_text(json.dumps(summary, indent=2))
     print_markdown(summary)
