@@ -12,10 +12,10 @@ from solforge.bench.build import (
     build_solution,
     compile_solution,
     eager_solution,
-    parse_cuda_signature,
     solution_from_py,
     unload,
 )
+from solforge.bench.languages.cuda import parse_cuda_signature
 from solforge.spec import BuildSpec, Solution, SourceFile, SpecError, load_definition
 
 KERNELS = Path(__file__).parent / "kernels"

@@ -64,13 +64,16 @@ def main(conn, role: str, device: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the judge handles Ctrl-C and kills its children
     faulthandler.enable()
     from solforge.hardware.device import split_device
+    from solforge.plugins import load_plugins
 
-    kind, _ = split_device(device)
+    load_plugins()  # device kinds and languages from $SOLFORGE_PLUGINS, as in the judge
+    kind, index = split_device(device)
     for key, value in kind.env.items():  # e.g. TRITON_INTERPRET=1 on the CPU, before triton is imported
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    device = kind.torch_device(index)  # what tensors live on here ('cpu' for a kind that runs on the host)
     if role == "reference":
         # Expected outputs live here: other processes of this user may not read this
         # process's memory or file descriptors through /proc.

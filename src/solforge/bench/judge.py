@@ -238,6 +238,10 @@ class Judge:
         self.load_log = ""
         self.own_kernels: list[str] = []
         self.wanted = forbidden_names(definition) if not trusted else {}
+        from solforge.hardware import Device, TimerKind
+
+        # The judge times the calls itself where the device kind's timer is the host clock.
+        self.host_timed = Device.parse(device).timer is TimerKind.perf_counter
         self.dps = solution.spec.destination_passing_style
         self._flusher: CacheFlusher | None = None
         self._iterations = 0
@@ -255,7 +259,7 @@ class Judge:
             from solforge.bench.limits import MemoryLimit
 
             self.limit = MemoryLimit.apply(child.process.pid, int(self.config.memory_limit_gb * 2**30))
-        if self.device == "cpu":
+        if self.host_timed:
             sizes = sorted({0 if self.dps else min(self._out_bytes(w), MAX_CALIBRATED_COPY_BYTES) for w in workloads})
             if self.line is None:
                 self.line = HotLine()
@@ -565,9 +569,11 @@ class WorkloadRun:
         budget = self.config.timing_for(self.device)
         warnings: list[str] = []
         clocks: dict[str, Any] = {}
-        interpreted = self.judge.solution.spec.language.value == "triton" and self.device == "cpu"
+        from solforge.bench.languages import plugin_for
+
+        interpreted = not plugin_for(self.judge.solution.spec.language).timed_is_measurement(self.device)
         timed = self._time_once(budget, clocks)
-        if self.device == "cpu" and not is_stable(timed):
+        if self.judge.host_timed and not is_stable(timed):
             again = self._time_once(budget, clocks)
             again = again.model_copy(update={"reruns": 1})
             timed = again
@@ -577,12 +583,13 @@ class WorkloadRun:
                                 f"{again.median_ms:.4g} ms after a re-run (a busy machine?)")
         if interpreted:
             timed = timed.model_copy(update={"is_performance_measurement": False})
-            warnings.append("Triton interpreter on the CPU: the time is the interpreter's, not a kernel's")
+            warnings.append(f"{self.judge.solution.spec.language.value} on {self.device} runs under an interpreter: "
+                            "the time is the interpreter's, not a kernel's")
         return WorkloadOutcome(check["max_abs"], check["max_rel"], check["calls"], check["precision"], timed,
                                warnings, clocks)
 
     def _time_once(self, budget: Any, clocks: dict[str, Any]) -> TimingStats:
-        if self.device == "cpu":
+        if self.judge.host_timed:
             return self._time_cpu(budget)
         return self._time_device(budget, clocks)
 

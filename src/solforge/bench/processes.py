@@ -72,7 +72,8 @@ ENV_ALLOW = frozenset({
     # solforge's own: plugins (device kinds, languages) and its cache directory
     "SOLFORGE_PLUGINS", "SOLFORGE_CACHE_DIR",
 })
-ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "NVCC_", "TRITON_", "NUMBA_", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_")
+# Families every child keeps; each language plugin adds its own (TRITON_, NUMBA_, TORCH_...).
+ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_")
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
 PRELOAD = ("solforge.bench.template",)
 MAX_MESSAGE_BYTES = 64 * 2**20  # a longer "message" is garbage on the channel, not a reply
@@ -98,9 +99,12 @@ def scrubbed_env(device: str | None = None, environ: dict[str, str] | None = Non
     its children set their kind's variables before importing the library they steer."""
     from solforge.hardware.device import split_device
 
+    from solforge.bench.languages import env_prefixes
+
+    prefixes = ENV_PREFIXES + env_prefixes()
     environ = dict(os.environ if environ is None else environ)
     env = {k: v for k, v in environ.items()
-           if (k in ENV_ALLOW or k.startswith(ENV_PREFIXES)) and not _SECRET.search(k)}
+           if (k in ENV_ALLOW or k.startswith(prefixes)) and not _SECRET.search(k)}
     env.pop("TRITON_INTERPRET", None)
     if device is not None:
         kind, _ = split_device(device)

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the `solforge` command with `argv` (default: sys.argv[1:]); returns the exit code."""
     _register_all()
     try:
+        from solforge.plugins import load_plugins
+
+        load_plugins()  # device kinds and languages named in $SOLFORGE_PLUGINS, before any flag is read
         app(args=argv, prog_name="solforge")
     except SystemExit as exc:  # typer ends every run with sys.exit
         code = exc.code

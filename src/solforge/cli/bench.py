@@ -30,10 +30,10 @@ console = Console(width=None if Console().is_terminal else 160)  # logs and CI: 
 
 
 def default_device() -> str:
-    """'cuda' when torch sees a GPU, else 'cpu'."""
-    import torch
+    """This machine's default device ('cuda:0' when torch sees a GPU, else 'cpu')."""
+    from solforge.hardware import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device(None).canonical
 
 
 def load_problem(name: str, dataset: Path | None) -> tuple[Definition, list[Workload], Path, list[Solution]]:
@@ -197,7 +197,8 @@ def bench(
         Optional[list[Path]], typer.Option("--solution", "-s", help="Solution JSON, or a .py with a `run` function.")
     ] = None,
     language: Annotated[str, typer.Option(help="Language of a .py solution: pytorch, triton, numba.")] = "pytorch",
-    device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when present).")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="cuda, cuda:N, cpu, or a plugin's device kind (default: cuda when present).")] = None,
     baselines: Annotated[
         Optional[str], typer.Option(help="Comma-separated: eager, compile (default: both on cuda, eager on cpu).")
     ] = None,
@@ -209,6 +210,10 @@ def bench(
         help="Hard limit, in seconds, of each request to the worker: one workload's correctness calls, "
         "or its timing run (default 300: an honest kernel never meets it).")] = None,
     cuda_graph: Annotated[bool, typer.Option(help="Time CUDA-graph replays (for launch-bound kernels).")] = False,
+    sandbox: Annotated[bool, typer.Option(
+        help="Run each solution under bubblewrap: no network, read-only root, its own PID namespace.")] = False,
+    memory_limit_gb: Annotated[Optional[float], typer.Option(
+        help="Host memory each solution's process may use, GiB (past it, an out-of-memory kill).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Append every Trace as a JSON line here, as it lands.")] = None,
 ) -> None:
     """Evaluate the baselines and every solution (the -s files, else the dataset's own) on
@@ -217,11 +222,11 @@ def bench(
     from solforge.problems import WORKLOAD_SELECTIONS, select_workloads
     from solforge.spec import dump_json, load_solution
 
-    device = device or default_device()
-    if device not in ("cuda", "cpu"):
-        raise SpecError(f"--device: expected 'cuda' or 'cpu', got '{device}'")
-    if device == "cuda" and default_device() != "cuda":
-        raise SpecError("--device cuda: torch sees no CUDA device on this machine (use --device cpu)")
+    from solforge.hardware import TimerKind, resolve_device
+
+    dev = resolve_device(device)  # SpecError, one line, for an unknown or absent device
+    on_gpu = dev.timer is TimerKind.cuda_events
+    device = dev.canonical
     check_timeout(timeout)
     for name in (workloads or "").split(",") if workloads else ():
         if name not in WORKLOAD_SELECTIONS:
@@ -231,7 +236,7 @@ def bench(
         lang = Language(language)
     except ValueError:
         raise SpecError(f"--language: expected one of {[l.value for l in Language]}, got '{language}'") from None
-    names = [b.strip() for b in (baselines or ("eager,compile" if device == "cuda" else "eager")).split(",") if b.strip()]
+    names = [b.strip() for b in (baselines or ("eager,compile" if on_gpu else "eager")).split(",") if b.strip()]
     for b in names:
         if b not in ("eager", "compile"):
             raise SpecError(f"--baselines: unknown baseline '{b}' (expected eager, compile)")
@@ -254,7 +259,16 @@ def bench(
             solutions.append(load_solution(path.resolve(), defn))
     if not solution:
         solutions = own_solutions
-    config_args = {"device": device, "dataset_root": root, "cuda_graph": cuda_graph}
+    if memory_limit_gb is not None and memory_limit_gb <= 0:
+        raise SpecError(f"--memory-limit-gb: expected a number above 0, got {memory_limit_gb:g}")
+    if sandbox:
+        from solforge.bench.processes import sandbox_problem
+
+        problem = sandbox_problem()
+        if problem:
+            raise SpecError(f"--sandbox: {problem}")
+    config_args = {"device": device, "dataset_root": root, "cuda_graph": cuda_graph, "sandbox": sandbox,
+                   "memory_limit_gb": memory_limit_gb}
     if timeout is not None:
         config_args["timeout_s"] = timeout
     config = BenchConfig(**config_args)

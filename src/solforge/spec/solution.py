@@ -2,24 +2,85 @@
 
 from __future__ import annotations
 
-import enum
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, GetCoreSchemaHandler, field_validator
+from pydantic_core import CoreSchema, core_schema
 
 
-class Language(str, enum.Enum):
-    """How a solution is built. `python` is FlashInfer's name for plain PyTorch."""
+class _Languages(type):
+    """Iterating `Language` gives every registered language, the built-in ones first."""
 
-    pytorch = "pytorch"
-    python = "python"
-    triton = "triton"
-    cuda = "cuda"
-    numba = "numba"
+    def __iter__(cls) -> Iterator[Language]:
+        return iter(list(cls._registry.values()))  # type: ignore[attr-defined]
+
+
+class Language(str, metaclass=_Languages):
+    """How a solution is built, by name: `pytorch` (`python` is FlashInfer's name for
+    it), `triton`, `cuda`, `numba`, and any language a plugin registers
+    (`Language.register`, done by `solforge.bench.languages` for its plugins). Names are
+    case-insensitive ('Python' is `python`). Instances are interned, so `is` compares
+    them; `Language("x")` raises ValueError for a name nobody registered."""
+
+    _registry: ClassVar[dict[str, Language]] = {}
+    _own_kernels: ClassVar[set[str]] = set()
+
+    def __new__(cls, name: object) -> Language:
+        key = str(name).strip().lower()
+        try:
+            return cls._registry[key]
+        except KeyError:
+            raise ValueError(f"unknown language '{name}' (known: {', '.join(cls._registry)})") from None
+
+    @classmethod
+    def register(cls, name: str, *, launches_own_kernels: bool) -> Language:
+        """The language `name` (lower case), registered once; a second registration of a
+        name returns the first."""
+        key = name.strip().lower()
+        if key not in cls._registry:
+            cls._registry[key] = str.__new__(cls, key)
+            if launches_own_kernels:
+                cls._own_kernels.add(key)
+        return cls._registry[key]
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
 
     @property
     def launches_own_kernels(self) -> bool:
         """Whether a solution in this language must launch kernels of its own (the decoy guard)."""
-        return self in (Language.triton, Language.cuda, Language.numba)
+        return str.__str__(self) in self._own_kernels
+
+    def __repr__(self) -> str:
+        return f"Language({self.value!r})"
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return Language, (self.value,)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate, serialization=core_schema.plain_serializer_function_ser_schema(str),
+            json_schema_input_schema=core_schema.str_schema())
+
+    @classmethod
+    def _validate(cls, value: object) -> Language:
+        return value if isinstance(value, Language) else cls(value)
+
+    pytorch: ClassVar[Language]
+    python: ClassVar[Language]
+    triton: ClassVar[Language]
+    cuda: ClassVar[Language]
+    numba: ClassVar[Language]
+
+
+Language.pytorch = Language.register("pytorch", launches_own_kernels=False)
+Language.python = Language.register("python", launches_own_kernels=False)
+Language.triton = Language.register("triton", launches_own_kernels=True)
+Language.cuda = Language.register("cuda", launches_own_kernels=True)
+Language.numba = Language.register("numba", launches_own_kernels=True)
 
 
 class BuildSpec(BaseModel):

@@ -32,7 +32,7 @@ from solforge.spec.trace import CompileReport
 def nvcc_command(nvcc: str, source: Path, output: Path, target: CompileTarget, include_dirs: list[str]) -> list[str]:
     """The nvcc command line that compiles one `.cu` file to a cubin for `target` with
     ptxas' verbose log. The C++ standard is the one torch's headers need."""
-    from solforge.bench.build import cxx_standard
+    from solforge.bench.languages.cuda import cxx_standard
 
     return [nvcc, "-cubin", "-x", "cu", f"-std={cxx_standard()}", "-O3", f"-gencode={target.gencode}",
             "-Xptxas", "-v", *(f"-I{d}" for d in include_dirs), str(source), "-o", str(output)]  # fmt: skip

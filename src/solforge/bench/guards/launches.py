@@ -133,10 +133,11 @@ def launch_counter(module_namespaces: list[dict], solution: Solution, device: st
     files = frozenset(os.path.realpath(ns["__file__"]) for ns in module_namespaces
                       if isinstance(ns.get("__file__"), str))
     counter = LaunchCounter(device=device, language=language, modules=modules, files=files)
-    if language is Language.triton or "triton" in sys.modules:
-        _patch_triton()
-    if language is Language.numba or "numba" in sys.modules:
-        _patch_numba(cuda=device.startswith("cuda") or "numba.cuda" in sys.modules)
+    from solforge.bench.languages import plugins
+
+    for plugin in plugins().values():  # the declared language's hooks, and those of any kernel library loaded
+        if plugin.name == language.value or any(m in sys.modules for m in plugin.toolchain_modules):
+            plugin.install_launch_hooks(device)
     kernels: dict[str, str] = {}  # kernel name -> how it is launched
     for ns in module_namespaces:
         for name, value in list(ns.items()):
@@ -187,7 +188,7 @@ def _saw(fn: object) -> None:
             counter.record(getattr(fn, "__name__", "?"))
 
 
-def _patch_triton() -> None:
+def patch_triton() -> None:
     from triton.runtime.jit import JITFunction
 
     classes: list[type] = [JITFunction]
@@ -201,7 +202,7 @@ def _patch_triton() -> None:
         _wrap_method(cls, "run", lambda self, args, kwargs: None if kwargs.get("warmup", False) else self.fn)
 
 
-def _patch_numba(cuda: bool) -> None:
+def patch_numba(cuda: bool) -> None:
     from numba.core.dispatcher import Dispatcher
 
     # Wrapping the C base's __call__ slot on the Python class: calls between jitted

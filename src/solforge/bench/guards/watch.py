@@ -48,7 +48,12 @@ _AUDIT_EVENTS = frozenset({
     "_thread.start_new_thread", "_thread.start_joinable_thread",
 })
 # Packages whose own frames may start threads or processes: compilers, not kernels.
-_TOOLCHAIN_MODULES = ("triton", "torch._inductor", "torch._dynamo", "torch.utils.cpp_extension")
+def _toolchain_modules() -> tuple[str, ...]:
+    """Packages whose own frames may start threads or processes: each language plugin's
+    compilers (`bench.languages`: triton, torch._inductor, numba, cpp_extension, ...)."""
+    from solforge.bench.languages import toolchain_modules
+
+    return toolchain_modules()
 _STDLIB_DIRS = tuple({os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")})
 _THIS_FILE = os.path.realpath(__file__)
 
@@ -254,7 +259,7 @@ def _is_stdlib(path: str, raw: str) -> bool:
 
 def _toolchain_dirs() -> tuple[str, ...]:
     dirs = []
-    for name in _TOOLCHAIN_MODULES:
+    for name in _toolchain_modules():
         module = sys.modules.get(name)
         file = getattr(module, "__file__", None)
         if file:

@@ -1,0 +1,28 @@
+"""numba: Python kernels compiled by numba's LLVM JIT (`@njit`, `prange`), the CPU's language here."""
+
+from __future__ import annotations
+
+import re
+
+from solforge.bench.languages import LanguagePlugin, register_language
+
+
+@register_language
+class NumbaLanguage(LanguagePlugin):
+    name = "numba"
+    launches_own_kernels = True
+    toolchain_modules = ("numba",)
+    env_prefixes = ("NUMBA_",)
+    prompt_notes = ("numba: the work runs in the solution's own @njit kernels on NumPy views of the tensors "
+                    "(tensor.numpy(); bfloat16 through its int16 bits); torch only allocates and views.")
+
+    def install_launch_hooks(self, device: str) -> None:
+        import sys
+
+        from solforge.bench.guards.launches import patch_numba
+
+        patch_numba(cuda=device.startswith("cuda") or "numba.cuda" in sys.modules)
+
+    def descriptors(self, sources: str) -> dict[str, int | str | bool]:
+        return {"parallel": "prange" in sources or "parallel=True" in sources,
+                "fastmath": bool(re.search(r"fastmath\s*=\s*True", sources))}
