@@ -187,3 +187,20 @@ def test_the_cache_flush_covers_every_byte_of_each_timed_call():
     ev = run("honest_rmsnorm.py", workloads=WORKLOADS[:1])[0]
     assert ev.solforge.timing.method == "judge-handshake+cache-flush"
     assert ev.solforge.timing.flushed_bytes_per_call == 1 << 20
+
+
+def test_timing_is_cut_past_the_cut_off_and_never_below_it():
+    wl = WORKLOADS[:1]
+    far = run("honest_rmsnorm.py", workloads=wl, config=CONFIG.model_copy(update={
+        "timing": TimingBudget(warmup_s=0.0, max_time_s=30.0, max_iters=200, min_iters=3)}))[0]
+    assert far.status is EvaluationStatus.PASSED and not far.solforge.timing.cut
+    # A cut-off far below any real latency: stopped at min_iters, marked cut, still checked and passed.
+    cut = evaluate(DEFN, wl, solution("honest_rmsnorm.py"), "cpu", CONFIG.model_copy(update={
+        "timing": TimingBudget(warmup_s=0.0, max_time_s=30.0, max_iters=200, min_iters=3)}),
+        cutoff_ms={wl[0].uuid: 1e-9})[0].evaluation
+    assert cut.status is EvaluationStatus.PASSED, cut.log
+    assert cut.solforge.timing.cut and cut.solforge.timing.count == 3
+    assert any(w.startswith("cut: timing stopped after 3 samples") for w in cut.solforge.warnings)
+    # A cut-off far above: never cut.
+    slow = evaluate(DEFN, wl, solution("honest_rmsnorm.py"), "cpu", CONFIG, cutoff_ms={wl[0].uuid: 1e9})[0]
+    assert not slow.evaluation.solforge.timing.cut and slow.evaluation.solforge.timing.count == 5

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -112,8 +112,13 @@ def evaluate(
     solution: Solution,
     device: str | Device | None = None,
     config: BenchConfig | None = None,
+    cutoff_ms: Mapping[str, float] | None = None,
 ) -> list[Trace]:
     """Evaluate `solution` on each workload: one Trace per workload, in order.
+
+    `cutoff_ms` (workload uuid -> latency, ms; e.g. 3x the search's best): timing on the
+    host stops early once its median is past it (`timing.cut`; the checks of timed
+    outputs still run). Correctness is never cut.
 
     `device` ('cpu', 'cuda', 'cuda:N' or a Device; default `config.device`). Status
     PASSED carries `performance.latency_ms` (the median, ms) and the timing statistics
@@ -123,11 +128,12 @@ def evaluate(
     Raises SpecError for a workload that does not fit the definition or bad problem
     data, ChildStartError when no process can be started.
     """
-    return _evaluate(definition, workloads, solution, device, config or BenchConfig(), trusted=False)
+    return _evaluate(definition, workloads, solution, device, config or BenchConfig(), trusted=False,
+                     cutoff_ms=cutoff_ms)
 
 
 def _evaluate(definition: Definition, workloads: list[Workload], solution: Solution, device: str | Device | None,
-              config: BenchConfig, trusted: bool) -> list[Trace]:
+              config: BenchConfig, trusted: bool, cutoff_ms: Mapping[str, float] | None = None) -> list[Trace]:
     dev = device if isinstance(device, Device) else Device.parse(device or config.device)
     for wl in workloads:
         problems = check_workload(definition, wl)
@@ -145,7 +151,7 @@ def _evaluate(definition: Definition, workloads: list[Workload], solution: Solut
     if problems:
         return [emit(wl, EvaluationStatus.COMPILE_ERROR, problems[0], {}) for wl in workloads]
     flush = flush_bytes_for(config.flush_bytes, dev.cache_bytes)
-    return run_judged(definition, solution, workloads, dev.canonical, config, trusted, flush, emit)
+    return run_judged(definition, solution, workloads, dev.canonical, config, trusted, flush, emit, cutoff_ms)
 
 
 # -- run_bench -------------------------------------------------------------------------------

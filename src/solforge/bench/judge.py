@@ -46,7 +46,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,11 +228,12 @@ class Judge:
     raises Verdict / ChildLost; `close` ends the solution's process."""
 
     def __init__(self, definition: Definition, solution: Solution, device: str, config: BenchConfig, trusted: bool,
-                 workdir: Path, flush_bytes: int):
+                 workdir: Path, flush_bytes: int, cutoff_ms: Mapping[str, float] | None = None):
         self.definition, self.solution, self.device = definition, solution, device
         self.config, self.trusted, self.workdir = config, trusted, workdir
         self.flush_bytes = flush_bytes
         self.child: Child | None = None
+        self.cutoff_ms = dict(cutoff_ms or {})  # workload uuid -> latency past which timing stops
         self.line: HotLine | None = None
         self.overhead_ms: dict[int, float] = {}
         self.load_log = ""
@@ -573,7 +574,10 @@ class WorkloadRun:
 
         interpreted = not plugin_for(self.judge.solution.spec.language).timed_is_measurement(self.device)
         timed = self._time_once(budget, clocks)
-        if self.judge.host_timed and not is_stable(timed):
+        if timed.cut:
+            warnings.append(f"cut: timing stopped after {timed.count} samples, median {timed.median_ms:.4g} ms past "
+                            f"the cut-off of {self.judge.cutoff_ms[self.workload.uuid]:.4g} ms")
+        elif self.judge.host_timed and not is_stable(timed):
             again = self._time_once(budget, clocks)
             again = again.model_copy(update={"reruns": 1})
             timed = again
@@ -645,8 +649,10 @@ class WorkloadRun:
         loop = CpuLoop(line, prepare, keep, before_reuse, flush, RING, self.timeout_s)
         try:
             time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
+            cutoff = self.judge.cutoff_ms.get(self.workload.uuid)
+            overhead = self.judge.overhead_for(slot_bytes(out_layout[0]))
             run = time_cpu(child, loop, 0.0, budget.max_time_s, budget.max_iters, budget.min_iters,
-                           first_iteration=timed_start)
+                           first_iteration=timed_start, cutoff_raw_ms=None if cutoff is None else cutoff + overhead)
         except CallRaised:
             stop(line)
             reply = child.receive(request.id, self.timeout_s)
@@ -676,7 +682,7 @@ class WorkloadRun:
         raw_ms = [ns / 1e6 for ns in run.raw_ns]
         samples = [max(r - overhead, MIN_SAMPLE_MS) for r in raw_ms]
         return stats(samples, method, True, overhead_ms=overhead, raw_samples_ms=raw_ms,
-                     flushed_bytes_per_call=self.flushed_bytes // max(len(samples), 1),
+                     flushed_bytes_per_call=self.flushed_bytes // max(len(samples), 1), cut=run.cut,
                      solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge")
 
     def _cpu_flush(self) -> tuple[Callable[[int], None], str]:
@@ -779,7 +785,8 @@ def _informative(t: Any) -> bool:
 
 def run_judged(definition: Definition, solution: Solution, workloads: list[Workload], device: str,
                config: BenchConfig, trusted: bool, flush_bytes: int,
-               emit: Callable[[Workload, EvaluationStatus, str, dict[str, Any]], Any]) -> list[Any]:
+               emit: Callable[[Workload, EvaluationStatus, str, dict[str, Any]], Any],
+               cutoff_ms: Mapping[str, float] | None = None) -> list[Any]:
     """Evaluate `solution` on each workload with a fresh solution's process (started
     again after any failure): `emit(workload, status, log, extension_fields)` makes each
     workload's Trace. Returns the traces in workload order."""
@@ -787,7 +794,7 @@ def run_judged(definition: Definition, solution: Solution, workloads: list[Workl
     workdir = root / "solution"
     workdir.mkdir()
     traces: list[Any] = []
-    judge = Judge(definition, solution, device, config, trusted, workdir, flush_bytes)
+    judge = Judge(definition, solution, device, config, trusted, workdir, flush_bytes, cutoff_ms)
     try:
         with device_lock(device), not_dumpable():
             rest: tuple[EvaluationStatus, str, list[GuardFinding]] | None = None

@@ -165,13 +165,17 @@ class CpuRun:
     gap_cpu_ms: float = 0.0  # CPU time of the solution's process between DONE and the next GO
     inside_ms: float = 0.0  # sum of the raw round trips
     iterations: list[int] = field(default_factory=list)  # iteration numbers timed, in order
+    cut: bool = False  # stopped early: the median was past the cut-off
 
 
 def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_iters: int,
-             min_iters: int, first_iteration: int = 0) -> CpuRun:
+             min_iters: int, first_iteration: int = 0, cutoff_raw_ms: float | None = None) -> CpuRun:
     """The judge-side loop (steps 2 and 3 of the module docstring). Iteration numbers
     run on from `first_iteration`, so an iteration number never repeats. With
-    `max_iters` 0 only the warm-up runs. Raises handshake.OutOfStep or CallRaised."""
+    `max_iters` 0 only the warm-up runs. With `cutoff_raw_ms`, the loop stops once it
+    has `min_iters` samples whose median is past it (`run.cut`): a candidate clearly
+    slower than the best needs no more samples to say so (tinygrad's BEAM search cuts
+    the same way). Raises handshake.OutOfStep or CallRaised."""
     run = CpuRun()
     i = first_iteration
     if warmup_s > 0 or max_iters == 0:
@@ -203,6 +207,10 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
         run.iterations.append(i)
         run.inside_ms += raw / 1e6
         i += 1
+        if cutoff_raw_ms is not None and len(run.raw_ns) >= min_iters:
+            if sorted(run.raw_ns)[len(run.raw_ns) // 2] / 1e6 > cutoff_raw_ms:
+                run.cut = True
+                break
     return run
 
 

@@ -70,6 +70,9 @@ class TimingStats(BaseModel):
         default=False, description="Too few samples or too wide a spread, even after a re-run: not a sound figure."
     )
     reruns: int = Field(default=0, description="Times the timing was run again for an unstable spread.")
+    cut: bool = Field(
+        default=False, description="Timing stopped early: its median was already past the caller's cut-off."
+    )
     flushed_bytes_per_call: int | None = Field(
         default=None, description="Bytes the cache flush evicted or wrote before each timed call (CPU)."
     )
