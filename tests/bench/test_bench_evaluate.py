@@ -204,3 +204,20 @@ def test_timing_is_cut_past_the_cut_off_and_never_below_it():
     # A cut-off far above: never cut.
     slow = evaluate(DEFN, wl, solution("honest_rmsnorm.py"), "cpu", CONFIG, cutoff_ms={wl[0].uuid: 1e9})[0]
     assert not slow.evaluation.solforge.timing.cut and slow.evaluation.solforge.timing.count == 5
+
+
+def test_a_gpu_target_cross_compiles_first_and_refuses_what_cannot_run_there():
+    config = CONFIG.model_copy(update={"target": "sm_90a"})
+    ok = run("honest_rmsnorm_triton.py", "triton", workloads=WORKLOADS[:1], config=config)[0]
+    assert ok.status is EvaluationStatus.PASSED, ok.log
+    assert ok.solforge.compile_reports and ok.solforge.compile_reports[0].target == "sm_90a"
+    assert ok.solforge.compile_reports[0].registers_per_thread > 0
+    # 64 warps x 32 threads is above the 1024 threads a block may have on sm_90a: refused
+    # with the limit named, and the solution is never run.
+    wide = solution("honest_rmsnorm_triton.py", "triton")
+    wide.sources[0].content = wide.sources[0].content.replace("BLOCK=triton.next_power_of_2(cols))",
+                                                              "BLOCK=triton.next_power_of_2(cols), num_warps=64)")
+    assert "num_warps=64" in wide.sources[0].content
+    ev = evaluate(DEFN, WORKLOADS[:1], wide, "cpu", config)[0].evaluation
+    assert ev.status is EvaluationStatus.COMPILE_ERROR and ev.log.startswith("sm_90a: "), ev.log
+    assert ev.solforge.correctness_trials == 0

@@ -87,3 +87,28 @@ def test_no_process_outlives_the_controller(how, tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_the_template_outlives_the_thread_that_started_it(tmp_path):
+    # The template process is started by whichever thread of the judge first needs it
+    # (a search's evaluator thread, say); it must serve the judge after that thread ends.
+    script = (
+        "import threading\n"
+        "from pathlib import Path\n"
+        "from solforge.bench import BenchConfig, TimingBudget, evaluate\n"
+        "from solforge.spec import BuildSpec, Solution, SourceFile, Workload, load_definition\n"
+        f"kernels = Path({str(Path(__file__).parent / 'kernels')!r})\n"
+        "d = load_definition(kernels / 'rmsnorm_small.json')\n"
+        "s = Solution(name='h', definition=d.name, spec=BuildSpec(language='pytorch', "
+        "entry_point='honest_rmsnorm.py::run', destination_passing_style=False), "
+        "sources=[SourceFile(path='honest_rmsnorm.py', content=(kernels / 'honest_rmsnorm.py').read_text())])\n"
+        "c = BenchConfig(timing=TimingBudget(warmup_s=0.0, max_time_s=0.2, max_iters=5, min_iters=5))\n"
+        "w = [Workload(uuid='e', axes={'T': 5})]\n"
+        "out = []\n"
+        "t = threading.Thread(target=lambda: out.append(evaluate(d, w, s, 'cpu', c)[0].evaluation.status.value))\n"
+        "t.start(); t.join()\n"
+        "out.append(evaluate(d, w, s, 'cpu', c)[0].evaluation.status.value)\n"
+        "print(out)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.stdout.strip().endswith("['PASSED', 'PASSED']"), proc.stdout + proc.stderr[-3000:]

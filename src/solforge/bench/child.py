@@ -25,6 +25,36 @@ except ImportError:  # pragma: no cover - numba is optional outside the CPU extr
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+_CAP_LAST = 63
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_privileges() -> bool:
+    """Drop every capability (bounding set first, then effective/permitted/inheritable
+    with capset(2), version 3) and forbid regaining any (PR_SET_NO_NEW_PRIVS). Root
+    without CAP_SYS_PTRACE cannot read or write a non-dumpable process's memory; without
+    CAP_DAC_OVERRIDE it is held to file permissions. True when the capabilities are gone
+    (or there were none)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return False
+    for cap in range(_CAP_LAST + 1):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the kernel's last cap: ignored
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    ok = libc.capset(ctypes.byref(header), data) == 0
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    return ok
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -35,18 +65,21 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-def tie_to_parent(sig: int = signal.SIGKILL) -> None:
+def tie_to_parent(sig: int = signal.SIGKILL, *, watchdog: bool = False) -> None:
     """Die with the parent: PR_SET_PDEATHSIG (`sig` when the parent dies) where Linux has
-    it, else a watchdog thread that exits when the parent process is gone."""
+    it, else (or with `watchdog`) a thread that exits when the parent process is gone.
+    PR_SET_PDEATHSIG follows the parent *thread* that created this process: a process
+    started from a thread that may end first (the template, started by whichever thread
+    of the judge first needs it) takes the watchdog."""
     parent = os.getppid()
-    if _prctl(PR_SET_PDEATHSIG, sig):
+    if not watchdog and _prctl(PR_SET_PDEATHSIG, sig):
         if os.getppid() != parent:  # the parent died before the signal was armed
             os._exit(1)
         return
 
     def watch() -> None:
         while True:
-            time.sleep(0.5)
+            time.sleep(0.2)
             if os.getppid() != parent:
                 os._exit(1)
 
@@ -74,6 +107,8 @@ def main(conn, role: str, device: str) -> None:
         else:
             os.environ[key] = value
     device = kind.torch_device(index)  # what tensors live on here ('cpu' for a kind that runs on the host)
+    if role == "solution":
+        drop_privileges()  # before any solution code: no ptrace of its template, judge or reference
     if role == "reference":
         # Expected outputs live here: other processes of this user may not read this
         # process's memory or file descriptors through /proc.

@@ -68,6 +68,12 @@ class BenchConfig(BaseModel):
         description="Host memory a solution's process may use, GiB: past it, the kernel's out-of-memory killer "
         "ends that process (a memory cgroup; RLIMIT_AS where none can be made). None: no limit.",
     )
+    target: str | None = Field(
+        default=None,
+        description="GPU target ('sm_90a', 'sm_100a', 'sm_80') every Triton or CUDA C++ solution is cross-compiled "
+        "for before it runs (COMPILE_ERROR with ptxas' or nvcc's message, compile reports in the trace). None: the "
+        "target of the CUDA device evaluated on, and no cross-compile on other devices.",
+    )
     sandbox: bool = Field(
         default=False,
         description="Run each solution's process under bubblewrap: no network, read-only root, its own PID "

@@ -150,8 +150,38 @@ def _evaluate(definition: Definition, workloads: list[Workload], solution: Solut
     problems = check_solution(definition, solution)
     if problems:
         return [emit(wl, EvaluationStatus.COMPILE_ERROR, problems[0], {}) for wl in workloads]
+    reports: dict[str, Any] = {}
+    target = None if trusted else target_of(config, dev)
+    if target is not None:
+        from solforge.bench.crosscompile import CrossCompileError, reports_for_workload
+        from solforge.bench.languages import plugin_for
+
+        try:
+            compiled = plugin_for(solution.spec.language).cross_compile(solution, definition, workloads, target)
+        except CrossCompileError as exc:  # rejected before it costs device time
+            return [emit(wl, EvaluationStatus.COMPILE_ERROR, f"{target}: {exc.message}", {}) for wl in workloads]
+        if compiled is not None:
+            reports = {wl.uuid: reports_for_workload(compiled, wl.uuid) for wl in workloads}
     flush = flush_bytes_for(config.flush_bytes, dev.cache_bytes)
-    return run_judged(definition, solution, workloads, dev.canonical, config, trusted, flush, emit, cutoff_ms)
+    traces = run_judged(definition, solution, workloads, dev.canonical, config, trusted, flush, emit, cutoff_ms)
+    for trace in traces:
+        if trace.evaluation is not None and reports.get(trace.workload.uuid):
+            trace.evaluation.solforge.compile_reports = reports[trace.workload.uuid]
+    return traces
+
+
+def target_of(config: BenchConfig, device: Device) -> str | None:
+    """The GPU target a solution is cross-compiled for before it runs: `config.target`,
+    else the CUDA device's own ('sm_90a' for compute capability 9.0), else None."""
+    if config.target is not None:
+        return config.target
+    cc = getattr(device, "compute_capability", None)
+    if device.kind.name != "cuda" or not cc:
+        return None
+    from solforge.hardware.targets import TARGETS
+
+    name = f"sm_{cc[0]}{cc[1]}" + ("a" if cc[0] >= 9 else "")
+    return name if name in TARGETS else None
 
 
 # -- run_bench -------------------------------------------------------------------------------

@@ -6,7 +6,10 @@ not depend on when a busy machine schedules the judge. So:
 1. READY(i, slot), a datagram: the solution's process wakes, gets its arguments ready,
    writes ARMED = i + 1 in a shared page and spins on the page's GO word. The judge
    spins (yielding the CPU) on the ARMED word meanwhile, outside the clock.
-2. The judge reads its clock (CLOCK_REALTIME, ns) and writes GO = i + 1.
+2. Only now does the judge write the call's inputs into the shared slot and evict them
+   from the caches (until then they were in its private memory: no thread of the
+   solution's can work on them off the clock). Then it reads its clock
+   (CLOCK_REALTIME, ns) and writes GO = i + 1.
 3. The solution's process sees GO, calls, hands the outputs over, writes DONE = i + 1
    (with ERROR_BIT set when the call raised), and sends a DONE(i) datagram.
 4. The clock stops at the kernel's receive timestamp of that datagram (SO_TIMESTAMPNS):
@@ -40,6 +43,7 @@ from solforge.bench.messages import HOT_FRAME
 
 READY, DONE, STOP = 1, 3, 4
 ERROR_BIT = 1 << 62
+PROFILE_BIT = 1 << 31  # in READY's slot: run this call under torch's profiler (a secret sample of timed calls)
 _WORD = struct.Struct("<Q")
 _GO, _DONE, _ARMED = 0, 8, 16
 PAGE_BYTES = 64
@@ -136,12 +140,16 @@ class HotLine:
         self.page.close()
 
 
-def judge_round(line: HotLine, iteration: int, slot: int, timeout_s: float) -> int:
-    """One timed call (steps 1 to 4 of the module docstring). Returns the raw time in
+def judge_round(line: HotLine, iteration: int, slot: int, timeout_s: float,
+                on_armed: Callable[[], None] | None = None, profile: bool = False) -> int:
+    """One timed call (steps 1 to 4 of the module docstring). `on_armed()` runs once the
+    solution's process is armed and before the clock starts: the judge publishes the
+    call's inputs there, so that nothing in the solution's process can see them before
+    GO (work done on them between calls would be off the clock). Returns the raw time in
     nanoseconds. Raises OutOfStep (timeout=True when nothing came in time) or CallRaised."""
     page = line.page
     want = iteration + 1
-    line.send(READY, iteration, slot)
+    line.send(READY, iteration, slot | (PROFILE_BIT if profile else 0))
     deadline = time.perf_counter() + timeout_s
     spins = 0
     while page.get(_ARMED) != want:
@@ -152,6 +160,8 @@ def judge_round(line: HotLine, iteration: int, slot: int, timeout_s: float) -> i
                 raise OutOfStep(f"timed call {iteration}: not armed within {timeout_s:g} s", timeout=True)
             if line.pending():
                 _step(line, iteration, 0, timeout_s)  # a frame before GO is out of step: raises
+    if on_armed is not None:
+        on_armed()
     t0 = time.clock_gettime_ns(time.CLOCK_REALTIME)
     page.set(_GO, want)
     stamp = _step(line, iteration, DONE, timeout_s)
@@ -182,11 +192,12 @@ def stop(line: HotLine) -> None:
 # -- the solution's side ------------------------------------------------------------------------
 
 
-def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int], Any], call: Callable[[Any], None],
+def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int, bool], Any], call: Callable[[Any], None],
                  on_error: Callable[[BaseException], None]) -> None:
-    """The solution's side until STOP: `arm(slot)` prepares a call's arguments outside the
-    judge's clock, `call(armed)` runs it (and hands its outputs over). An exception in
-    `call` is passed to `on_error` and answered with ERROR_BIT. Closes both descriptors."""
+    """The solution's side until STOP: `arm(slot, profile)` prepares a call's arguments
+    outside the judge's clock, `call(armed)` runs it (and hands its outputs over). An
+    exception in `call` is passed to `on_error` and answered with ERROR_BIT. Closes both
+    descriptors."""
     page = SignalPage(page_fd, owner=False)
     sock = socket.socket(fileno=sock_fd)
     words = page._map
@@ -200,7 +211,7 @@ def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int], Any], call: Ca
                 return
             if kind != READY:
                 raise EOFError  # out of step with the judge: end; the judge reports it
-            armed = arm(slot)
+            armed = arm(slot & ~PROFILE_BIT, bool(slot & PROFILE_BIT))
             want = i + 1
             _WORD.pack_into(words, _ARMED, want)
             spins = 0
@@ -215,7 +226,7 @@ def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int], Any], call: Ca
                 on_error(exc)
                 done |= ERROR_BIT
             _WORD.pack_into(words, _DONE, done)
-            sock.send(HOT_FRAME.pack(DONE, i, slot))
+            sock.send(HOT_FRAME.pack(DONE, i, slot & ~PROFILE_BIT))
     finally:
         sock.close()
         page.close()

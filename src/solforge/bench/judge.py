@@ -41,6 +41,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
+import os
 import secrets
 import shutil
 import tempfile
@@ -96,6 +97,7 @@ KEEP_BYTES = 512 * 2**20  # timed outputs the judge keeps for its checks after t
 CALIBRATION_ROUNDS = 30
 MAX_CALIBRATED_COPY_BYTES = 256 * 2**20
 REFERENCE_BATCH_BYTES = 256 * 2**20
+PROFILE_EVERY = 8  # about 1 in 8 timed calls (drawn by the judge) runs under torch's profiler: not a sample
 
 
 class Verdict(Exception):
@@ -367,8 +369,11 @@ class WorkloadRun:
         self.findings: list[GuardFinding] = []
         self.timeout_s = self.config.timeout_s
         self.flushed_bytes = 0  # by the CPU cache flush before timed calls
+        self.in_hot_loop = False
 
     def close(self) -> None:
+        if self.in_hot_loop and self.child.alive:  # left mid-loop by a verdict: it answers nothing now
+            self.child.kill()
         for child, key in self.attached:
             if child.alive:
                 try:
@@ -467,6 +472,7 @@ class WorkloadRun:
         max_abs = max_rel = 0.0
         precision = "native"
         shares: list[float] = []
+        own_before = 0.0
         last: Called | None = None
         inputs = [self.inputs(seeds[k], dists[k]) for k in range(calls)]
         all_expected, precision = self.expected(inputs)
@@ -500,8 +506,12 @@ class WorkloadRun:
                               max(max_abs, result.max_absolute_error), max(max_rel, result.max_relative_error))
             max_abs, max_rel = max(max_abs, result.max_absolute_error), max(max_rel, result.max_relative_error)
             history.append((slot, outs, expected, True))
-            if k > 0 and reply.record is not None and reply.solution_ms > 0:
-                shares.append(reply.record.compute_ms / reply.solution_ms)
+            own_ms = reply.own_kernel_ms - own_before
+            own_before = reply.own_kernel_ms
+            if k > 0 and reply.record is not None and reply.record.compute_ms + own_ms > 0:
+                # Torch's compute against the solution's own kernels, both timed inside the
+                # same call: the recorder's own overhead is in neither.
+                shares.append(reply.record.compute_ms / (reply.record.compute_ms + own_ms))
         if not self.judge.trusted and last is not None:
             found = self._decoy_findings(calls, last, shares)
             if found:
@@ -560,8 +570,8 @@ class WorkloadRun:
             if share > 0.5:
                 record = last.record
                 ops = torch_compute_ops(record) if record is not None else "?"
-                return [finding(Guard.DECOY, f"decoy: declared {language.value} but {share:.0%} of its time ran in "
-                                             f"torch compute ops ({ops})")]
+                return [finding(Guard.DECOY, f"decoy: declared {language.value} but torch compute ops ({ops}) took "
+                                             f"{share:.0%} of the time its own kernels and torch's compute took")]
         return []
 
     # -- timing --------------------------------------------------------------------------------------
@@ -610,10 +620,15 @@ class WorkloadRun:
         flush, method = self._cpu_flush()
         self.flushed_bytes = 0
 
+        staged: dict[int, dict[str, Any]] = {}
+
         def prepare(i: int, slot: int, purpose: str) -> None:
             seeds[i] = secrets.randbits(62)
-            self.sol_arena.write(self.sol_arena.layout.inputs[slot], self.inputs(seeds[i], "normal"))
+            staged[slot] = self.inputs(seeds[i], "normal")  # private until the call is armed
             self.poison(slot)
+
+        def publish(slot: int) -> None:
+            self.sol_arena.write(self.sol_arena.layout.inputs[slot], staged.pop(slot))
 
         def keep(i: int, slot: int) -> None:
             outs = self.outputs(slot)
@@ -646,7 +661,10 @@ class WorkloadRun:
         if child.pending_bytes() or line.pending():
             self._forged("before the timed loop")
         child.send(request, fds=line.their_fds)
-        loop = CpuLoop(line, prepare, keep, before_reuse, flush, RING, self.timeout_s)
+        self.in_hot_loop = True  # until the reply after STOP: a failure here leaves the process mid-loop
+        loop = CpuLoop(line, prepare, publish, keep, before_reuse, flush, RING, self.timeout_s,
+                       profile_every=0 if self.judge.trusted else PROFILE_EVERY)
+        threads_before = _tasks(child)
         try:
             time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
             cutoff = self.judge.cutoff_ms.get(self.workload.uuid)
@@ -656,6 +674,7 @@ class WorkloadRun:
         except CallRaised:
             stop(line)
             reply = child.receive(request.id, self.timeout_s)
+            self.in_hot_loop = False
             if isinstance(reply, Failed):
                 raise Verdict(reply.status, reply.log, reply.findings) from None
             raise Verdict(EvaluationStatus.RUNTIME_ERROR, "a timed call failed") from None
@@ -666,13 +685,24 @@ class WorkloadRun:
             raise Verdict(EvaluationStatus.REWARD_HACK, str(lost), [finding(Guard.FORGED_REPLY, str(lost))]) from None
         stop(line)
         reply = child.receive(request.id, self.timeout_s)
+        self.in_hot_loop = False
         if isinstance(reply, Failed):
             raise Verdict(reply.status, reply.log, reply.findings)
         assert isinstance(reply, Cooled)
         for slot in list(last_done):
             before_reuse(slot)
-        if reply.findings:
-            raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in reply.findings), reply.findings)
+        found = list(reply.findings)
+        if not self.judge.trusted:
+            from solforge.bench.messages import OpRecord
+
+            found += forbidden_findings(OpRecord(profiled=reply.profiled), self.judge.wanted)
+            started = _tasks(child) - threads_before
+            if started and threads_before:
+                found.append(finding(Guard.THREAD_OR_PROCESS, f"threads or processes: {len(started)} thread(s) "
+                                     "started during the timed calls are still running (the judge's count of the "
+                                     "process's tasks)"))
+        if found:
+            raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in found), found)
         if run.gap_cpu_ms > gap_limit_ms(run):
             message = (f"work outside the timed call: the solution's process used {run.gap_cpu_ms:.1f} ms of CPU "
                        f"between its {len(run.raw_ns)} timed calls, which took {run.inside_ms:.1f} ms in all")
@@ -682,7 +712,7 @@ class WorkloadRun:
         raw_ms = [ns / 1e6 for ns in run.raw_ns]
         samples = [max(r - overhead, MIN_SAMPLE_MS) for r in raw_ms]
         return stats(samples, method, True, overhead_ms=overhead, raw_samples_ms=raw_ms,
-                     flushed_bytes_per_call=self.flushed_bytes // max(len(samples), 1), cut=run.cut,
+                     flushed_bytes_per_call=self.flushed_bytes // max(len(run.raw_ns) + len(run.profiled), 1), cut=run.cut,
                      solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge")
 
     def _cpu_flush(self) -> tuple[Callable[[int], None], str]:
@@ -774,6 +804,14 @@ class WorkloadRun:
                               f"{result.message}", [], result.max_absolute_error, result.max_relative_error)
         clocks.update(reply.clocks)
         return stats(reply.samples_ms, reply.method, True, timed_by="solution-events")
+
+
+def _tasks(child: Child) -> set[str]:
+    """The thread ids of a child's process, read by the judge from /proc (empty where unreadable)."""
+    try:
+        return set(os.listdir(f"/proc/{child.process.pid}/task"))
+    except OSError:
+        return set()
 
 
 def _informative(t: Any) -> bool:

@@ -177,6 +177,7 @@ class OpRecord(BaseModel):
     modules: list[str] = Field(default_factory=list, description="Classes of nn.Modules whose forward ran.")
     aten: dict[str, int] = Field(default_factory=dict, description="aten op name -> calls.")
     compute_ms: float = Field(default=0.0, description="Time inside torch compute ops (not allocations, views).")
+    profiled: list[str] = Field(default_factory=list, description="Op names torch's profiler recorded (C++ level).")
     intact: bool = Field(default=True, description="False when the recorder was removed during the call.")
 
 
@@ -208,6 +209,7 @@ class Called(_Message):
     same_storage_as: int | None = Field(default=None, description="Earlier call whose returned storage this call returned again.")
     solution_ms: float = Field(default=0.0, description="The solution's own reading of the call (untrusted).")
     launches: int = Field(default=0, description="Launches of the solution's own kernels so far (decoy guard).")
+    own_kernel_ms: float = Field(default=0.0, description="Time inside those launches so far, ms (host side).")
     profiled_own: bool | None = Field(default=None, description="On CUDA: the profiler saw one of its kernels.")
     profiled_names: list[str] = Field(default_factory=list)
 
@@ -217,6 +219,7 @@ class Cooled(_Message):
 
     kind: Literal["cooled"] = "cooled"
     solution_samples_ms: list[float] = Field(default_factory=list)
+    profiled: list[str] = Field(default_factory=list, description="Ops the profiler saw in the profiled timed calls.")
     findings: list[GuardFinding] = Field(default_factory=list)
 
 

@@ -18,10 +18,10 @@ bubblewrap (`bwrap`): no network, the root filesystem read-only, only its workin
 directory writable, its own PID namespace (it cannot see the judge or the reference
 process); this costs the full start (~2 s) per solution.
 
-Lifetime. The template sets PR_SET_PDEATHSIG(SIGKILL) against the judge (`template`),
-and each child against the template (`child`; a watchdog thread where Linux's prctl
-is missing): the kill of the judge by any signal, SIGKILL included, ends the template
-and then every child. Each child leads a process group of its
+Lifetime. The template watches the judge's process (a watchdog thread, `template`),
+and each child sets PR_SET_PDEATHSIG(SIGKILL) against the template (`child`; a
+watchdog where Linux's prctl is missing): the kill of the judge by any signal, SIGKILL
+included, ends the template and then every child. Each child leads a process group of its
 own; `kill()` sends SIGKILL to the group, taking the compilers and any process the
 solution started. Every request runs under a hard wall-clock limit, enforced by
 killing the child (never a thread with a timeout).
@@ -174,7 +174,7 @@ def describe_exit(code: int | None, sandboxed: bool = False) -> str:
             signal.SIGSEGV: " (a segfault or illegal memory access in the solution)",
             signal.SIGBUS: " (a bus error in the solution)",
             signal.SIGABRT: " (an abort, e.g. a failed assertion in native code)",
-            signal.SIGKILL: " (killed: out of memory?)",
+            signal.SIGKILL: " (killed: by the out-of-memory killer, or by another process)",
         }.get(sig, "")
         return f"the process died from signal {sig.name}{why}"
     return f"the process exited with code {code} during the request (sys.exit or os._exit in the solution?)"
@@ -199,6 +199,7 @@ class Child:
             with _SPAWN_LOCK, _main_hidden():
                 self.process.start()
         theirs.close()
+        _LIVE.add(self)  # known before it answers: reap_strays in another thread must not take it for a stray
         try:
             ready = self._read(startup_timeout_s, expect_id=0)
         except ChildLost as lost:
@@ -210,7 +211,6 @@ class Child:
         self.pid = ready.pid
         self._poll = select.poll()
         self._poll.register(self.conn.fileno(), select.POLLIN)
-        _LIVE.add(self)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -328,6 +328,8 @@ class Child:
         self._join(10)
         self.conn.close()
         _LIVE.discard(self)
+        if self.role == "solution":
+            reap_strays()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Ask the child to exit; kill it if it does not."""
@@ -345,6 +347,35 @@ def shutdown_children() -> None:
     """Kill every child still alive (also run at interpreter exit)."""
     for child in list(_LIVE):
         child.kill()
+
+
+def reap_strays() -> list[int]:
+    """Kill every process the template adopted that is not a live child of the judge: a
+    process a solution detached (double fork, setsid) is reparented to the template, a
+    subreaper (`template`), and must not outlive that solution. Returns the pids killed."""
+    template = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if not template:
+        return []
+    live = {child.process.pid for child in _LIVE}
+    killed = []
+    try:
+        tasks = os.listdir(f"/proc/{template}/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{template}/task/{task}/children") as f:
+                pids = [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            if pid in live:
+                continue
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
 
 
 def _child_entry(conn: multiprocessing.connection.Connection, role: str, device: str) -> None:

@@ -51,9 +51,13 @@ LOG_NAME = "worker.log"
 
 # Functions of this module the integrity guard protects: a solution that rebinds one,
 # or swaps its code, is tampering with the harness's side of the handshake.
-PROTECTED: tuple[str, ...] = tuple(
-    f"solforge.bench.solution_process.Session.{name}"
-    for name in ("load", "call", "hot", "time_on_device", "_invoke", "_hand_over")
+PROTECTED: tuple[str, ...] = (
+    *(f"solforge.bench.solution_process.Session.{name}"
+      for name in ("load", "call", "hot", "time_on_device", "_invoke", "_hand_over", "_arguments")),
+    *(f"solforge.bench.arena.Arena.{name}" for name in ("read", "write", "view", "span")),
+    "solforge.bench.handshake.serve_rounds", "solforge.bench.handshake.SignalPage.get",
+    "solforge.bench.handshake.SignalPage.set", "solforge.bench.timing.time_on_device",
+    "solforge.bench.timing.device_loop", "solforge.bench.guards.recorder.OpRecorder.record",
 )
 
 
@@ -157,7 +161,7 @@ class Session:
             if sizes[slot]:
                 torch.Tensor.copy_(scratch[:sizes[slot]], sources[slot])
 
-        serve_rounds(page_fd, sock_fd, lambda slot: slot, call, lambda exc: None)
+        serve_rounds(page_fd, sock_fd, lambda slot, profile: slot, call, lambda exc: None)
         return Calibrated(id=request.id)
 
     # -- load -------------------------------------------------------------------------------------
@@ -271,6 +275,7 @@ class Session:
             id=request.id, record=recorder.record() if recorder is not None else None, findings=findings,
             same_storage_as=same_as, solution_ms=solution_ms,
             launches=self.counter.count if self.counter is not None else 0,
+            own_kernel_ms=self.counter.own_ns / 1e6 if self.counter is not None else 0.0,
             profiled_own=self.counter.own_kernels_profiled if self.counter is not None else None,
             profiled_names=(self.counter.profiled_kernel_names or [])[:8] if self.counter is not None else [],
         )
@@ -363,17 +368,33 @@ class Session:
         errors: list[_Verdict] = []
         fn, hand_over = self.fn, self._hand_over
 
-        def arm(slot: int) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
-            inputs, dps, shared_out = slots[slot]
-            return state.arena.read(layout.inputs[slot]), dps, shared_out
+        profiled: set[str] = set()
 
-        def call(armed: tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]) -> None:
-            kwargs, dps, shared_out = armed
+        def arm(slot: int, profile: bool) -> tuple[int, dict[str, Any] | None, dict[str, Any], Any]:
+            _, dps, shared_out = slots[slot]
+            profiler = None
+            if profile and not self.trusted:
+                from torch.profiler import ProfilerActivity
+                from torch.profiler import profile as torch_profile
+
+                profiler = torch_profile(activities=[ProfilerActivity.CPU])
+            return slot, dps, shared_out, profiler
+
+        def call(armed: tuple[int, dict[str, Any] | None, dict[str, Any], Any]) -> None:
+            slot, dps, shared_out, profiler = armed
             t0 = time.perf_counter()
-            if dps:
-                fn(**kwargs, **dps)
-            else:
-                hand_over(fn(**kwargs), None, shared_out)
+            kwargs = state.arena.read(layout.inputs[slot])  # written by the judge after ARMED (scalars too)
+            if profiler is not None:
+                profiler.__enter__()
+            try:
+                if dps:
+                    fn(**kwargs, **dps)
+                else:
+                    hand_over(fn(**kwargs), None, shared_out)
+            finally:
+                if profiler is not None:
+                    profiler.__exit__(None, None, None)
+                    profiled.update(e.name for e in profiler.events())
             own_ms.append((time.perf_counter() - t0) * 1e3)
 
         def on_error(exc: BaseException) -> None:
@@ -393,7 +414,7 @@ class Session:
                 findings.append(finding(Guard.THREAD_OR_PROCESS, f"threads or processes: thread(s) {started} started "
                                                                  "during the timed calls are still running"))
             findings += self.snapshot.verify() + self.audit.take()
-        return Cooled(id=request.id, solution_samples_ms=own_ms, findings=findings)
+        return Cooled(id=request.id, solution_samples_ms=own_ms, findings=findings, profiled=sorted(profiled))
 
     # -- the CUDA-event loop (GPU) ----------------------------------------------------------------
 

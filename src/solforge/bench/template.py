@@ -2,10 +2,13 @@
 the process every judge child is forked from (see `processes`). Only that process
 imports this module.
 
-It ties the template's life to the judge's (PR_SET_PDEATHSIG: the kernel sends SIGKILL
-when the judge dies, by any signal), so that the template cannot outlive the judge;
-each child then dies with the template by its own PR_SET_PDEATHSIG (`child`). It also
-loads what every child needs (torch, numpy, numba, solforge's child code), once.
+It ties the template's life to the judge's process (a watchdog thread that ends the
+template within 0.2 s of the judge's death by any signal; PR_SET_PDEATHSIG would follow
+the judge's *thread* that started it, which may end first), so that the template cannot
+outlive the judge;
+each child then dies with the template by its own PR_SET_PDEATHSIG (`child`). It makes
+the template not dumpable and a child subreaper (see below). It also loads what every
+child needs (torch, numpy, numba, solforge's child code), once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,14 @@ from __future__ import annotations
 import signal
 
 from solforge.bench import child  # noqa: F401  (the heavy imports, once for every child)
-from solforge.bench.child import tie_to_parent
+from solforge.bench.child import PR_SET_DUMPABLE, _prctl, tie_to_parent
 
-tie_to_parent(signal.SIGKILL)
+PR_SET_CHILD_SUBREAPER = 36
+
+tie_to_parent(signal.SIGKILL, watchdog=True)
+# Not dumpable: a child cannot read or write this process's memory through /proc/<pid>/mem
+# (the children drop CAP_SYS_PTRACE, which is what root would need for it).
+_prctl(PR_SET_DUMPABLE, 0)
+# A process a solution detaches (double fork, setsid) is reparented here, not to init,
+# where the judge finds and kills it when that solution's process ends.
+_prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -38,6 +38,7 @@ import importlib.machinery
 import os
 import re
 import sys
+import time
 import types
 import weakref
 from collections.abc import Iterator
@@ -64,6 +65,7 @@ class LaunchCounter:
     kernels: list[str] = dataclasses.field(default_factory=list)
     own_kernel_names: frozenset[str] = frozenset()
     count: int = 0
+    own_ns: int = 0  # wall time inside the launches counted (host side: on a GPU, the launch, not the kernel)
     by_kernel: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     profiled_kernel_names: list[str] | None = None  # device kernels seen by profile(); None: not profiled
     closed: bool = False
@@ -182,10 +184,26 @@ def decoy_findings(counter: LaunchCounter, solution: Solution, calls: int) -> li
 # -- the launch paths ----------------------------------------------------------------------
 
 
-def _saw(fn: object) -> None:
-    for counter in list(_COUNTERS):
-        if counter.owns(fn):
-            counter.record(getattr(fn, "__name__", "?"))
+def _saw(fn: object) -> list[LaunchCounter]:
+    """Record a launch of `fn` with every counter that owns it; those counters."""
+    owners = [c for c in list(_COUNTERS) if c.owns(fn)]
+    for counter in owners:
+        counter.record(getattr(fn, "__name__", "?"))
+    return owners
+
+
+def _timed(owners: list[LaunchCounter], call, *args, **kwargs):
+    """`call(*args, **kwargs)`, its wall time added to each owner's `own_ns`."""
+    if not owners:
+        return call(*args, **kwargs)
+    t0 = time.perf_counter_ns()
+    try:
+        return call(*args, **kwargs)
+    finally:
+        elapsed = time.perf_counter_ns() - t0
+        for counter in owners:
+            if not counter.closed:
+                counter.own_ns += elapsed
 
 
 def patch_triton() -> None:
@@ -226,9 +244,8 @@ def _wrap_method(cls: type, name: str, kernel_of) -> None:
     @functools.wraps(original)
     def counting(self, *args, **kwargs):
         fn = kernel_of(self, args, kwargs)
-        if fn is not None:
-            _saw(fn)
-        return original(self, *args, **kwargs)
+        owners = _saw(fn) if fn is not None else []
+        return _timed(owners, original, self, *args, **kwargs)
 
     setattr(counting, _MARK, True)
     setattr(cls, name, counting)
@@ -271,6 +288,6 @@ def _counting_extension_function(fn, counter: LaunchCounter, name: str):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         counter.record(name)
-        return fn(*args, **kwargs)
+        return _timed([counter], fn, *args, **kwargs)
 
     return call

@@ -9,7 +9,10 @@ observers record what the call did, below any name the solution could hide behin
   imported is still `torch.nn.functional.rms_norm`;
 - a `TorchDispatchMode`: every aten op that reaches the dispatcher's Python layer, with
   the time spent in it (`aten::_softmax`, `aten::mm`, ...);
-- a global `nn.Module` forward pre-hook: the class of every module whose forward ran.
+- a global `nn.Module` forward pre-hook: the class of every module whose forward ran;
+- torch's profiler (RecordFunction, in C++): every op the dispatcher ran, nested ones
+  included. It is the second witness: Python modes are popped while an op's own kernel
+  runs, so ops inside a custom op's Python kernel reach only the profiler.
 
 The record (`messages.OpRecord`) goes to the judge, which alone decides from it
 (`forbidden_findings`, `torch_share`): the solution's process never learns which calls
@@ -103,6 +106,8 @@ class OpRecorder:
         self._function_mode = _Functions()
         self._dispatch_mode = _Dispatch()
         self._hook = None
+        self._profiler: Any = None
+        self._profiled: list[str] = []
         self.intact = True
 
     def __enter__(self) -> OpRecorder:
@@ -113,6 +118,11 @@ class OpRecorder:
             self._modules.setdefault(f"{cls.__module__}.{cls.__qualname__}")
 
         self._hook = torch.nn.modules.module.register_module_forward_pre_hook(pre_hook)
+        if not torch.autograd.profiler._is_profiler_enabled:  # one profiler at a time (the GPU decoy check's)
+            from torch.profiler import ProfilerActivity, profile
+
+            self._profiler = profile(activities=[ProfilerActivity.CPU])
+            self._profiler.__enter__()
         self._function_mode.__enter__()
         self._dispatch_mode.__enter__()
         return self
@@ -125,10 +135,16 @@ class OpRecorder:
                 self.intact = False
         if self._hook is not None:
             self._hook.remove()
+        if self._profiler is not None:
+            try:
+                self._profiler.__exit__(None, None, None)
+                self._profiled = sorted({e.name for e in self._profiler.events()})
+            except Exception:  # stopped during the call by someone else
+                self.intact = False
 
     def record(self) -> OpRecord:
         return OpRecord(functions=list(self._functions), modules=list(self._modules), aten=dict(self._aten),
-                        compute_ms=self._compute_ns / 1e6, intact=self.intact)
+                        compute_ms=self._compute_ns / 1e6, profiled=self._profiled, intact=self.intact)
 
 
 # -- the judge's side -------------------------------------------------------------------------
@@ -164,13 +180,20 @@ def forbidden_names(definition: Definition) -> dict[str, str]:
                 break
             out[canonical_name(obj)] = name
             break
+        # The function's aten op, reached directly (torch.ops.aten.rms_norm) or seen by the
+        # profiler under a custom op: aten::<last part> where torch has one.
+        if name.startswith("torch.") and parts[-1].isidentifier() and not parts[-1].startswith("__"):
+            import torch
+
+            if hasattr(torch.ops.aten, parts[-1]):
+                out.setdefault(f"aten::{parts[-1]}", name)
     return out
 
 
 def forbidden_findings(record: OpRecord, wanted: dict[str, str]) -> list[GuardFinding]:
     """Findings for every forbidden callable the record shows, by the name the
     definition forbids and the name the recorder saw."""
-    seen = [*record.functions, *record.modules, *record.aten]
+    seen = [*record.functions, *record.modules, *record.aten, *record.profiled]
     found = []
     for name in seen:
         base = name.split(".")[0] if name.startswith("aten::") else name
