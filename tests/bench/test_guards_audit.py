@@ -1,0 +1,98 @@
+"""The audit guard in-process: events raised by the solution's own code are named,
+whatever the spelling; the same events raised by libraries on its behalf are not."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from solforge.bench.guards.audit import AuditGuard
+
+_GUARD: AuditGuard | None = None
+
+
+@pytest.fixture()
+def audit(tmp_path):
+    """One process-wide guard (audit hooks cannot be removed), armed on `tmp_path`."""
+    global _GUARD
+    if _GUARD is None:
+        _GUARD = AuditGuard()
+    _GUARD.arm(str(tmp_path / "solution"))
+    (tmp_path / "solution").mkdir()
+    _GUARD.take()
+    yield _GUARD
+    _GUARD.take()
+    _GUARD.armed = False
+
+
+def run_as(directory: Path, source: str) -> object:
+    """Write `source` as a module in `directory`, import it and call its `run()`."""
+    path = directory / f"m_{uuid.uuid4().hex[:8]}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module.run()
+
+
+@pytest.mark.parametrize("source, guard, phrase", [
+    ("import sys\ndef run():\n    return sys._getframe(1).f_locals\n", "introspection", "walks the call stack"),
+    ("def run():\n    try:\n        raise ValueError\n    except ValueError as e:\n"
+     "        return getattr(e.__traceback__, 'tb_' + 'frame')\n", "introspection", "reads a frame's tb_frame"),
+    ("import traceback\ndef run():\n    return list(traceback.walk_stack(None))\n", "introspection",
+     "walks the call stack"),
+    ("import inspect\ndef run():\n    return inspect.stack()\n", "introspection", "walks the call stack"),
+    ("import gc\ndef run():\n    return len(gc.get_objects())\n", "introspection", "gc.get_objects"),
+    ("import os\ndef run():\n    return open(f'/proc/{os.getppid()}/cmdline', 'rb').read()\n", "harness-tamper",
+     "opens /proc/"),
+    ("import os\ndef run():\n    return os.listdir('/proc/self/fd') and open('/proc/self/fd/0', 'rb')\n",
+     "harness-tamper", "opens /proc/self/fd/0"),
+    ("import subprocess\ndef run():\n    return subprocess.run(['true']).returncode\n", "thread-or-process",
+     "subprocess.Popen"),
+    ("import socket\ndef run():\n    s = socket.socket()\n    try:\n        s.connect(('127.0.0.1', 9))\n"
+     "    except OSError:\n        pass\n    finally:\n        s.close()\n", "network", "socket.connect"),
+])
+def test_the_solutions_own_events_are_named(audit, tmp_path, source, guard, phrase):
+    run_as(tmp_path / "solution", source)
+    found = audit.take()
+    assert any(f.guard == guard and phrase in f.message for f in found), found
+
+
+def test_a_helper_written_elsewhere_and_imported_is_the_solutions_code_too(audit, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_as(elsewhere, "import gc\ndef run():\n    return len(gc.get_objects())\n")
+    assert any(f.guard == "introspection" for f in audit.take())
+
+
+@pytest.mark.parametrize("source", [
+    "import warnings\ndef run():\n    warnings.warn('slow path taken')\n",
+    "import logging\ndef run():\n    logging.getLogger('kernel').warning('hello')\n",
+    "import traceback\ndef run():\n    try:\n        raise ValueError('x')\n    except ValueError:\n"
+    "        return traceback.format_exc()\n",
+    "import torch\ndef run():\n    torch.manual_seed(0)\n    return torch.randn(2)\n",
+    "import collections\ndef run():\n    return collections.namedtuple('P', 'a b')(1, 2)\n",
+    "import os\ndef run():\n    return open('/proc/self/status').read()[:10]\n",
+])
+def test_honest_code_is_not_blamed(audit, tmp_path, source):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_as(tmp_path / "solution", source)
+    assert audit.take() == []
+
+
+def test_library_code_acting_on_its_own_is_not_blamed(audit):
+    import json
+
+    json.loads("[1]")
+    import torch
+
+    torch.manual_seed(0)
+    assert audit.take() == []
