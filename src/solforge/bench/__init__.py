@@ -1,19 +1,23 @@
 """The harness: build a solution, check it, time it, and guard against reward hacks.
 
-- `evaluate(definition, workloads, solution, device, config) -> list[Trace]`
-- `run_bench(definition, workloads, solutions, device, baselines, config) -> BenchResult`:
+- `evaluate(definition, workloads, solution, device, config, cutoff_ms=None) -> list[Trace]`
+- `run_bench(definition, workloads, solutions, device, baselines, config, on_trace=None) -> BenchResult`:
   the eager and torch.compile baselines first, then the solutions, with SOL reports.
 - `BenchConfig` (limits, trials, timing budget, options), `TimingBudget`.
 - `solution_from_py(path, definition, language)`: a `.py` file with `run` as a Solution.
 - `make_inputs`, `generate`: the inputs of a workload (see `inputs`).
 - `baseline_latencies`, `attach_sol`: SOL reports and speedups against baselines
-  measured once (what a search does with each candidate's traces).
+  measured once (they live in `solforge.roofline`; re-exported here).
 
-Module map: `config` (options), `inputs` (input generation), `build` (per language),
-`worker` (the isolated process and its limits), `session` (what the worker does with a
-request), `correctness` (the trial protocol and tolerances), `timing` (the one timing
-method), `evaluate` (traces and baselines), `sol` (SOL reports on traces), `guards`
-(reward-hack guards).
+Module map, by role. The judge (the caller's process): `evaluate` (traces, baselines),
+`judge` (every verdict: correctness calls, timing, the checks after the loop),
+`correctness` (the comparison and the reference's precision), `timing` (the one timing
+method, both sides), `handshake` (the timed CPU handshake, both sides), `arena` (shared
+memory), `cpu_flush` (cache-line eviction), `limits` (memory cgroups), `messages` (typed
+requests and replies), `processes` (starting, tying and killing children). The children:
+`template` (the process they fork from), `child` (their entry point), `solution_process`,
+`reference_process`. Per language: `languages` (plugins), `build`, `crosscompile`.
+Guards: `guards` (static, recorder, audit, watch, integrity, launches, outputs).
 torch is imported only inside functions, so importing this package stays light.
 """
 
