@@ -36,6 +36,8 @@ def main() -> None:
     space = list(itertools.product(*seed.param_space.values()))
     points = [dict(zip(seed.param_space, values)) for values in space][: args.candidates]
     per_candidate_s = []
+    overheads_us: list[float] = []
+    ratios: list[float] = []  # judge's sample / the solution's own reading of the same call
     start = time.perf_counter()
     for i, params in enumerate(points):
         solution = seed.to_solution(definition, params)
@@ -44,10 +46,25 @@ def main() -> None:
         traces = evaluate(definition, workloads, solution, "cpu")
         per_candidate_s.append(time.perf_counter() - t0)
         statuses = sorted({t.evaluation.status.value for t in traces})
+        for t in traces:
+            timing = t.evaluation.solforge.timing
+            if timing is None or getattr(timing, "overhead_ms", None) is None:
+                continue  # a harness that does not time from the judge's side
+            overheads_us.append(timing.overhead_ms * 1e3)
+            own = timing.solution_samples_ms
+            if len(own) == len(timing.samples_ms):
+                ratios += [j / o for j, o in zip(timing.samples_ms, own) if o > 0]
         print(f"candidate {i}: {per_candidate_s[-1]:.2f} s  {','.join(statuses)}  {params}")
     wall_s = time.perf_counter() - start
     print(f"candidates: {len(points)}  wall: {wall_s:.1f} s  candidates/min: {60 * len(points) / wall_s:.1f}  "
           f"median s/candidate: {statistics.median(per_candidate_s):.2f}")
+    if overheads_us:
+        print(f"handshake overhead subtracted: median {statistics.median(overheads_us):.1f} us "
+              f"(min {min(overheads_us):.1f}, max {max(overheads_us):.1f}) over {len(overheads_us)} workload timings")
+    if ratios:
+        q = statistics.quantiles(ratios, n=4)
+        print(f"judge / solution-side sample, same call: median {statistics.median(ratios):.3f} "
+              f"(IQR {q[0]:.3f}-{q[2]:.3f}) over {len(ratios)} calls")
 
 
 if __name__ == "__main__":
