@@ -19,7 +19,10 @@ import numpy as np
 import pytest
 
 from solforge.bench import BenchConfig, evaluate
-from solforge.bench.sol import attach_sol, detect_device
+from solforge.hardware import Device
+from solforge.roofline import attach_sol
+
+detect_device = Device.parse
 from solforge.problems import load_builtin
 from solforge.report import CHART_IDS, write_report
 from solforge.report.analysis import STATUS_COLORS

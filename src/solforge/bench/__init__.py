@@ -27,7 +27,10 @@ from solforge.bench.build import solution_from_py
 from solforge.bench.config import BenchConfig, TimingBudget
 from solforge.bench.evaluate import BenchResult, evaluate, run_bench
 from solforge.bench.inputs import DISTRIBUTIONS, generate, make_inputs
-from solforge.bench.sol import attach_sol, baseline_latencies, detect_device
+from solforge.hardware import Device
+from solforge.roofline import attach_sol, baseline_latencies
+
+detect_device = Device.parse  # the device behind a device string, parsed once per process
 
 __all__ = [
     "DISTRIBUTIONS",

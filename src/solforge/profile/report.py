@@ -80,7 +80,9 @@ class ProfileResult:
 def _peaks(device: str):
     """(peaks, description): calibrated ceilings on the CPU (calibrating once when none are
     cached), datasheet peaks on a GPU (calibrated where the datasheet has no row)."""
-    from solforge.bench.sol import detect_device
+    from solforge.hardware import Device
+
+    detect_device = Device.parse
 
     detected = detect_device(device)
     peaks = detected.datasheet_peaks() or detected.calibrated_peaks()

@@ -31,8 +31,7 @@ LANGUAGE_ALIASES = {"cuda_cpp": "cuda"}
 MAX_MATERIALIZED_BYTES = 256 * 2**20  # per workload; a larger custom workload is skipped, not written
 
 
-class Unsupported(Exception):
-    """An item that cannot be imported; the message is the one-line reason."""
+from solforge.spec.importers.skipped import Unsupported  # noqa: E402  (shared by every importer)
 
 
 # -- unknown fields -----------------------------------------------------------------------

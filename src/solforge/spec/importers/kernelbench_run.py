@@ -30,8 +30,7 @@ _DTYPES = {
 }
 
 
-class Unsupported(Exception):
-    """A file that cannot be imported; the message is the one-line reason."""
+from solforge.spec.importers.skipped import Unsupported  # noqa: E402  (shared by every importer)
 
 
 def top_level_names(tree: ast.Module) -> set[str]:
