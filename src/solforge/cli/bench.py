@@ -15,16 +15,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Optional
+from typing import IO, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from solforge.spec import Definition, EvaluationStatus, Language, SpecError, Trace, Workload
-
-if TYPE_CHECKING:
-    from solforge.spec import Solution
+from solforge.spec import EvaluationStatus, Language, SpecError, Trace, Workload
 
 console = Console(width=None if Console().is_terminal else 160)  # logs and CI: wide enough for the tables
 
@@ -34,30 +31,6 @@ def default_device() -> str:
     from solforge.hardware import resolve_device
 
     return resolve_device(None).canonical
-
-
-def load_problem(name: str, dataset: Path | None) -> tuple[Definition, list[Workload], Path, list[Solution]]:
-    """The definition, its workloads, the root their safetensors paths are relative to (an
-    absolute path: the harness's processes change directory), and the dataset's solutions
-    of it: from `dataset` when given, else the built-in suite (no solutions). Raises
-    SpecError for an unknown name or a malformed dataset."""
-    if dataset is not None:
-        from solforge.spec import load_dataset
-
-        root = dataset.expanduser().resolve()
-        ds = load_dataset(root)
-        defn = ds.definition(name)
-        return defn, ds.workloads.get(name, []), root, list(ds.solutions.get(name, []))
-    from solforge.problems import builtin_root, load_builtin
-
-    defn, workloads = load_builtin(name)
-    return defn, workloads, builtin_root().resolve(), []
-
-
-def resolve_problem(name: str, dataset: Path | None) -> tuple[Definition, list[Workload], Path]:
-    """The definition, its workloads and their (absolute) dataset root; see `load_problem`."""
-    defn, workloads, root, _ = load_problem(name, dataset)
-    return defn, workloads, root
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -243,6 +216,8 @@ def bench(
     out = check_out(out) if out is not None else None
     if dataset is not None and not dataset.is_dir():
         raise SpecError(f"--dataset {dataset}: not a dataset directory")
+
+    from solforge.problems import load_problem
 
     defn, all_workloads, root, own_solutions = load_problem(definition, dataset)
     which = workloads or default_workload_set(device, all_workloads)

@@ -58,7 +58,8 @@ def show(
     dataset: DatasetOption = None,
 ) -> None:
     """The axes, the workloads, and each workload's SOL bound on the device, with its binding term."""
-    from solforge.cli.bench import default_device, resolve_problem
+    from solforge.cli.bench import default_device
+    from solforge.problems import resolve_problem
     from solforge.hardware import detect
     from solforge.roofline import count_work, sol_bound
 

@@ -128,9 +128,16 @@ def resolve_problem(name: str, dataset: str | Path | None = None) -> tuple[Defin
     as an absolute path: the harness's processes change directory): definition `name` of
     the FlashInfer-Trace dataset directory `dataset` when given, else of the built-in
     suite. Raises SpecError for an unknown name or a malformed dataset."""
+    definition, workloads, root, _ = load_problem(name, dataset)
+    return definition, workloads, root
+
+
+def load_problem(name: str, dataset: str | Path | None = None) -> tuple[Definition, list[Workload], Path, list]:
+    """`resolve_problem`, and the dataset's own solutions of the definition (none for the
+    built-in suite). Raises SpecError for an unknown name or a malformed dataset."""
     if dataset is not None:
         root = Path(dataset).expanduser().resolve()
         ds = load_dataset(root)
-        return ds.definition(name), list(ds.workloads.get(name, [])), root
+        return ds.definition(name), list(ds.workloads.get(name, [])), root, list(ds.solutions.get(name, []))
     definition, workloads = load_builtin(name)
-    return definition, workloads, builtin_root().resolve()
+    return definition, workloads, builtin_root().resolve(), []
