@@ -703,7 +703,7 @@ class WorkloadRun:
                                      "process's tasks)"))
         if found:
             raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in found), found)
-        if not self.judge.trusted and run.gap_cpu_ms > gap_limit_ms(run):
+        if not self.judge.trusted and run.gap_cpu_ms > gap_limit_ms(run, len(_tasks(child)) or 1):
             message = (f"work outside the timed call: the solution's process used {run.gap_cpu_ms:.1f} ms of CPU "
                        f"between its {len(run.raw_ns)} timed calls, which took {run.inside_ms:.1f} ms in all")
             raise Verdict(EvaluationStatus.REWARD_HACK, message, [finding(Guard.OUTSIDE_CALL, message)])

@@ -235,9 +235,10 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
     return run
 
 
-def gap_limit_ms(run: CpuRun) -> float:
-    """The CPU time a solution's process may use between its calls (see GAP_ALLOWANCE_MS)."""
-    return GAP_ALLOWANCE_MS * len(run.raw_ns) + GAP_SHARE * run.inside_ms
+def gap_limit_ms(run: CpuRun, threads: int = 1) -> float:
+    """The CPU time a solution's process of `threads` threads may use between its calls
+    (see GAP_ALLOWANCE_MS: per call, for every two threads that may be winding down)."""
+    return GAP_ALLOWANCE_MS * max(1.0, threads / 2) * len(run.raw_ns) + GAP_SHARE * run.inside_ms
 
 
 # -- the GPU: events in the solution's process ---------------------------------------------------
