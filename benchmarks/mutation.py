@@ -2,22 +2,26 @@
 
 Each mutant changes one thing in one source file (a comparison flipped, `and`/`or`
 swapped, a `not` dropped, a boolean or number constant changed, a `return` of a
-collection emptied), in a private copy of the tree (`git archive HEAD`, so the working
-tree and other people's edits are never touched). The file's tests then run against
+collection emptied; a `return []` is left alone: emptying it changes nothing), in a
+private copy of the tree (`git archive HEAD`, so the working tree and other people's
+edits are never touched). The file's tests then run against
 the mutant; a failing run kills it. A mutant that times out counts as killed (the tests
 noticed something); one that survives is listed, with its line, to read.
 
     python benchmarks/mutation.py [--per-file 25] [--seed 0] [--timeout 300]
 
 Mutants are sampled (`--per-file` per source file, a fixed seed) because each needs a
-test run. Some survivors are equivalent mutants (a change that cannot alter behaviour);
-the list says where to look.
+test run. Equivalent mutants (a change that cannot alter behaviour) are listed in
+`EQUIVALENT`, each with the reason; they are left out before sampling, and the table
+counts them per file. A listed site that no longer exists is reported, so the list
+cannot go stale silently. Every other survivor is listed with its line, to read.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
 import random
 import subprocess
@@ -29,20 +33,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# source file -> the tests that are meant to catch a change in it (fast, in-process ones first)
+# source file -> the tests that are meant to catch a change in it (fast, in-process ones
+# only: each mutant runs them). The `_mutants` files hold the tests written against the
+# survivors of earlier runs.
 TARGETS: dict[str, list[str]] = {
-    "src/solforge/bench/guards/static.py": ["tests/bench/test_guards_static.py"],
-    "src/solforge/bench/guards/recorder.py": ["tests/bench/test_guards_recorder.py"],
-    "src/solforge/bench/guards/audit.py": ["tests/bench/test_guards_audit.py"],
-    "src/solforge/bench/guards/watch.py": ["tests/bench/test_guards_watch.py"],
-    "src/solforge/bench/guards/integrity.py": ["tests/bench/test_guards_integrity.py"],
-    "src/solforge/bench/guards/launches.py": ["tests/bench/test_guards_launches.py"],
-    "src/solforge/bench/guards/outputs.py": ["tests/bench/test_guards_outputs.py"],
-    "src/solforge/search/operators.py": ["tests/search/test_search_engine_units.py",
-                                         "tests/search/test_search_operators.py"],
+    f"src/solforge/bench/guards/{g}.py": [f"tests/bench/test_guards_{g}.py", f"tests/bench/test_guards_{g}_mutants.py"]
+    for g in ("static", "recorder", "audit", "watch", "integrity", "launches", "outputs")
 }
+TARGETS["src/solforge/search/operators.py"] = ["tests/search/test_search_engine_units.py",
+                                               "tests/search/test_operators_mutants.py"]
+# Equivalent mutants: (source file, fragment, why). A mutant is equivalent when a line it
+# changes contains `fragment` after the mutation and did not before (both in `ast.unparse`
+# form, so a statement spread over several lines is one line here), which names the site
+# and the change without a line number. Only mutants no input can tell apart belong here;
+# one that a CPU test cannot reach but a GPU test can is a survivor, not an equivalent.
+EQUIVALENT: list[tuple[str, str, str]] = [
+]
 SWAPS = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt,
          ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+
+
+def _emptiable(node: ast.Return) -> bool:
+    """A return whose value could be a collection, and is not already `[]` (emptying an
+    empty list would change nothing: not a mutant)."""
+    if isinstance(node.value, ast.List) and not node.value.elts:
+        return False
+    return isinstance(node.value, (ast.List, ast.ListComp, ast.Set, ast.Dict, ast.Call, ast.Name))
 
 
 @dataclass
@@ -82,7 +98,7 @@ class _Sites(ast.NodeVisitor):
             self._add("constant", node)
 
     def visit_Return(self, node: ast.Return) -> None:
-        if isinstance(node.value, (ast.List, ast.ListComp, ast.Set, ast.Dict, ast.Call, ast.Name)):
+        if _emptiable(node):
             self._add("return", node)
         self.generic_visit(node)
 
@@ -126,11 +142,45 @@ class _Mutate(ast.NodeTransformer):
         return node
 
     def visit_Return(self, node: ast.Return) -> ast.AST:
-        if isinstance(node.value, (ast.List, ast.ListComp, ast.Set, ast.Dict, ast.Call, ast.Name)) \
-                and self._hit("return"):
+        if _emptiable(node) and self._hit("return"):
             self.done = True
             return ast.copy_location(ast.Return(ast.List(elts=[], ctx=ast.Load())), node)
         return self.generic_visit(node)
+
+
+def _changed_lines(original: str, site: Site) -> tuple[list[str], list[str]] | None:
+    """(lines the mutant of `site` removes, lines it adds), in `ast.unparse` form; None when
+    the site cannot be mutated."""
+    mutated = _Mutate(site)
+    tree = mutated.visit(ast.parse(original))
+    if not mutated.done:
+        return None
+    before = ast.unparse(ast.parse(original)).splitlines()
+    after = ast.unparse(ast.fix_missing_locations(tree)).splitlines()
+    diff = list(difflib.unified_diff(before, after, lineterm="", n=0))
+    removed = [line for line in diff if line.startswith("-") and not line.startswith("---")]
+    added = [line for line in diff if line.startswith("+") and not line.startswith("+++")]
+    return removed, added
+
+
+def equivalent_sites(rel: str, original: str, sites: list[Site]) -> tuple[set[int], list[str]]:
+    """(indices into `sites` of the equivalent mutants of `rel`, `EQUIVALENT` fragments of
+    `rel` that match no site: stale entries, to fix)."""
+    wanted = [fragment for file, fragment, _ in EQUIVALENT if file == rel]
+    if not wanted:
+        return set(), []
+    hits: set[int] = set()
+    used: set[str] = set()
+    for i, site in enumerate(sites):
+        changed = _changed_lines(original, site)
+        if changed is None:
+            continue
+        removed, added = changed
+        for fragment in wanted:
+            if any(fragment in line for line in added) and not any(fragment in line for line in removed):
+                hits.add(i)
+                used.add(fragment)
+    return hits, [f for f in wanted if f not in used]
 
 
 def _tree_copy(dest: Path) -> None:
@@ -163,6 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     results = []
+    skipped: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="solforge-mutation-") as tmp:
         copy = Path(tmp)
         _tree_copy(copy)
@@ -179,7 +230,12 @@ def main() -> None:
                 continue
             finder = _Sites()
             finder.visit(ast.parse(original))
-            sites = rng.sample(finder.sites, min(args.per_file, len(finder.sites)))
+            equivalent, stale = equivalent_sites(rel, original, finder.sites)
+            for fragment in stale:
+                print(f"{rel}: EQUIVALENT entry matches no mutant (the code changed? fix the list): {fragment!r}")
+            skipped[rel] = len(equivalent)
+            live = [s for i, s in enumerate(finder.sites) if i not in equivalent]
+            sites = rng.sample(live, min(args.per_file, len(live)))
             for site in sites:
                 mutated = _Mutate(site)
                 tree = mutated.visit(ast.parse(original))
@@ -193,8 +249,8 @@ def main() -> None:
                                 "seconds": round(time.monotonic() - t0, 1)})
                 print(f"{rel}:{site.line} {site.kind}: {fate}", flush=True)
     print()
-    print("| file | mutants | killed | survived | score |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| file | mutants | killed | survived | score | equivalent sites left out |")
+    print("| --- | --- | --- | --- | --- | --- |")
     total_k = total_n = 0
     for rel in TARGETS:
         mine = [r for r in results if r["file"] == rel]
@@ -203,16 +259,17 @@ def main() -> None:
         killed = sum(r["fate"] != "survived" for r in mine)
         total_k, total_n = total_k + killed, total_n + len(mine)
         print(f"| {rel.removeprefix('src/solforge/')} | {len(mine)} | {killed} | {len(mine) - killed} | "
-              f"{killed / len(mine):.0%} |")
+              f"{killed / len(mine):.0%} | {skipped.get(rel, 0)} |")
     if total_n:
-        print(f"| all | {total_n} | {total_k} | {total_n - total_k} | {total_k / total_n:.0%} |")
+        print(f"| all | {total_n} | {total_k} | {total_n - total_k} | {total_k / total_n:.0%} | "
+              f"{sum(skipped.values())} |")
     survivors = [r for r in results if r["fate"] == "survived"]
     if survivors:
-        print("\nsurvivors (read them: some are equivalent mutants):")
+        print("\nsurvivors (a test that kills each, or an EQUIVALENT entry with the reason):")
         for r in survivors:
             print(f"  {r['file']}:{r['line']} {r['kind']}")
     if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
+        args.out.write_text(json.dumps({"mutants": results, "equivalent_left_out": skipped}, indent=1))
 
 
 if __name__ == "__main__":

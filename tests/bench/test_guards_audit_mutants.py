@@ -1,0 +1,183 @@
+"""The audit guard at the edges the first tests left open: writes outside the working
+directory under a writable root (every way of opening for writing, removing, renaming),
+whose code counts as the solution's (a symlinked directory, a file on the import path,
+frozen standard-library code doing its bidding; never solforge's own), honest reads of
+a function's own code, and what a network finding names.
+
+Written against the mutants of `benchmarks/mutation.py` that the first tests let through;
+each test states a rule of the guard's contract, not a line of its code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from solforge.bench.guards import watch_call
+from solforge.bench.guards.audit import AuditGuard
+
+# Outside the working directory, /tmp and /dev/null; never created: the audit event comes
+# before the system call, which then fails.
+OUTSIDE = "/solforge-audit-test-nonexistent"
+_GUARD: AuditGuard | None = None
+
+
+def guard() -> AuditGuard:
+    """One guard for this module (audit hooks stay for the life of the process)."""
+    global _GUARD
+    if _GUARD is None:
+        _GUARD = AuditGuard()
+    return _GUARD
+
+
+@pytest.fixture()
+def solution_dir(tmp_path):
+    directory = tmp_path / "solution"
+    directory.mkdir()
+    yield directory
+    guard().take()
+    guard().armed = False
+
+
+def armed(directory: Path, writable: Path | None = None) -> AuditGuard:
+    g = guard()
+    g.arm(str(directory), str(writable) if writable else None)
+    g.take()
+    return g
+
+
+def run_as(directory: Path, source: str) -> object:
+    """Write `source` as a module in `directory`, import it and call its `run()`."""
+    path = directory / f"m_{uuid.uuid4().hex[:8]}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module.run()
+
+
+def attempt(statement: str) -> str:
+    """A solution whose run() tries `statement` and swallows the OSError that follows."""
+    return f"import os, shutil\ndef run():\n    try:\n        {statement}\n    except OSError:\n        pass\n"
+
+
+@pytest.mark.parametrize("statement, what", [
+    (f"open('{OUTSIDE}/out.bin', 'w')", "open for writing"),
+    (f"open('{OUTSIDE}/out.bin', 'ab')", "open for writing"),
+    (f"open('{OUTSIDE}/out.bin', 'x')", "open for writing"),
+    (f"open('{OUTSIDE}/out.bin', 'r+')", "open for writing"),
+    (f"os.open('{OUTSIDE}/out.bin', os.O_WRONLY | os.O_CREAT)", "open for writing"),
+    (f"os.open('{OUTSIDE}/out.bin', os.O_RDWR)", "open for writing"),
+    (f"os.remove('{OUTSIDE}/out.bin')", "os.remove"),
+    (f"os.rename('{OUTSIDE}/a', '{OUTSIDE}/b')", "os.rename"),
+    (f"os.rmdir('{OUTSIDE}')", "os.rmdir"),
+    (f"shutil.rmtree('{OUTSIDE}')", "shutil.rmtree"),
+    (f"os.truncate('{OUTSIDE}/out.bin', 0)", "os.truncate"),
+])
+def test_a_write_outside_the_working_directory_is_named_under_a_writable_root(solution_dir, statement, what):
+    g = armed(solution_dir, writable=solution_dir)
+    run_as(solution_dir, attempt(statement))
+    found = [(f.guard, f.message) for f in g.take()]
+    assert found and all(guard_name == "filesystem" for guard_name, _ in found), found
+    assert found[0][1].startswith(f"filesystem: {what} {OUTSIDE}") and " outside the working directory at m_" in \
+        found[0][1], found
+
+
+@pytest.mark.parametrize("statement", [
+    f"open('{OUTSIDE}/in.bin')",
+    f"open('{OUTSIDE}/in.bin', 'rb')",
+    f"os.open('{OUTSIDE}/in.bin', os.O_RDONLY)",
+    "open('/dev/null', 'w').close()",
+])
+def test_reads_and_writes_to_dev_null_are_not_writes_outside(solution_dir, statement):
+    g = armed(solution_dir, writable=solution_dir)
+    run_as(solution_dir, attempt(statement))
+    assert g.take() == []
+
+
+def test_writes_inside_the_writable_root_and_tmp_are_allowed(solution_dir, tmp_path):
+    writable = tmp_path / "work"
+    writable.mkdir()
+    g = armed(solution_dir, writable=writable)
+    run_as(solution_dir, attempt(f"open('{writable}/out.bin', 'w').close(); os.remove('{writable}/out.bin')"))
+    run_as(solution_dir, attempt(f"open('/tmp/solforge-audit-{uuid.uuid4().hex}', 'w').close()"))
+    assert g.take() == []
+
+
+def test_without_a_writable_root_writes_are_not_judged(solution_dir):
+    g = armed(solution_dir)
+    run_as(solution_dir, attempt(f"open('{OUTSIDE}/out.bin', 'w')"))
+    run_as(solution_dir, attempt(f"os.remove('{OUTSIDE}/out.bin')"))
+    assert g.take() == []
+
+
+def test_frozen_standard_library_code_writing_for_the_solution_is_the_solutions_write(solution_dir):
+    # importlib's own writer lives in frozen code ("<frozen ...>"): the solution that calls
+    # it is to blame, not the standard library.
+    g = armed(solution_dir, writable=solution_dir)
+    run_as(solution_dir, attempt(
+        f"import _frozen_importlib_external as fx; fx._write_atomic('{OUTSIDE}/out.bin', b'x')"))
+    found = [f.message for f in g.take()]
+    assert len(found) == 1 and found[0].startswith(f"filesystem: open for writing {OUTSIDE}/out.bin"), found
+    assert " at m_" in found[0]
+
+
+def test_a_network_finding_names_the_address(solution_dir):
+    g = armed(solution_dir)
+    run_as(solution_dir, "import socket\ndef run():\n    s = socket.socket()\n    try:\n"
+                         "        s.connect(('127.0.0.1', 9))\n    except OSError:\n        pass\n"
+                         "    finally:\n        s.close()\n")
+    found = [f.message for f in g.take()]
+    assert found and found[0].startswith("network: socket.connect ('127.0.0.1', 9) at m_"), found
+
+
+def test_the_solution_reached_through_a_symlink_is_still_the_solution(solution_dir, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(solution_dir, target_is_directory=True)
+    g = armed(solution_dir)
+    run_as(link, "import gc\ndef run():\n    return len(gc.get_objects())\n")
+    found = [f.message for f in g.take()]
+    assert found and found[0].startswith("introspection: gc.get_objects at m_"), found
+
+
+def test_code_on_the_import_path_outside_the_libraries_is_not_a_library(solution_dir):
+    # This test file's directory is on sys.path (pytest put it there), yet it is neither
+    # the standard library, nor an installed library, nor solforge: its code is judged.
+    assert str(Path(__file__).resolve().parent) in [os.path.realpath(p) for p in sys.path if p]
+    g = armed(solution_dir)
+    import gc
+
+    gc.get_objects()
+    found = [f.message for f in g.take()]
+    assert found and found[0].startswith(f"introspection: gc.get_objects at {Path(__file__).name}:"), found
+
+
+def test_solforges_own_code_is_not_blamed(solution_dir):
+    # The thread guard lists the process's threads (sys._current_frames, a heap event)
+    # while the audit guard is armed: the harness's own code is not the solution's.
+    g = armed(solution_dir)
+    with watch_call("cpu"):
+        pass
+    assert g.take() == []
+
+
+def test_reading_a_functions_own_code_and_defaults_is_honest(solution_dir):
+    g = armed(solution_dir)
+    run_as(solution_dir, "def kernel(x, scale=2.0):\n    return x * scale\n"
+                         "def run():\n    return kernel.__code__.co_argcount, kernel.__defaults__\n")
+    assert g.take() == []
+
+
+def test_another_process_proc_entries_are_refused_and_ones_own_status_is_not(solution_dir):
+    g = armed(solution_dir)
+    run_as(solution_dir, f"import os\ndef run():\n    return open(f'/proc/{{os.getpid()}}/status').read()[:10]\n")
+    assert g.take() == []
+    run_as(solution_dir, "import os\ndef run():\n    return open('/proc/1/status').read()[:10]\n")
+    found = [f.message for f in g.take()]
+    assert found and found[0].startswith("harness tamper: opens /proc/1/status at m_"), found

@@ -1,0 +1,100 @@
+"""The op recorder and the judge's reading of it, at the edges the first tests left open:
+exact call counts, a recording that leaves the call's results and torch's hooks as they
+were, forbidden aten ops by name and by overload, and names that map to no aten op.
+
+Written against the mutants of `benchmarks/mutation.py` that the first tests let through;
+each test states a rule of the recorder's contract, not a line of its code.
+"""
+
+from __future__ import annotations
+
+import torch
+from exploits import RMSNORM
+
+from solforge.bench.guards.recorder import OpRecorder, forbidden_findings, forbidden_names, torch_compute_ops
+from solforge.bench.messages import OpRecord
+from solforge.spec import Definition
+
+X = torch.randn(4, 8)
+
+
+def forbidding(*names: str) -> Definition:
+    """RMSNORM with `names` as its forbidden calls."""
+    return RMSNORM.model_copy(update={"solforge": RMSNORM.solforge.model_copy(update={"forbidden_calls": list(names)})})
+
+
+def test_the_recorder_is_the_value_of_its_with_block():
+    with OpRecorder() as rec:
+        torch.relu(X)
+    assert isinstance(rec, OpRecorder)
+    assert "aten::relu" in rec.record().aten
+
+
+def test_recording_leaves_what_the_call_computes_unchanged():
+    # Keyword-only arguments reach the dispatcher as kwargs: a recorder that dropped them
+    # would hand back float32 where float64 was asked for.
+    with OpRecorder() as rec:
+        wide = X.to(torch.float64)
+        summed = torch.sum(X, dim=0, dtype=torch.float64)
+        filled = torch.full((3,), 2.5, dtype=torch.float16)
+    assert (wide.dtype, summed.dtype, filled.dtype) == (torch.float64, torch.float64, torch.float16)
+    torch.testing.assert_close(summed, X.to(torch.float64).sum(0))
+    assert rec.record().aten["aten::_to_copy"] >= 1
+
+
+def test_aten_calls_are_counted_one_by_one_and_the_most_called_come_first():
+    with OpRecorder() as rec:
+        y = X + 1
+        y = y + 1
+        y = y + 1
+        y = y * 2
+    record = rec.record()
+    assert record.aten["aten::add.Tensor"] == 3
+    assert record.aten["aten::mul.Tensor"] == 1
+    assert torch_compute_ops(record) == "aten::add.Tensor, aten::mul.Tensor"
+
+
+def test_a_findings_message_names_at_most_four_compute_ops():
+    record = OpRecord(aten={"aten::add.Tensor": 6, "aten::mul.Tensor": 5, "aten::exp": 4, "aten::log": 3,
+                            "aten::tanh": 2, "aten::view": 9})
+    assert torch_compute_ops(record) == "aten::add.Tensor, aten::mul.Tensor, aten::exp, aten::log"
+    assert torch_compute_ops(record, limit=1) == "aten::add.Tensor"
+
+
+def test_the_module_hook_comes_off_when_the_recorder_exits():
+    hooks_before = len(torch.nn.modules.module._global_forward_pre_hooks)
+    layer = torch.nn.Linear(8, 8)
+    with OpRecorder() as rec:
+        layer(X)
+    assert len(torch.nn.modules.module._global_forward_pre_hooks) == hooks_before
+    torch.nn.ReLU()(X)  # after the call: not part of its record
+    assert rec.record().modules == ["torch.nn.modules.linear.Linear"]
+
+
+def test_a_forbidden_torch_ops_name_becomes_its_aten_op():
+    assert forbidden_names(forbidding("torch.ops.aten._softmax")) == {
+        "torch.ops.aten._softmax": "torch.ops.aten._softmax", "aten::_softmax": "torch.ops.aten._softmax"}
+
+
+def test_a_forbidden_name_is_also_looked_for_under_its_canonical_name():
+    # torch.einsum is a Python function of torch.functional: the function mode records it there.
+    names = forbidden_names(forbidding("torch.einsum"))
+    assert names["torch.functional.einsum"] == "torch.einsum"
+    assert names["aten::einsum"] == "torch.einsum"
+    with OpRecorder() as rec:
+        torch.einsum("ij,jk->ik", X, X.t())
+    assert [f.message for f in forbidden_findings(rec.record(), names)][0] == \
+        "forbidden call torch.einsum (reached as torch.functional.einsum), seen at run time"
+
+
+def test_only_torch_names_map_to_aten_ops_and_only_to_real_ones():
+    # numpy.matmul is not torch.matmul; __repr__ is an attribute of torch.ops.aten, not an op.
+    names = forbidden_names(forbidding("numpy.matmul", "torch.Tensor.__repr__"))
+    assert not [n for n in names if n.startswith("aten::")], names
+
+
+def test_an_aten_overload_counts_as_its_forbidden_op():
+    wanted = forbidden_names(forbidding("torch.ops.aten._softmax"))
+    record = OpRecord(aten={"aten::_softmax.default": 1, "aten::mul.Tensor": 2})
+    assert [f.message for f in forbidden_findings(record, wanted)] == [
+        "forbidden call torch.ops.aten._softmax (reached as aten::_softmax.default), seen at run time"]
