@@ -37,6 +37,7 @@ KERNELS: dict[str, tuple[str, bool]] = {
     "torch_output_buffer_reused": ("pytorch", False),
     "torch_custom_op": ("pytorch", False),
     "torch_compile_own": ("pytorch", False),
+    "torch_compile_at_import": ("pytorch", False),
     "torch_cpp_extension": ("pytorch", False),
     "torch_inference_mode": ("pytorch", False),
     "torch_thread_pool_joined": ("pytorch", False),
