@@ -1,7 +1,7 @@
 """The audit guard at the edges the first tests left open: writes outside the working
 directory under a writable root (every way of opening for writing, removing, renaming),
 whose code counts as the solution's (a symlinked directory, a file on the import path,
-frozen standard-library code doing its bidding; never solforge's own), honest reads of
+the frozen `os` module doing its bidding; never solforge's own), honest reads of
 a function's own code, and what a network finding names.
 
 Written against the mutants of `benchmarks/mutation.py` that the first tests let through;
@@ -93,6 +93,7 @@ def test_a_write_outside_the_working_directory_is_named_under_a_writable_root(so
     f"open('{OUTSIDE}/in.bin')",
     f"open('{OUTSIDE}/in.bin', 'rb')",
     f"os.open('{OUTSIDE}/in.bin', os.O_RDONLY)",
+    f"os.listdir('{OUTSIDE}')",
     "open('/dev/null', 'w').close()",
 ])
 def test_reads_and_writes_to_dev_null_are_not_writes_outside(solution_dir, statement):
@@ -117,15 +118,14 @@ def test_without_a_writable_root_writes_are_not_judged(solution_dir):
     assert g.take() == []
 
 
-def test_frozen_standard_library_code_writing_for_the_solution_is_the_solutions_write(solution_dir):
-    # importlib's own writer lives in frozen code ("<frozen ...>"): the solution that calls
-    # it is to blame, not the standard library.
-    g = armed(solution_dir, writable=solution_dir)
-    run_as(solution_dir, attempt(
-        f"import _frozen_importlib_external as fx; fx._write_atomic('{OUTSIDE}/out.bin', b'x')"))
-    found = [f.message for f in g.take()]
-    assert len(found) == 1 and found[0].startswith(f"filesystem: open for writing {OUTSIDE}/out.bin"), found
-    assert " at m_" in found[0]
+def test_a_process_started_through_the_frozen_os_module_is_the_solutions(solution_dir):
+    # os.spawnv is Python code of the frozen `os` module ("<frozen os>"): standard library,
+    # so the solution that called it is to blame.
+    g = armed(solution_dir)
+    run_as(solution_dir, "import os\ndef run():\n    return os.spawnv(os.P_WAIT, '/bin/true', ['true'])\n")
+    found = [(f.guard, f.message) for f in g.take()]
+    assert found and found[0][0] == "thread-or-process" and found[0][1].startswith(
+        "threads or processes: os.fork at m_"), found
 
 
 def test_a_network_finding_names_the_address(solution_dir):
