@@ -18,6 +18,7 @@ from pathlib import Path
 from solforge.bench import BenchConfig, TimingBudget
 from solforge.knowledge import read_params, seeds_for
 from solforge.problems import load_builtin
+from solforge.search.evaluator import EvaluationRequest, LocalEvaluator
 from solforge.spec import (
     Definition,
     Environment,
@@ -82,30 +83,63 @@ def scripted_trace(definition: Definition, solution: Solution, w: Workload, scor
         solforge=EvaluationExtension(sol=SolReport(sol_time_ms=0.005, sol_fraction=score / 2, sol_score=score))))
 
 
-class ScriptedEvaluator:
-    """An `Evaluator` whose verdicts are `scripted_score`. With `fail_retime`, the second
-    evaluation of a candidate on the search workloads (its re-timing) raises, as a
-    harness whose worker was lost would."""
+class ScriptedBackend:
+    """A harness backend whose verdicts are `scripted_score` (picklable: a Ray actor can
+    hold it). With `fail_retime`, the second evaluation of a candidate on the search
+    workloads (its re-timing) raises, as a harness whose worker was lost would.
+    `sleep_s` makes each evaluation take that long (a sleep-bound evaluation)."""
 
-    devices = ("cpu",)
+    compile_only = False
 
-    def __init__(self, definition: Definition, fail_retime: bool = False) -> None:
-        self.definition, self.fail_retime = definition, fail_retime
+    def __init__(self, definition: Definition, fail_retime: bool = False, sleep_s: float = 0.0,
+                 attempts_log: Path | None = None, die_when: dict | None = None) -> None:  # fmt: skip
+        self.definition, self.fail_retime, self.sleep_s = definition, fail_retime, sleep_s
+        self.attempts_log = attempts_log  # one line per evaluation started: "<pid> <solution name>"
+        self.die_when = die_when  # the process exits (as a crashed worker) on candidates with these parameters
         self.calls: list[tuple[str, tuple[str, ...]]] = []  # (source digest, workload uuids)
-        self.baselines = {"eager": {}}
+        self.requests: list[EvaluationRequest] = []
 
-    def start(self) -> None:
-        pass  # no device to calibrate: the scores are scripted
+    def prepare(self) -> None:
+        pass
 
-    def evaluate(self, solution: Solution, workloads: Sequence[Workload], device: str) -> list[Trace]:
+    def evaluate(self, request: EvaluationRequest, device: str, baselines) -> list[Trace]:
+        import os
+        import time
+
+        solution, workloads = request.solution, request.workloads
+        if self.attempts_log is not None:
+            with open(self.attempts_log, "a") as f:
+                f.write(f"{os.getpid()} {solution.name}\n")
+        if self.die_when and all(read_params(solution.sources[0].content).get(k) == v
+                                 for k, v in self.die_when.items()):
+            os._exit(3)
+        self.requests.append(request)
         digest = hashlib.sha256(solution.sources[0].content.encode()).hexdigest()
         key = (digest, tuple(w.uuid for w in workloads))
         seen = key in self.calls
         self.calls.append(key)
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
         if self.fail_retime and seen and not any(w.held_out for w in workloads):
             raise RuntimeError("the harness lost its worker")
         score = scripted_score(solution, self.definition)
         return [scripted_trace(self.definition, solution, w, score) for w in workloads]
 
-    def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str]) -> dict[str, dict[str, float]]:
-        return self.baselines
+    def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str], device: str):
+        return {"eager": {}}, {}
+
+
+class ScriptedEvaluator(LocalEvaluator):
+    """A `LocalEvaluator` over `ScriptedBackend` (no device to calibrate: the scores are scripted)."""
+
+    def __init__(self, definition: Definition, fail_retime: bool = False, capacity: int = 1,
+                 sleep_s: float = 0.0) -> None:  # fmt: skip
+        super().__init__(ScriptedBackend(definition, fail_retime, sleep_s), ["cpu"] * capacity)
+        self.baselines = {"eager": {}}
+
+    @property
+    def calls(self) -> list[tuple[str, tuple[str, ...]]]:
+        return self.backend.calls
+
+    def start(self) -> None:
+        pass

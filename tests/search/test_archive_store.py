@@ -18,7 +18,9 @@ from solforge.search import (
     RunBudget,
     RunStatus,
     StateError,
+    Verdict,
     fitness_of,
+    judge,
     solution_diff,
     source_hash,
 )
@@ -265,8 +267,12 @@ def test_fitness_is_the_geometric_mean_and_zero_when_any_search_workload_failed(
     sol = solution("k = 1\n")
     assert fitness_of([trace(sol, "a", 0.25), trace(sol, "b", 1.0)]) == pytest.approx(0.5)
     assert fitness_of([trace(sol, "a", 0.9), trace(sol, "b", None, status="RUNTIME_ERROR")]) == 0.0
-    with pytest.raises(ValueError, match="sol_score"):
-        fitness_of([trace(sol, "a", None)])
+    # a PASSED trace without a SOL score (no baseline for its workload, unknown peaks) is
+    # not an error: its round is "unscored", which no strategy selects on
+    unscored = judge([trace(sol, "a", None), trace(sol, "b", 0.5)])
+    assert unscored.verdict is Verdict.unscored and not unscored.verdict.selectable
+    assert unscored.value == pytest.approx(0.5) and "a" in unscored.reason and unscored.selection_value == 0
+    assert judge([trace(sol, "a", None)]).value == 0.0
     not_a_number = trace(sol, "a", 0.5)
     not_a_number.evaluation.solforge.sol.sol_score = math.nan
     with pytest.raises(ValueError, match="finite"):

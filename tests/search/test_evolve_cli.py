@@ -5,7 +5,7 @@ flag or file, exit code 2, no traceback, and no run directory left behind. And w
 from __future__ import annotations
 
 import pytest
-from search_support import FAST_BENCH, ScriptedEvaluator, small_problem
+from search_support import FAST_BENCH, ScriptedBackend, ScriptedEvaluator, small_problem
 
 from solforge.cli import main
 from solforge.problems import load_builtin
@@ -100,9 +100,15 @@ def test_resume_restores_every_budget_and_says_which(tmp_path):
         prepare(load_builtin("gelu_tanh_i3072")[0], workloads, EvolveConfig(runs_root=tmp_path), resume="r")
 
 
-class _BrokenHarness(ScriptedEvaluator):
-    def evaluate(self, solution, workloads, device):
+class _BrokenBackend(ScriptedBackend):
+    def evaluate(self, request, device, baselines):
         raise RuntimeError("no worker could start")
+
+
+class _BrokenHarness(ScriptedEvaluator):
+    def __init__(self, definition):
+        super().__init__(definition)
+        self.backend = _BrokenBackend(definition)
 
 
 class _InterruptedBaselines(ScriptedEvaluator):

@@ -3,6 +3,8 @@ knowledge base and problems."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import random
 
 import pytest
@@ -14,6 +16,7 @@ from solforge.search import (
     OperatorOptions,
     OperatorSpec,
     SearchContext,
+    Trial,
     choose_operators,
     operator_names,
     register_operator,
@@ -72,11 +75,13 @@ def test_tune_moves_parameters_within_the_declared_space_and_into_the_source(rms
     parent = _scored(7, ROWS, kernel.params, 0.5, definition, kernels)
     sources = set()
     for i in range(30):
-        p = TuneOperator().propose(_context(definition, kernels, parents=[parent], seed=i))
+        strategy = ("tpe", "local")[i % 2]
+        p = TuneOperator(strategy).propose(_context(definition, kernels, parents=[parent], seed=i))
         assert p.parent_ids == (7,) and p.family == ROWS
-        assert p.params != kernel.params
+        assert p.params != kernel.params  # never the parent's own point
         changed = [k for k in kernel.params if p.params[k] != kernel.params[k]]
-        assert 1 <= len(changed) <= 2
+        if strategy == "local":  # a neighbour: one or two parameters moved
+            assert 1 <= len(changed) <= 2
         for k, v in p.params.items():
             assert v in kernel.param_space[k]
         # the tuned values are the ones the generated source carries, not the defaults
@@ -84,6 +89,36 @@ def test_tune_moves_parameters_within_the_declared_space_and_into_the_source(rms
         assert read_params(content) == p.params
         sources.add(content)
     assert len(sources) > 1  # different points of the space are different sources
+
+
+def _trials(kernel, points):
+    return tuple(Trial(i + 1, kernel.name, dict(p), f, "scored" if f is not None else None)
+                 for i, (p, f) in enumerate(points))
+
+
+def test_the_model_based_tuner_never_proposes_a_known_point_and_is_reproducible(rmsnorm):
+    definition, kernels = rmsnorm
+    kernel = kernels[ROWS]
+    space = kernel.param_space
+    # every point but three is known (evaluated, or in flight): the tuner must find those three
+    points = [dict(zip(space, values)) for values in itertools.product(*space.values())]
+    free = points[5:8]
+    known = [(p, 0.3 + 0.001 * i) for i, p in enumerate(points) if p not in free]
+    known[-1] = (known[-1][0], None)  # one in flight
+    parent = _scored(1, ROWS, known[0][0], 0.3, definition, kernels)
+    proposed = []
+    for seed in range(3):
+        context = _context(definition, kernels, parents=[parent], seed=seed)
+        context = dataclasses.replace(context, trials=_trials(kernel, known))
+        p = TuneOperator("tpe").propose(context)
+        assert p.params in free
+        proposed.append(p.params)
+        again = TuneOperator("tpe").propose(dataclasses.replace(context, rng=random.Random(seed)))
+        assert again.params == p.params  # the same history and seed give the same point
+    # nothing left: the tuner says so instead of repeating a point
+    everything = _trials(kernel, [(p, 0.5) for p in points])
+    context = dataclasses.replace(_context(definition, kernels, parents=[parent]), trials=everything)
+    assert TuneOperator("tpe").propose(context) is None
 
 
 def test_tuned_parameters_change_what_the_kernel_module_does(rmsnorm):

@@ -44,19 +44,34 @@ def progress_view(s) -> Group:
     remaining = "no limit" if s.remaining_s is None else f"{s.remaining_s:.0f} s"
     head.add_row("elapsed", f"{s.elapsed_s:.0f} s", "remaining", remaining, "failures",
                  ", ".join(f"{k} {v}" for k, v in sorted(s.failures.items()) if v and k != "PASSED") or "none")
+    head.add_row("duplicates", str(s.duplicates), "cut", str(s.cut), "", "")
     return Group(head, Text(s.last, overflow="ellipsis", no_wrap=True))
 
 
-def summary_table(result) -> Table:
-    table = Table(title="per workload: best vs eager vs torch.compile vs SOL (ms)", title_justify="left")
-    for col in ("workload", "set", "status", "eager", "compile", "best", "SOL", "SOL frac", "x eager"):
+def summary_table(result) -> tuple[Table, list[str]]:
+    """The per-workload table (eager, torch.compile, best, SOL, the overhead floor, in ms)
+    and its footnotes: where torch.compile has no figure the cell names a footnote that
+    says why, never a bare '-'."""
+    sol = f"SOL ({result.sol_source})" if result.sol_source else "SOL"
+    title = ("per workload: best vs eager vs torch.compile vs SOL vs the harness's call-overhead floor (ms)"
+             if not result.compile_only else "per workload: compile-only run, no timings")
+    table = Table(title=title, title_justify="left")
+    for col in ("workload", "set", "status", "eager", "compile", "best", sol, "floor", "SOL frac", "x eager"):
         table.add_column(col, justify="left" if col in ("workload", "set", "status") else "right")
+    notes: list[str] = []
     for r in result.rows:
         speedup = r.eager_ms / r.best_ms if r.eager_ms and r.best_ms else None
-        table.add_row(r.label, "held-out" if r.held_out else "search", r.status, fmt_or_dash(r.eager_ms, ".4f"),
-                      fmt_or_dash(r.compile_ms, ".4f"), fmt_or_dash(r.best_ms, ".4f"), fmt_or_dash(r.sol_ms, ".4f"),
-                      fmt_or_dash(r.sol_fraction, ".3f"), fmt_or_dash(speedup, ".2f"))
-    return table
+        compile_cell = fmt_or_dash(r.compile_ms, ".4f")
+        if r.compile_ms is None:
+            why = r.compile_failure or "not measured"
+            if why not in notes:
+                notes.append(why)
+            compile_cell = f"[{notes.index(why) + 1}]"
+        status = r.status + (f" ({r.verdict})" if r.verdict and r.verdict not in ("scored", "failed") else "")
+        table.add_row(r.label, "held-out" if r.held_out else "search", status, fmt_or_dash(r.eager_ms, ".4f"),
+                      compile_cell, fmt_or_dash(r.best_ms, ".4f"), fmt_or_dash(r.sol_ms, ".4f"),
+                      fmt_or_dash(r.floor_ms, ".4f"), fmt_or_dash(r.sol_fraction, ".3f"), fmt_or_dash(speedup, ".2f"))
+    return table, [f"[{i + 1}] torch.compile: {why}" for i, why in enumerate(notes)]
 
 
 _OPERATORS_HELP = "Comma-separated, of: " + "; ".join(f"{n} ({s})" for n, s in describe_registry().items()) + \
@@ -82,6 +97,19 @@ def evolve(
     agent_cmd: Annotated[Optional[str], typer.Option(
         help="Command template of the agent-cli operator, with {workspace}, {prompt_file}, {prompt}.")] = None,
     agent_timeout: Annotated[float, typer.Option(help="Time limit of one agent-cli step, seconds.")] = 1800.0,
+    tune: Annotated[str, typer.Option(
+        help="The tune operator's tuner: tpe (Optuna's model, default), gp (needs scipy), random, grid, local.")] = "tpe",
+    workloads: Annotated[str, typer.Option(
+        help="auto: on the CPU, real shapes chosen by memory and time caps; smoke: the CPU smoke workloads.")] = "auto",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="No compile caches and no source/IR dedup.")] = False,
+    no_cut: Annotated[bool, typer.Option("--no-cut", help="Never cut timing at 3x the best.")] = False,
+    target: Annotated[Optional[str], typer.Option(
+        help="Cross-compile every Triton/CUDA candidate for this GPU target first: sm_80, sm_90a, sm_100a.")] = None,
+    compile_only: Annotated[bool, typer.Option(
+        "--compile-only", help="With --target: judge on compile reports alone (no GPU needed); not a timing.")] = False,
+    ray: Annotated[Optional[str], typer.Option(
+        help="Evaluate on Ray: auto (this machine's cluster, else a local one) or a cluster address.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Ray actors (default: one per GPU, or per CPU).")] = None,
 ) -> None:
     """Search for a faster correct kernel, then gate the best on the held-out workloads."""
     from solforge.problems import resolve_problem
@@ -89,20 +117,31 @@ def evolve(
     from solforge.search.evolve import RunFailed, RunInterrupted, execute, interrupt_on_signals, prepare
 
     ops = None if operators is None else tuple(o.strip() for o in operators.split(",") if o.strip())
-    defn, workloads, root = resolve_problem(problem, dataset)
+    defn, wls, root = resolve_problem(problem, dataset)
     config = EvolveConfig(device=device, strategy=strategy, operators=ops,
                           max_wall_seconds=parse_duration_s(budget) if budget else None,
                           max_candidates=max_candidates, random_seed=random_seed, runs_root=runs_root,
                           llm=tuple(llm or ()), llm_config=llm_config, max_cost_usd=max_cost_usd, agent_cmd=agent_cmd,
-                          agent_timeout_s=agent_timeout, dataset_root=root)
-    plan = prepare(defn, workloads, config, resume=resume)
+                          agent_timeout_s=agent_timeout, dataset_root=root, tune_strategy=tune,
+                          workloads=workloads, cache=not no_cache, cut=not no_cut, target=target,
+                          compile_only=compile_only, ray=ray, workers=workers)
+    if ray is not None:
+        _check_ray_installed()
+    plan = prepare(defn, wls, config, resume=resume)
     for notice in plan.notices:
         console.print(notice, soft_wrap=True)
     if plan.restored:
         console.print(f"resuming {resume}: restored {', '.join(plan.restored)}", soft_wrap=True)
     c = plan.config
     console.print(f"[bold]evolve[/bold] {defn.name} on {c.device}: strategy {c.strategy}, "
-                  f"operators {', '.join(c.operators)}")
+                  f"operators {', '.join(c.operators)} (tune: {c.tune_strategy}); evaluator "
+                  f"{plan.evaluator.description}", soft_wrap=True)
+    console.print(f"search workloads ({plan.split.rule}): {', '.join(w.label for w in plan.split.search)}",
+                  soft_wrap=True)
+    if c.compile_only:
+        console.print(f"[bold red]COMPILE-ONLY[/bold red]: candidates are cross-compiled for {c.target} and judged "
+                      "on ptxas' registers, spills and occupancy. Nothing is run, checked for correctness or timed: "
+                      "the fitness is NOT a timing.", soft_wrap=True)
     with Live(console=console, refresh_per_second=4, transient=False) as live, interrupt_on_signals():
         try:
             result = execute(plan, on_progress=lambda s: live.update(progress_view(s)))
@@ -119,8 +158,18 @@ def evolve(
             print(f"solforge: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
     console.print()
-    console.print(summary_table(result))
-    console.print(f"run {result.run_id}: {result.evaluated} candidates evaluated; stopped: {result.stop_reason}")
+    table, notes = summary_table(result)
+    console.print(table)
+    for note in notes:
+        console.print(note, soft_wrap=True)
+    dup = {k.removeprefix("duplicate_"): v for k, v in result.duplicates.items() if v}
+    console.print(f"run {result.run_id}: {result.evaluated} candidates evaluated; not evaluated as duplicates: "
+                  f"{sum(dup.values())}" + (f" ({', '.join(f'{k} {v}' for k, v in dup.items())})" if dup else "")
+                  + f"; timings cut at {c.cut_factor:g}x the best: {result.cut}; stopped: {result.stop_reason}",
+                  soft_wrap=True)
+    if result.compile_only:
+        console.print("[bold red]COMPILE-ONLY[/bold red]: the fitness below is compile-level (occupancy from "
+                      "ptxas), not a timing", soft_wrap=True)
     console.print(f"fitness (geometric-mean SOL score): first {fmt_or_dash(result.first_fitness, '.4f')}, "
                   f"best {fmt_or_dash(result.best_fitness, '.4f')}"
                   + (f", reached after {result.seconds_to_best:.0f} s" if result.seconds_to_best is not None else ""))
@@ -134,6 +183,13 @@ def evolve(
     console.print(f"winner #{result.winner_id}: {verdict}")
     for kind, path in result.exported.items():
         console.print(f"  {kind}: {path}")
+
+
+def _check_ray_installed() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise SpecError("--ray: Ray is not installed (pip install 'solforge[dist]')") from None
 
 
 def _print_report(run_dir: Path) -> None:

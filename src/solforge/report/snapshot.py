@@ -5,13 +5,12 @@
 methods, each part on its own: a part that fails to read (a damaged page, a row that no
 longer parses) is left out and named in `RunSnapshot.unreadable`, and the rest is kept.
 
-Damage. `Archive.open` refuses a file that SQLite calls malformed. A file cut short
-(a copy interrupted, a disk filled up) is the common case: SQLite then refuses even the
-pages that are intact, because the header promises more pages than the file holds. The
-report reopens such a file with `PRAGMA writable_schema = ON` on a read-only connection,
-which makes SQLite read the pages that are there instead of refusing the whole file
-(it writes nothing: the connection is opened `mode=ro`), and reads candidates one by one
-when the candidate list as a whole cannot be read.
+Damage. A file cut short (a copy interrupted, a disk filled up) is the common case:
+SQLite then refuses even the pages that are intact, because the header promises more
+pages than the file holds. The archive's salvaging read (`Archive.open(run_dir,
+read_only=True, salvage=True)`) reads the pages that are there instead of refusing the
+whole file, and the report reads candidates one by one when the candidate list as a
+whole cannot be read.
 
 Bad input raises SpecError, one line: a directory without an archive, a file that is
 not a solforge archive, an archive of a newer schema than this solforge reads, or one
@@ -28,11 +27,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from solforge.search import ARCHIVE_FILE, Archive, HistoryPoint
-from solforge.search.archive_schema import SCHEMA_VERSION
 from solforge.spec import SpecError
 
 if TYPE_CHECKING:
-    from solforge.search import CandidateRecord, EvaluationRound, LineageEntry, ResourceTotals, RunInfo
+    from solforge.search import (
+        CandidateRecord,
+        EvaluationRound,
+        LineageEntry,
+        ResourceTotals,
+        RunInfo,
+        WinnerRecord,
+    )
     from solforge.search.archive_schema import NoteRecord
 
 T = TypeVar("T")
@@ -56,6 +61,9 @@ class RunSnapshot:
     lineage: list[LineageEntry] = field(default_factory=list)
     notes: list[NoteRecord] = field(default_factory=list)
     totals: ResourceTotals | None = None
+    winner: WinnerRecord | None = None  # as `solforge evolve` recorded it; None before it finished (or older runs)
+    device: dict | None = None  # the run's device: identity, datasheet and calibrated peaks (`Archive.fact("device")`)
+    duplicates: dict[str, int] = field(default_factory=dict)  # dedup hits by kind
     damaged: str | None = None  # why SQLite refused the file as a whole, when it did
     unreadable: list[str] = field(default_factory=list)  # one line per part that could not be read
 
@@ -100,6 +108,11 @@ def read_snapshot(run_dir: str | Path) -> RunSnapshot:
         snap.lineage = _attempt(snap, "the lineage", archive.lineage) or []
         snap.notes = _attempt(snap, "the notes", archive.notes) or []
         snap.totals = _attempt(snap, "the cost ledger", archive.totals)
+        snap.winner = _attempt(snap, "the winner record", archive.winner)
+        device = _attempt(snap, "the device record", lambda: archive.fact("device"))
+        snap.device = device if isinstance(device, dict) else None
+        counts = _attempt(snap, "the dedup counts", archive.dedup_counts) or {}
+        snap.duplicates = {k.value: v for k, v in counts.items()}
     return snap
 
 
@@ -150,54 +163,14 @@ def _history_from(candidates: list[CandidateRecord]) -> list[HistoryPoint]:
 
 
 def _open_archive(run_dir: Path) -> tuple[Archive, str | None]:
-    """The archive, read-only, and why SQLite refused it as a whole (None when it did not)."""
+    """The archive, read-only and salvaged as far as it is sound (`Archive.open(...,
+    salvage=True)`), and why SQLite refused it as a whole (None when it did not). A newer
+    schema raises `NewerSchemaError`, a one-line SpecError."""
     path = run_dir / ARCHIVE_FILE
     if not run_dir.is_dir() or not path.is_file():
         raise SpecError(f"{run_dir}: not a run directory (no {ARCHIVE_FILE}; runs are made by `solforge evolve`)")
-    try:
-        return Archive.open(run_dir, read_only=True), None
-    except SpecError as exc:
-        version = stored_schema_version(path)
-        if isinstance(version, int) and version > SCHEMA_VERSION:
-            raise SpecError(f"{path}: schema_version: {version} is newer than this solforge reads "
-                            f"({SCHEMA_VERSION}); upgrade solforge to read this run") from None
-        raise SpecError(str(exc)) from None
-    except sqlite3.DatabaseError as exc:
-        damaged = _first_line(exc)
-    version = stored_schema_version(path)
-    if not isinstance(version, int):
-        raise SpecError(f"{path}: not a readable solforge archive ({damaged}; {version})")
-    if version != SCHEMA_VERSION:
-        newer = " is newer than this solforge reads" if version > SCHEMA_VERSION else ", this solforge reads"
-        raise SpecError(f"{path}: schema_version: {version}{newer} ({SCHEMA_VERSION})")
-    return Archive(_tolerant_connection(path), path, read_only=True, lock=None), damaged
-
-
-def stored_schema_version(path: Path) -> int | str:
-    """The archive's `schema_version` row, read straight from SQLite on a tolerant read-only
-    connection; a one-line reason (str) when it cannot be read. Exists because
-    `Archive.open` refuses other versions and damaged files without saying which."""
-    try:
-        conn = _tolerant_connection(path)
-    except sqlite3.Error as exc:
-        return _first_line(exc)
-    try:
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        return int(row[0]) if row is not None else "schema_version: no row"
-    except (sqlite3.Error, TypeError, ValueError) as exc:
-        return f"schema_version: {_first_line(exc)}"
-    finally:
-        conn.close()
-
-
-def _tolerant_connection(path: Path) -> sqlite3.Connection:
-    # mode=ro: nothing is written. writable_schema: SQLite then reads the pages a truncated
-    # file still has instead of refusing the file because its header promises more.
-    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
-                           check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA writable_schema = ON")
-    return conn
+    archive = Archive.open(run_dir, read_only=True, salvage=True)
+    return archive, archive.damaged
 
 
 def _first_line(exc: BaseException) -> str:

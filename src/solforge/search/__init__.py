@@ -17,6 +17,7 @@ from solforge.search.archive import (
     ARCHIVE_FILE,
     DEFAULT_RUNS_ROOT,
     Archive,
+    NewerSchemaError,
     StateError,
 )
 from solforge.search.archive_schema import (
@@ -37,6 +38,8 @@ from solforge.search.archive_schema import (
     RunBudget,
     RunInfo,
     RunStatus,
+    TrialRecord,
+    WinnerRecord,
     WorkloadEvaluation,
     params_hash,
     solution_diff,
@@ -49,8 +52,9 @@ from solforge.search.context import (
     NoCandidate,
     OperatorNote,
     SearchContext,
+    Trial,
 )
-from solforge.search.fitness import fitness_of, geometric_mean, sol_score_of
+from solforge.search.fitness import Fitness, Verdict, fitness_of, geometric_mean, judge, sol_score_of
 from solforge.search.operators import (
     Operator,
     OperatorOptions,
@@ -77,9 +81,11 @@ __all__ = [
     "EliteOutcome",
     "EvaluatedCandidate",
     "EvaluationRound",
+    "Fitness",
     "HistoryPoint",
     "LineageEntry",
     "LineageStep",
+    "NewerSchemaError",
     "NoCandidate",
     "NoteKind",
     "NoteRecord",
@@ -95,11 +101,16 @@ __all__ = [
     "RunStatus",
     "SearchContext",
     "StateError",
+    "Trial",
+    "TrialRecord",
+    "Verdict",
+    "WinnerRecord",
     "WorkloadEvaluation",
     "build_operators",
     "choose_operators",
     "fitness_of",
     "geometric_mean",
+    "judge",
     "operator_names",
     "operator_spec",
     "params_hash",

@@ -47,6 +47,7 @@ from typing import IO
 
 from solforge.search.archive_schema import (
     DDL,
+    OLDEST_READABLE_VERSION,
     SCHEMA_VERSION,
     USAGE_SUMS,
     AddOutcome,
@@ -67,10 +68,13 @@ from solforge.search.archive_schema import (
     RunBudget,
     RunInfo,
     RunStatus,
+    TrialRecord,
+    WinnerRecord,
     cell_json,
     insert_cost,
     insert_note,
     is_held_out,
+    migrate,
     params_hash,
     read_candidates,
     read_elites,
@@ -82,7 +86,7 @@ from solforge.search.archive_schema import (
     solution_diff,
     source_hash,
 )
-from solforge.search.fitness import fitness_of, sol_score_of
+from solforge.search.fitness import Fitness, Verdict, judge, sol_score_of
 from solforge.spec import EvaluationStatus, Solution, SpecError, Trace
 
 DEFAULT_RUNS_ROOT = Path("solforge-runs")
@@ -96,6 +100,10 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 class StateError(ValueError):
     """A candidate was moved along a transition its state does not allow."""
+
+
+class NewerSchemaError(SpecError):
+    """The archive was written by a newer solforge (its schema version is above ours)."""
 
 
 def _json(value: object) -> str:
@@ -116,6 +124,8 @@ class Archive:
         self.path = path
         self.read_only = read_only
         self._lock = lock
+        self.damaged: str | None = None  # why SQLite refused the file as a whole (a salvaged read)
+        self._compile_only: bool | None = None
 
     @classmethod
     def create(
@@ -170,32 +180,63 @@ class Archive:
         return cls(conn, path, read_only=False, lock=lock)
 
     @classmethod
-    def open(cls, run_dir: str | Path, *, read_only: bool = False) -> Archive:
+    def open(cls, run_dir: str | Path, *, read_only: bool = False, salvage: bool = False) -> Archive:
         """Open the archive in `run_dir` (`<runs_root>/<run-id>`). As the writer (the
         default) it takes the run's lock file; to resume, `set_status(RunStatus.running)`
-        and re-queue `in_flight()`. `read_only=True` is for other processes watching a run.
-        Raises SpecError when there is no archive, it is not one, its schema version is
-        another, or another process is writing it."""
+        and re-queue `in_flight()`. `read_only=True` is for other processes watching a run
+        (and for the report).
+
+        An archive of an older schema version is migrated (`archive_schema.migrate`): in
+        place by the writer, on an in-memory copy for a reader (which then sees the file
+        as of the moment it opened it). `salvage=True` (read-only only) reads a file that
+        SQLite refuses as a whole (cut short by a kill or a full disk, a damaged page) as
+        far as it is sound: it is reopened with `PRAGMA writable_schema = ON` on a
+        read-only connection, which makes SQLite read the pages that are there rather than
+        refuse the file because its header promises more; `damaged` then says why, and
+        each read may still raise sqlite3.DatabaseError for a part that is gone.
+
+        Raises NewerSchemaError (a SpecError) for an archive written by a newer
+        solforge; SpecError when there is no archive, it is not one, it is unreadable
+        (without `salvage`), or another process is writing it.
+        """
+        if salvage and not read_only:
+            raise ValueError("Archive.open: salvage is for reading (read_only=True)")
         path = Path(run_dir) / ARCHIVE_FILE
         if not path.is_file():
             raise SpecError(f"{path}: no such archive (expected a run directory made by Archive.create)")
         lock = None if read_only else _take_writer_lock(Path(run_dir))
-        conn = None
+        conn, damaged = None, None
         try:
-            conn = _connect(path, read_only=read_only)
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not {"schema_version", "runs"} <= tables:
-                raise SpecError(f"{path}: not a solforge archive (no schema_version table)")
-            (version,) = conn.execute("SELECT version FROM schema_version").fetchone()
-            if version != SCHEMA_VERSION:
-                raise SpecError(f"{path}: schema_version: {version}, this solforge reads version {SCHEMA_VERSION}")
+            try:
+                conn = _connect(path, read_only=read_only)
+                version = _schema_version(conn, path)
+            except sqlite3.DatabaseError as exc:
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                if not salvage:
+                    raise SpecError(f"{path}: not a readable solforge archive ({_first_line(exc)})") from None
+                damaged = _first_line(exc)
+                conn = _tolerant_connection(path)
+                try:
+                    version = _schema_version(conn, path)
+                except sqlite3.DatabaseError as again:
+                    raise SpecError(f"{path}: not a readable solforge archive ({_first_line(again)})") from None
+            if version < SCHEMA_VERSION:
+                if read_only:
+                    conn = _migrated_copy(conn, version, path)
+                else:
+                    with _transaction(conn):
+                        migrate(conn, version)
         except BaseException:
             if conn is not None:
                 conn.close()
             if lock is not None:
                 lock.close()
             raise
-        return cls(conn, path, read_only=read_only, lock=lock)
+        archive = cls(conn, path, read_only=read_only, lock=lock)
+        archive.damaged = damaged
+        return archive
 
     def close(self) -> None:
         self._conn.close()
@@ -228,6 +269,14 @@ class Archive:
     # -- the run ------------------------------------------------------------------------
 
     @property
+    def compile_only(self) -> bool:
+        """Whether the run judges candidates on compile reports instead of timings
+        (`solforge evolve --compile-only`, kept in the run's config)."""
+        if self._compile_only is None:
+            self._compile_only = bool((self.run.config.get("search") or {}).get("compile_only"))
+        return self._compile_only
+
+    @property
     def run(self) -> RunInfo:
         """The run's record, read afresh (a read-only watcher sees status changes)."""
         return read_run(self._conn)
@@ -255,15 +304,21 @@ class Archive:
         rationale: str = "",
         usage: ResourceUsage | None = None,
         notes: Sequence[tuple[NoteKind, str]] = (),
+        normalized_hash: str | None = None,
+        artifact_hash: str | None = None,
     ) -> AddResult:
         """Add a proposed candidate, unless it duplicates one already in the run.
 
-        A duplicate has the same `source_hash` (outcome `duplicate_source`, checked first)
-        or, for a candidate with parameters, the same (family, parameters) (outcome
-        `duplicate_parameters`): nothing is inserted, the result carries the existing
-        candidate, and the caller skips evaluation. Pass `parameters` only when the
-        sources are generated from (family, parameters) (tune, seed); hand-written sources
-        (agent) leave them empty and dedup on their sources alone.
+        A duplicate has, checked in this order, the same `source_hash` (outcome
+        `duplicate_source`); for a candidate with parameters, the same (family,
+        parameters) (`duplicate_parameters`); the same `normalized_hash` (the sources with
+        local names, comments and docstrings normalized away: `search.dedup`;
+        `duplicate_normalized`); the same `artifact_hash` (what it compiles to:
+        `duplicate_artifact`). Nothing is inserted but a row of the `duplicates` ledger
+        (`dedup_counts`); the result carries the existing candidate, and the caller
+        skips evaluation. Pass `parameters` only when the sources are generated from
+        (family, parameters) (tune, seed); hand-written sources (agent) leave them empty
+        and dedup on their sources alone.
 
         In the same transaction, a non-empty `rationale` is kept as the candidate's
         rationale note, `notes` ((kind, text) pairs: what the operator's step reported)
@@ -290,7 +345,13 @@ class Archive:
             outcome, dup = AddOutcome.duplicate_source, _one(c, "source_hash = ?", (s_hash,))
             if dup is None and p_hash is not None:
                 outcome, dup = AddOutcome.duplicate_parameters, _one(c, "params_hash = ?", (p_hash,))
+            if dup is None and normalized_hash is not None:
+                outcome, dup = AddOutcome.duplicate_normalized, _first(c, "normalized_hash = ?", (normalized_hash,))
+            if dup is None and artifact_hash is not None:
+                outcome, dup = AddOutcome.duplicate_artifact, _first(c, "artifact_hash = ?", (artifact_hash,))
             if dup is not None:
+                c.execute("INSERT INTO duplicates (candidate_id, kind, operator, created_at) VALUES (?, ?, ?, ?)",
+                          (dup.id, outcome.value, operator, now))
                 if usage is not None:
                     insert_cost(c, operator, usage, None, now)
                 for kind, text in notes:
@@ -303,11 +364,12 @@ class Archive:
             diff = solution_diff(known[0].solution, solution) if known else ""
             cid = c.execute(
                 "INSERT INTO candidates (operator, solution_json, diff, language, parameters_json, family,"
-                " source_hash, params_hash, island, cell_json, state, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " source_hash, params_hash, island, cell_json, state, created_at, normalized_hash, artifact_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 # The solution in full: exclude_unset would drop defaults that were set in place.
                 (operator, solution.model_dump_json(), diff, solution.spec.language.value, _json(params), family,
-                 s_hash, p_hash, island, cell_key, CandidateState.proposed.value, now),
+                 s_hash, p_hash, island, cell_key, CandidateState.proposed.value, now, normalized_hash,
+                 artifact_hash),
             ).lastrowid
             c.executemany(
                 "INSERT INTO candidate_parents (child_id, position, parent_id) VALUES (?, ?, ?)",
@@ -350,26 +412,32 @@ class Archive:
         *,
         retimed: bool = False,
         usage: ResourceUsage | None = None,
+        cell: Cell | None = None,
     ) -> EvaluationRound:
-        """Store one timing round: every per-workload Trace, the round's fitness
-        (`fitness_of`) and SOL score vector, and `usage` (GPU and wall seconds) charged to
-        the candidate's operator, all in one transaction.
+        """Store one timing round: every per-workload Trace, the round's fitness and its
+        verdict (`fitness.judge`; compile-level in a compile-only run), the SOL score
+        vector, and `usage` (GPU and wall seconds) charged to the candidate's operator, all
+        in one transaction.
 
         The round is held-out when its workloads are; a round mixing search and held-out
         workloads is refused. A first search round (`retimed=False`) needs the candidate
         `evaluating` and makes it `evaluated` with this fitness. A re-timing
         (`retimed=True`) needs it `evaluated` and replaces its fitness: the re-timed
-        figure is the one a new elite is accepted on. Held-out rounds need it `evaluated`
-        and never touch its fitness. Raises StateError for a round its state does not
-        allow (a second first round among them: nothing is evaluated twice), ValueError
-        for traces of another definition or solution, a repeated workload, or what
-        `fitness_of` refuses.
+        figure is the one a new elite is accepted on; when both rounds are `unstable` the
+        candidate keeps the slower figure and becomes sound (confirmed twice, judged
+        pessimistically). Held-out rounds need it `evaluated` and never touch its fitness.
+        `cell` replaces the candidate's map-elites cell (one known only after evaluation:
+        registers and shared memory from its compile report). Raises StateError for a
+        round its state does not allow (a second first round among them: nothing is
+        evaluated twice), ValueError for traces of another definition or solution, a
+        repeated workload, or what `fitness.judge` refuses.
         """
         held = {is_held_out(t) for t in traces}
         if len(held) > 1:
             raise ValueError("traces: search and held-out workloads mixed; record held-out traces in their own round")
         held_out = held == {True}
-        fitness = fitness_of(traces)
+        judged = judge(traces, compile_only=self.compile_only)
+        fitness = judged.value
         uuids = [t.workload.uuid for t in traces]
         if len(set(uuids)) != len(uuids):
             raise ValueError(f"traces: a workload appears twice in one round ({uuids})")
@@ -397,8 +465,9 @@ class Archive:
             scores = {t.workload.uuid: sol_score_of(t) for t in traces}
             round_id = c.execute(
                 "INSERT INTO rounds (candidate_id, held_out, round_index, retimed, fitness, sol_scores_json,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (candidate_id, held_out, done, done > 0, fitness, json.dumps(scores), now),
+                " created_at, verdict, reason, penalty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (candidate_id, held_out, done, done > 0, fitness, json.dumps(scores), now, judged.verdict.value,
+                 judged.reason, judged.penalty),
             ).lastrowid
             c.executemany(
                 "INSERT INTO evaluations (round_id, workload_uuid, status, latency_ms, sol_fraction, sol_score,"
@@ -406,10 +475,12 @@ class Archive:
                 [(round_id, *_trace_columns(t), t.model_dump_json()) for t in traces],
             )
             if not held_out:
+                kept, sound = _kept_fitness(cand, judged, retimed)
                 c.execute(
-                    "UPDATE candidates SET state = ?, fitness = ?, evaluated_at = coalesce(evaluated_at, ?)"
-                    " WHERE id = ?",
-                    (CandidateState.evaluated.value, fitness, now, candidate_id),
+                    "UPDATE candidates SET state = ?, fitness = ?, evaluated_at = coalesce(evaluated_at, ?),"
+                    " verdict = ?, sound = ?, cell_json = coalesce(?, cell_json) WHERE id = ?",
+                    (CandidateState.evaluated.value, kept, now, judged.verdict.value, sound,
+                     None if cell is None else cell_json(cell), candidate_id),
                 )
             if usage is not None:
                 insert_cost(c, cand.operator, usage, candidate_id, now)
@@ -456,15 +527,76 @@ class Archive:
                 return read_candidates(c, "1")
             return read_candidates(c, "state = ?", (state.value,))
 
-    def best(self, k: int = 1) -> list[CandidateRecord]:
-        """The `k` fittest evaluated candidates by search fitness, fittest first; a tie goes
-        to the earlier candidate."""
+    def best(self, k: int = 1, *, sound_only: bool = False) -> list[CandidateRecord]:
+        """The `k` fittest evaluated candidates by search fitness, fittest first; those
+        whose fitness is sound come before those whose figure is not (cut, unstable and
+        unconfirmed, unscored), whatever its value, and `sound_only` leaves the latter out.
+        A tie goes to the earlier candidate."""
         with self._read() as c:
             ids = c.execute(
-                "SELECT id FROM candidates WHERE state = ? ORDER BY fitness DESC, id LIMIT ?",
-                (CandidateState.evaluated.value, k),
+                "SELECT id FROM candidates WHERE state = ? AND sound >= ? ORDER BY sound DESC, fitness DESC, id"
+                " LIMIT ?",
+                (CandidateState.evaluated.value, int(sound_only), k),
             ).fetchall()
             return [self._candidate(c, r["id"]) for r in ids]
+
+    def trials(self, family: str | None = None) -> list[TrialRecord]:
+        """Every candidate generated from a seed kernel's parameters (of `family`, when
+        given), by id, without its sources: the tuner's history. `fitness` None: not yet
+        evaluated (in flight) or dropped (`state` says which)."""
+        clauses, params = ["params_hash IS NOT NULL"], []
+        if family is not None:
+            clauses.append("family = ?")
+            params.append(family)
+        rows = self._conn.execute(
+            f"SELECT id, family, parameters_json, state, fitness, verdict FROM candidates WHERE {' AND '.join(clauses)}"
+            " ORDER BY id", tuple(params))
+        return [TrialRecord(r["id"], r["family"], json.loads(r["parameters_json"]), CandidateState(r["state"]),
+                            r["fitness"], r["verdict"]) for r in rows]
+
+    def dedup_counts(self) -> dict[AddOutcome, int]:
+        """Proposals that were not evaluated because they duplicated a kept candidate, by
+        kind (every duplicate kind listed, zeros included)."""
+        counts = {k: 0 for k in AddOutcome if k is not AddOutcome.added}
+        for r in self._conn.execute("SELECT kind, count(*) AS n FROM duplicates GROUP BY kind"):
+            counts[AddOutcome(r["kind"])] = r["n"]
+        return counts
+
+    # -- facts of the run as a whole ----------------------------------------------------
+
+    def set_fact(self, key: str, value: JsonValue) -> None:
+        """Keep a fact about the run under `key` (JSON), replacing any earlier value:
+        "winner" (`record_winner`), "device" (the device's identity, datasheet and
+        calibrated peaks, so a report drawn on another machine has its roofs),
+        "search_workloads" (the uuids searched, so a resume searches the same ones)."""
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO run_facts (key, value_json, updated_at) VALUES (?, ?, ?)",
+                      (key, _json(value), time.time()))
+
+    def fact(self, key: str) -> JsonValue:
+        """The fact kept under `key`, or None."""
+        row = self._conn.execute("SELECT value_json FROM run_facts WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value_json"]) if row is not None else None
+
+    def facts(self) -> dict[str, JsonValue]:
+        """Every fact of the run, by key."""
+        return {r["key"]: json.loads(r["value_json"]) for r in self._conn.execute("SELECT * FROM run_facts")}
+
+    def record_winner(self, candidate_id: int | None, *, generalizes: bool | None, how: str) -> None:
+        """Keep the run's winner (the candidate exported, or None when none passed the
+        held-out gate), whether the best candidate generalized, and how it was chosen (one
+        line). Raises KeyError for an unknown candidate id."""
+        if candidate_id is not None:
+            self.candidate(candidate_id)
+        self.set_fact("winner", {"candidate_id": candidate_id, "generalizes": generalizes, "how": how})
+
+    def winner(self) -> WinnerRecord | None:
+        """The winner as `record_winner` kept it; None when the run never recorded one
+        (it has not finished, or it was written by a solforge that did not record it)."""
+        fact = self.fact("winner")
+        if not isinstance(fact, dict):
+            return None
+        return WinnerRecord(fact.get("candidate_id"), fact.get("generalizes"), str(fact.get("how", "")))
 
     def evaluations(self, candidate_id: int, held_out: bool = False) -> list[EvaluationRound]:
         """The candidate's search rounds, first round first; with `held_out=True` only its
@@ -648,6 +780,13 @@ def _take_writer_lock(run_dir: Path) -> IO[bytes]:
     return f
 
 
+def _first(c: sqlite3.Connection, where: str, params: tuple) -> CandidateRecord | None:
+    """The earliest candidate matching `where` (these keys are not unique: two kept
+    candidates may share one when the first was kept under --no-cache)."""
+    row = c.execute(f"SELECT id FROM candidates WHERE {where} ORDER BY id LIMIT 1", params).fetchone()
+    return _one(c, "id = ?", (row["id"],)) if row is not None else None
+
+
 def _one(c: sqlite3.Connection, where: str, params: tuple) -> CandidateRecord | None:
     found = read_candidates(c, where, params)
     return found[0] if found else None
@@ -659,3 +798,66 @@ def _trace_columns(t: Trace) -> tuple[str, str, float | None, float | None, floa
     sol = ev.solforge.sol
     latency_ms = ev.performance.latency_ms if ev.performance is not None else None
     return (t.workload.uuid, ev.status.value, latency_ms, sol and sol.sol_fraction, sol and sol.sol_score)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version. Raises NewerSchemaError above ours, SpecError for a file
+    that is not an archive or too old; sqlite3.DatabaseError for a damaged file."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"schema_version", "runs"} <= tables:
+        raise SpecError(f"{path}: not a solforge archive (no schema_version table)")
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    if row is None or not isinstance(row[0], int):
+        raise SpecError(f"{path}: not a solforge archive (schema_version: {row[0] if row else 'no row'})")
+    version = row[0]
+    if version > SCHEMA_VERSION:
+        raise NewerSchemaError(f"{path}: schema_version: {version} is newer than this solforge reads "
+                               f"({SCHEMA_VERSION}); upgrade solforge to read this run")
+    if version < OLDEST_READABLE_VERSION:
+        raise SpecError(f"{path}: schema_version: {version}, this solforge reads versions "
+                        f"{OLDEST_READABLE_VERSION} to {SCHEMA_VERSION}")
+    return version
+
+
+def _tolerant_connection(path: Path) -> sqlite3.Connection:
+    # mode=ro: nothing is written. writable_schema: SQLite then reads the pages a truncated
+    # file still has instead of refusing the file because its header promises more.
+    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                           isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA writable_schema = ON")
+    return conn
+
+
+def _migrated_copy(conn: sqlite3.Connection, version: int, path: Path) -> sqlite3.Connection:
+    """An in-memory copy of `conn`'s database brought to SCHEMA_VERSION (for a reader of an
+    older file, which must not write it). Closes `conn`."""
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    memory.row_factory = sqlite3.Row
+    try:
+        conn.backup(memory)
+    except sqlite3.DatabaseError as exc:
+        memory.close()
+        raise SpecError(f"{path}: a damaged archive of schema version {version}, which this solforge reads "
+                        f"only when whole ({_first_line(exc)})") from None
+    finally:
+        conn.close()
+    memory.execute("PRAGMA foreign_keys = ON")
+    with _transaction(memory):
+        migrate(memory, version)
+    return memory
+
+
+def _kept_fitness(cand: CandidateRecord, judged: Fitness, retimed: bool) -> tuple[float, bool]:
+    """(the candidate's fitness, whether it is sound) after a search round judged `judged`."""
+    if judged.verdict.selectable:
+        return judged.value, True
+    if retimed and judged.verdict is Verdict.unstable and cand.verdict == Verdict.unstable.value:
+        # unstable twice: confirmed, at the slower of the two figures
+        return min(judged.value, cand.fitness if cand.fitness is not None else judged.value), judged.value > 0
+    return judged.value, False

@@ -18,6 +18,15 @@ Two choices worth knowing:
 - A candidate's `fitness` is copied from its latest search round in the same
   transaction that writes the round. The rounds keep the full history; the copy lets
   `best(k)` read one index in order and lets a CHECK tie "evaluated" to "has a fitness".
+  Its `verdict` (`search.fitness.Verdict`) says what the figure is worth, and `sound`
+  whether a strategy may select on it (scored; compiled in a compile-only run; unstable
+  only once a re-timing confirmed it, at the slower of its rounds).
+
+Versions. Version 2 added the verdicts, the dedup keys (`normalized_hash`,
+`artifact_hash`), the `duplicates` ledger and `run_facts` (the winner, the device's
+peaks, the search workloads). `migrate(conn, 1)` brings a version-1 file up to date in
+one transaction: the writer does it in place; a read-only reader does it on an
+in-memory copy (`Archive.open`).
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from typing import Union
 
 from solforge.spec import EvaluationStatus, Language, Solution, Trace
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+OLDEST_READABLE_VERSION = 1  # older files are migrated (see `migrate`)
 
 JsonValue = Union[str, int, float, bool, None, list["JsonValue"], dict[str, "JsonValue"]]
 # A map-elites descriptor cell: one bin (or label, e.g. the kernel family) per descriptor.
@@ -70,6 +80,8 @@ class AddOutcome(str, enum.Enum):
     added = "added"
     duplicate_source = "duplicate_source"  # same sources, language and entry point
     duplicate_parameters = "duplicate_parameters"  # same kernel family and parameter values
+    duplicate_normalized = "duplicate_normalized"  # same source once names of locals, comments and docstrings are gone
+    duplicate_artifact = "duplicate_artifact"  # same compiled artifact (numba's LLVM IR, Triton's PTX)
 
 
 class EliteOutcome(str, enum.Enum):
@@ -130,6 +142,10 @@ class CandidateRecord:
     fitness: float | None  # of the latest search round; None until evaluated
     created_at: float  # Unix time, seconds
     evaluated_at: float | None  # when the first search round was recorded
+    verdict: str | None = None  # `search.fitness.Verdict` value of its fitness; None until evaluated
+    sound: bool = False  # whether strategies may select on its fitness (see the module docstring)
+    normalized_hash: str | None = None  # sha256 of its normalized sources (`search.dedup`)
+    artifact_hash: str | None = None  # sha256 of its compiled artifact, where one was computed
 
     @property
     def language(self) -> Language:
@@ -171,6 +187,9 @@ class EvaluationRound:
     sol_scores: dict[str, float | None]  # workload uuid → SOL score; None where the workload failed
     workloads: tuple[WorkloadEvaluation, ...]
     created_at: float  # Unix time, seconds
+    verdict: str = "scored"  # `search.fitness.Verdict` value: what `fitness` is worth
+    reason: str = ""  # why the verdict is not "scored", one line
+    penalty: float = 1.0  # what selection multiplies the fitness by (register spills)
 
     @property
     def retimed(self) -> bool:
@@ -222,6 +241,27 @@ class ResourceUsage:
 class ResourceTotals:
     run: ResourceUsage
     by_operator: dict[str, ResourceUsage] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One parameter point of a seed kernel family, as the tuner's history sees it."""
+
+    candidate_id: int
+    family: str
+    parameters: dict[str, JsonValue]
+    state: CandidateState
+    fitness: float | None  # None until evaluated
+    verdict: str | None  # `search.fitness.Verdict` value; None until evaluated
+
+
+@dataclass(frozen=True)
+class WinnerRecord:
+    """The run's winner as the held-out gate decided it."""
+
+    candidate_id: int | None  # None: no candidate passed the gate
+    generalizes: bool | None  # the best candidate passed held-out (None: there were no held-out workloads)
+    how: str  # one line: how it was chosen
 
 
 @dataclass(frozen=True)
@@ -308,6 +348,59 @@ def cell_json(cell: Sequence[str | int | float | bool]) -> str:
 
 
 _STATES = ", ".join(f"'{s.value}'" for s in CandidateState)
+# `search.fitness.Verdict`'s values (the schema spells them out: a CHECK cannot import)
+VERDICTS = ("scored", "failed", "cut", "unstable", "unscored", "compiled")
+_VERDICTS = ", ".join(f"'{v}'" for v in VERDICTS)
+_DUPLICATE_KINDS = ", ".join(f"'{k.value}'" for k in AddOutcome if k is not AddOutcome.added)
+
+# What version 2 added beyond new columns: made by `DDL` for a new file, by `migrate` for an old one.
+_V2_INDEXES = (
+    "CREATE INDEX candidates_normalized ON candidates (normalized_hash) WHERE normalized_hash IS NOT NULL",
+    "CREATE INDEX candidates_artifact ON candidates (artifact_hash) WHERE artifact_hash IS NOT NULL",
+)
+_V2_TABLES = (
+    # One row per proposal that duplicated a kept candidate (it was not evaluated): the
+    # dedup hits, by kind, for the summary and the report.
+    f"""CREATE TABLE duplicates (
+        id INTEGER PRIMARY KEY,
+        candidate_id INTEGER NOT NULL REFERENCES candidates (id),
+        kind TEXT NOT NULL CHECK (kind IN ({_DUPLICATE_KINDS})),
+        operator TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    # Facts about the run as a whole, each a JSON value under a key: "winner", "device",
+    # "search_workloads" (see `Archive.set_fact`).
+    """CREATE TABLE run_facts (
+        key TEXT PRIMARY KEY,
+        value_json TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+)
+_V2_COLUMNS = (
+    ("candidates", f"verdict TEXT CHECK (verdict IS NULL OR verdict IN ({_VERDICTS}))"),
+    ("candidates", "sound INTEGER NOT NULL DEFAULT 0 CHECK (sound IN (0, 1))"),
+    ("candidates", "normalized_hash TEXT"),
+    ("candidates", "artifact_hash TEXT"),
+    ("rounds", f"verdict TEXT NOT NULL DEFAULT 'scored' CHECK (verdict IN ({_VERDICTS}))"),
+    ("rounds", "reason TEXT NOT NULL DEFAULT ''"),
+    ("rounds", "penalty REAL NOT NULL DEFAULT 1 CHECK (penalty > 0 AND penalty <= 1)"),
+)
+
+
+def migrate(c: sqlite3.Connection, version: int) -> None:
+    """Bring an archive of `version` (>= OLDEST_READABLE_VERSION) to SCHEMA_VERSION, in the
+    caller's transaction. Version 1 -> 2: the new columns and tables; a version-1 round's
+    verdict is "scored" when its fitness is > 0, else "failed" (version 1 had no other),
+    and its candidates are sound when scored."""
+    if version < 2:
+        for table, column in _V2_COLUMNS:
+            c.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        for stmt in (*_V2_INDEXES, *_V2_TABLES):
+            c.execute(stmt)
+        c.execute("UPDATE rounds SET verdict = CASE WHEN fitness > 0 THEN 'scored' ELSE 'failed' END")
+        c.execute("UPDATE candidates SET verdict = CASE WHEN fitness > 0 THEN 'scored' ELSE 'failed' END,"
+                  " sound = (fitness > 0) WHERE fitness IS NOT NULL")
+    c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 _RUN_STATUSES = ", ".join(f"'{s.value}'" for s in RunStatus)
 _NOTE_KINDS = ", ".join(f"'{k.value}'" for k in NoteKind)
 _EVAL_STATUSES = ", ".join(f"'{s.value}'" for s in EvaluationStatus)
@@ -345,12 +438,17 @@ DDL: tuple[str, ...] = (
         fitness REAL,
         created_at REAL NOT NULL,
         evaluated_at REAL,
+        verdict TEXT CHECK (verdict IS NULL OR verdict IN ({_VERDICTS})),
+        sound INTEGER NOT NULL DEFAULT 0 CHECK (sound IN (0, 1)),
+        normalized_hash TEXT,
+        artifact_hash TEXT,
         CHECK ((state = 'evaluated') = (fitness IS NOT NULL AND evaluated_at IS NOT NULL))
     )""",
     # Two tuned candidates may not share (family, parameters); hand-written ones have no params_hash.
     "CREATE UNIQUE INDEX candidates_params ON candidates (params_hash) WHERE params_hash IS NOT NULL",
     # in_flight() and evaluated_ids() search by state; best(k) also reads it in fitness order.
     "CREATE INDEX candidates_state_fitness ON candidates (state, fitness DESC, id)",
+    *_V2_INDEXES,
     """CREATE TABLE candidate_parents (
         child_id INTEGER NOT NULL REFERENCES candidates (id),
         position INTEGER NOT NULL CHECK (position IN (0, 1)),
@@ -359,7 +457,7 @@ DDL: tuple[str, ...] = (
         CHECK (parent_id < child_id)
     )""",
     "CREATE INDEX candidate_parents_parent ON candidate_parents (parent_id)",
-    """CREATE TABLE rounds (
+    f"""CREATE TABLE rounds (
         id INTEGER PRIMARY KEY,
         candidate_id INTEGER NOT NULL REFERENCES candidates (id),
         held_out INTEGER NOT NULL CHECK (held_out IN (0, 1)),
@@ -368,6 +466,9 @@ DDL: tuple[str, ...] = (
         fitness REAL NOT NULL CHECK (fitness >= 0),
         sol_scores_json TEXT NOT NULL,
         created_at REAL NOT NULL,
+        verdict TEXT NOT NULL DEFAULT 'scored' CHECK (verdict IN ({_VERDICTS})),
+        reason TEXT NOT NULL DEFAULT '',
+        penalty REAL NOT NULL DEFAULT 1 CHECK (penalty > 0 AND penalty <= 1),
         UNIQUE (candidate_id, held_out, round_index)
     )""",
     f"""CREATE TABLE evaluations (
@@ -422,6 +523,7 @@ DDL: tuple[str, ...] = (
         updated_at REAL NOT NULL,
         PRIMARY KEY (island, cell_json)
     )""",
+    *_V2_TABLES,
 )
 
 
@@ -468,6 +570,10 @@ def read_candidates(c: sqlite3.Connection, where: str, params: tuple = ()) -> li
                 fitness=r["fitness"],
                 created_at=r["created_at"],
                 evaluated_at=r["evaluated_at"],
+                verdict=r["verdict"],
+                sound=bool(r["sound"]),
+                normalized_hash=r["normalized_hash"],
+                artifact_hash=r["artifact_hash"],
             )
         )
     return out
@@ -499,6 +605,9 @@ def read_rounds(c: sqlite3.Connection, where: str, params: tuple) -> list[Evalua
                 sol_scores=json.loads(r["sol_scores_json"]),
                 workloads=workloads,
                 created_at=r["created_at"],
+                verdict=r["verdict"],
+                reason=r["reason"],
+                penalty=r["penalty"],
             )
         )
     return out

@@ -51,6 +51,17 @@ class EvolveConfig:
     llm_config: Path | None = None  # the LLM config file (default: the user config dir's)
     agent_cmd: str | None = None  # command template of the agent-cli operator
     agent_timeout_s: float = 1800.0  # per agent-cli step, seconds
+    tune_strategy: str = "tpe"  # the tune operator's tuner: tpe, gp, random, grid, local (`search.tuning`)
+    workloads: str = "auto"  # "auto": on the CPU, real shapes within the caps (`search.workloads`); "smoke"
+    cache: bool = True  # compile caches and the normalized/artifact dedup keys (`--no-cache`: neither)
+    cut: bool = True  # cut timing at cut_factor x the best's latency (`--no-cut`: never)
+    cut_factor: float = 3.0  # tinygrad's BEAM search cuts at 3x the best
+    proposal_workers: int | None = None  # proposals running at once; None: the evaluator's capacity
+    lockstep: bool = False  # propose only once every evaluation is kept: reproducible whatever the evaluator's speed
+    target: str | None = None  # cross-compile every Triton/CUDA candidate for this GPU target first ("sm_90a")
+    compile_only: bool = False  # with `target`: judge on compile reports alone, no timing (a CPU-only machine)
+    ray: str | None = None  # evaluate on Ray: "auto" or a cluster address; None: this machine's devices
+    workers: int | None = None  # Ray actors; None: one per GPU (CUDA run) or per CPU (CPU run)
 
     @property
     def budget(self) -> RunBudget:
@@ -59,7 +70,8 @@ class EvolveConfig:
 
     def operator_options(self) -> OperatorOptions:
         return OperatorOptions(llm=tuple(self.llm), llm_config=self.llm_config, max_cost_usd=self.max_cost_usd,
-                               agent_cmd=self.agent_cmd, agent_timeout_s=self.agent_timeout_s)
+                               agent_cmd=self.agent_cmd, agent_timeout_s=self.agent_timeout_s,
+                               tune_strategy=self.tune_strategy)
 
     def stored(self) -> dict[str, Any]:
         """What the archive keeps of the run's options beyond its budget (`runs.config_json`)."""
@@ -69,7 +81,10 @@ class EvolveConfig:
                                  "agent_cmd": self.agent_cmd, "agent_timeout_s": self.agent_timeout_s},
             "search": {"queue_size": self.queue_size, "patience": self.patience, "retime": self.retime,
                        "heldout_tries": self.heldout_tries,
-                       "baselines": list(self.baselines) if self.baselines is not None else None},
+                       "baselines": list(self.baselines) if self.baselines is not None else None,
+                       "tune_strategy": self.tune_strategy, "workloads": self.workloads, "cache": self.cache,
+                       "cut": self.cut, "cut_factor": self.cut_factor, "target": self.target,
+                       "compile_only": self.compile_only},
         }
 
 
@@ -97,6 +112,28 @@ def check(config: EvolveConfig, *, resuming: bool = False) -> None:
     for b in config.baselines or ():
         if b not in BASELINES:
             raise SpecError(f"--baselines: unknown baseline '{b}' (expected eager, compile)")
+    from solforge.search.tuning import STRATEGIES as TUNE_STRATEGIES
+    from solforge.search.workloads import SELECTIONS
+
+    if config.tune_strategy not in TUNE_STRATEGIES:
+        raise SpecError(f"--tune: expected one of {', '.join(TUNE_STRATEGIES)}, got '{config.tune_strategy}'")
+    if config.workloads not in SELECTIONS:
+        raise SpecError(f"--workloads: expected one of {', '.join(SELECTIONS)}, got '{config.workloads}'")
+    if not math.isfinite(config.cut_factor) or config.cut_factor <= 1:
+        raise SpecError(f"EvolveConfig.cut_factor: expected > 1, got {config.cut_factor:g}")
+    for name, flag in (("proposal_workers", "--proposal-workers"), ("workers", "--workers")):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise SpecError(f"{flag}: expected >= 1, got {value}")
+    if config.target is not None:
+        from solforge.hardware.targets import target_by_name
+
+        try:
+            target_by_name(config.target)
+        except SpecError as exc:
+            raise SpecError(f"--target: {exc}") from None
+    if config.compile_only and config.target is None:
+        raise SpecError("--compile-only: give --target (e.g. sm_90a): compile-level fitness is for a GPU target")
     if not resuming and config.max_wall_seconds is None and config.max_candidates is None:
         raise SpecError("give --budget (e.g. 10m) or --max-candidates N: a search needs a limit")
 
@@ -147,9 +184,12 @@ def restore(config: EvolveConfig, run: RunInfo) -> tuple[EvolveConfig, list[str]
         changes["agent_timeout_s"] = float(options.get("agent_timeout_s", config.agent_timeout_s))
         said.append("--agent-cmd")
     search = stored.get("search") or {}
-    for name in ("queue_size", "patience", "retime", "heldout_tries"):
+    for name in ("queue_size", "patience", "retime", "heldout_tries", "tune_strategy", "workloads", "cache", "cut",
+                 "cut_factor", "target", "compile_only"):
         if name in search:
             changes[name] = search[name]
+    if search.get("target"):
+        said.append(f"--target {search['target']}" + (" --compile-only" if search.get("compile_only") else ""))
     if config.baselines is None and search.get("baselines"):
         changes["baselines"] = tuple(search["baselines"])
     return dataclasses.replace(config, **changes), said

@@ -84,8 +84,19 @@ class EvaluatedCandidate:
     candidate_id: int
     family: str
     params: Mapping[str, Any]
-    fitness: float  # geometric-mean SOL score over the search workloads; 0 when one failed
+    fitness: float  # what selection ranks by: the geometric-mean SOL score (spill-penalized); 0 when one failed
     solution: Solution
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluated (or in-flight) parameter point of a seed kernel family: the tuner's history."""
+
+    candidate_id: int
+    family: str
+    params: Mapping[str, Any]
+    fitness: float | None  # None: in flight
+    verdict: str | None  # `search.fitness.Verdict` value ("cut": known slower than 3x the best); None in flight
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,7 @@ class SearchContext:
     lineage: tuple[LineageStep, ...] = ()  # committed versions, oldest first
     notes: tuple[NoteRecord, ...] = ()  # the run's notes, oldest first, the held-out gate's left out
     run_cost_usd: float = 0.0  # LLM cost spent by the run so far, US dollars
+    trials: tuple[Trial, ...] = ()  # every parameter point of the seed families tried so far, by candidate id
 
     def __post_init__(self) -> None:
         for w in self.workloads:
@@ -143,6 +155,7 @@ class SearchContext:
         object.__setattr__(self, "tried_families", _frozen(self.tried_families))
         object.__setattr__(self, "parents", tuple(self.parents))
         object.__setattr__(self, "elites", tuple(self.elites))
+        object.__setattr__(self, "trials", tuple(self.trials))
 
     @property
     def best_parent(self) -> EvaluatedCandidate | None:

@@ -1,43 +1,64 @@
 """The controller of `solforge evolve`: propose, evaluate, keep, repeat, then gate on held-out.
 
-Threads. The main thread owns everything that decides: the archive (which only it
-writes), the strategy, the stall supervisor, the budgets. Work that takes time runs in
-short-lived daemon threads that report back through one inbox of typed messages:
-- one proposal at a time: the main thread builds a read-only `SearchContext` and a
-  thread asks the operators with it; finished candidates wait in a buffer of at most
-  `queue_size`, so the operators work ahead while evaluation runs;
-- one evaluation per device (each GPU, or the CPU) at a time, through the `Evaluator`,
-  whose harness runs the kernel in its own isolated process.
-Daemon threads never hold the process up: Ctrl-C ends the run at once.
+The loop reads top to bottom: admit what was proposed while the evaluator has room,
+start proposals while the budgets allow, then wait for whichever finishes first
+(`concurrent.futures.wait(FIRST_COMPLETED)`) and keep its result.
+
+Who does what. The main thread owns everything that decides: the archive (which only it
+writes), the strategy, the stall supervisor, the budgets. Proposals run on a thread pool
+of `proposal_workers` (operators get a read-only `SearchContext` built on the main
+thread, so an LLM call never blocks evaluation); evaluations run through the
+`Evaluator` (`evaluator.py`: this machine's devices, or Ray actors), `capacity` at a
+time. Proposed candidates wait in a buffer of at most `queue_size`.
+
+Judging fast (issue 15). Before a candidate is evaluated it is checked against the
+archive: same sources, same parameter point, same normalized source, same compiled
+artifact (`dedup.py`); a duplicate is counted (`Archive.dedup_counts`) and never
+evaluated. Each evaluation carries a cut-off of `cut_factor` (3) times the best
+candidate's latency per workload: the harness stops timing a workload whose median is
+already past it, and the round's verdict is "cut" (`fitness.Verdict`), which no strategy
+selects on. `--no-cache` turns the extra dedup keys and the compile caches off, `--no-cut`
+the cut-off.
+
+What is selected. A would-be new best is re-timed before the strategy sees it; so is an
+unstable one. A round whose verdict is not sound (cut; unstable and not confirmed by a
+second round; unscored) is kept in the archive but never committed or made an elite.
+Register spills above the threshold (a `--target` run) count against a candidate in
+selection (`fitness.SPILL_PENALTY`), with a note.
 
 Budgets. `max_candidates` counts evaluated candidates over the whole run (a resumed run
 counts what it had before); `max_wall_seconds` is wall-clock time of this invocation;
-`max_cost_usd` is the LLM money of the whole run. When one is spent, no new candidate is
-admitted, evaluation in flight finishes, then the best candidates are evaluated on the
-held-out workloads, in order of fitness, until one passes: that one is the winner. A
-candidate that fails held-out is never exported as the winner. A proposal still running
-at the end is abandoned, and what it spent is not recorded.
+`max_cost_usd` is the LLM money of the whole run, checked before each proposal starts
+(with several proposal workers, the steps already running may pass it). When one is
+spent, no new candidate is admitted, evaluation in flight finishes, then the best
+candidates are evaluated on the held-out workloads, in order of fitness, until one
+passes: that one is the winner. Proposals still running at the end are abandoned, and
+what they spent is not recorded.
 
 Resume. The archive holds every decision; `restore` rebuilds the strategy from it (the
 lineage, or the map-elites elites), `run_search` re-queues the candidates that were in
 flight when the run died, and nothing is evaluated twice. A kill -9 loses at most those,
-and the step of an operator that was still working.
+and the steps of operators that were still working.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import dataclasses
-import queue
+import functools
 import random
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from solforge.search.archive import Archive
-from solforge.search.archive_schema import AddOutcome, NoteKind, ResourceUsage
+from solforge.search.archive_schema import AddOutcome, EvaluationRound, NoteKind, ResourceUsage
 from solforge.search.context import (
     HELD_OUT_GATE,
     Candidate,
@@ -45,11 +66,12 @@ from solforge.search.context import (
     LineageStep,
     NoCandidate,
     SearchContext,
+    Trial,
 )
-from solforge.search.evaluator import Evaluator, device_kind
-from solforge.search.fitness import geometric_mean
+from solforge.search.evaluator import EvaluationRequest, Evaluator
+from solforge.search.fitness import Verdict, geometric_mean
 from solforge.search.operators import Operator, SeedKernelOperator, directions
-from solforge.search.strategies import LineageStrategy, MapElitesStrategy, descriptor, make_strategy
+from solforge.search.strategies import Decision, LineageStrategy, MapElitesStrategy, descriptor, make_strategy
 from solforge.search.supervisor import StallSupervisor
 from solforge.spec import Definition, EvaluationStatus, Trace, Workload
 
@@ -62,7 +84,7 @@ if TYPE_CHECKING:
 MAX_CONSECUTIVE_EMPTY = 60
 # The harness failed this many evaluations in a row: it is broken, not the kernels.
 MAX_CONSECUTIVE_HARNESS_ERRORS = 5
-IDLE_WAIT_S = 0.1  # how long the main thread waits for a message before it looks again
+IDLE_WAIT_S = 0.25  # the longest the main thread waits before it looks at the clock again
 
 
 @dataclass
@@ -76,6 +98,18 @@ class ProgressSnapshot:
     elapsed_s: float
     remaining_s: float | None
     last: str
+    duplicates: int = 0  # proposals not evaluated because they duplicated a kept candidate
+    cut: int = 0  # evaluations whose timing was cut at the cut-off
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    """A proposed candidate with its dedup keys, computed off the main thread."""
+
+    candidate: Candidate
+    island: int
+    normalized_hash: str | None = None
+    artifact_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,44 +119,49 @@ class _Job:
     candidate_id: int
     candidate: Candidate
     island: int
-    retime: bool = False  # a second timing of a would-be new best
+    retime: bool = False  # a second timing of a would-be new best (or of an unstable figure)
 
 
-# -- the messages the worker threads send the main thread ----------------------------------
+@contextlib.contextmanager
+def serialized_ast_parse() -> Iterator[None]:
+    """Within the block, `ast.parse` calls from different threads run one at a time.
+
+    CPython before 3.13 keeps the AST constructor's recursion depth in per-interpreter
+    state, so two threads converting ASTs at once corrupt it and one of them raises
+    `SystemError: AST constructor recursion depth mismatch` (python/cpython#106905). The
+    search parses in its proposal threads (seed kernels' PARAMS, dedup keys) while the
+    harness parses in its evaluation threads (static guards, axis expressions); this
+    lock is the workaround, for the time the threads run."""
+    if sys.version_info >= (3, 13):
+        yield
+        return
+    original = ast.parse
+    lock = threading.RLock()
+
+    @functools.wraps(original)
+    def parse(*args, **kwargs):
+        with lock:
+            return original(*args, **kwargs)
+
+    ast.parse = parse
+    try:
+        yield
+    finally:
+        ast.parse = original
 
 
-@dataclass(frozen=True)
-class _Proposed:
-    result: Candidate | NoCandidate | None
-    island: int
-
-
-@dataclass(frozen=True)
-class _ProposalFailed:
-    error: str  # "<exception type>: <message>" of the operator's bug
-
-
-@dataclass(frozen=True)
-class _Evaluated:
-    job: _Job
-    device: str
-    traces: list[Trace]
-    seconds: float
-
-
-@dataclass(frozen=True)
-class _EvaluationFailed:
-    job: _Job
-    device: str
-    error: str  # the harness's own failure, not the kernel's
-    seconds: float
-
-
-_Message = Union[_Proposed, _ProposalFailed, _Evaluated, _EvaluationFailed]
+def cutoff_ms(best_round: EvaluationRound | None, factor: float) -> dict[str, float] | None:
+    """Workload uuid -> `factor` x the best candidate's latency there, ms (tinygrad's BEAM
+    search cuts at 3x the best); None without a best round. A candidate at least as fast
+    as the best is below it by construction, so it is never cut."""
+    if best_round is None:
+        return None
+    cut = {w.workload_uuid: factor * w.latency_ms for w in best_round.workloads if w.latency_ms}
+    return cut or None
 
 
 class Controller:
-    """One run: its archive, strategy, operators, supervisor and worker threads."""
+    """One run: its archive, strategy, operators, supervisor, proposals and evaluator."""
 
     def __init__(self, definition: Definition, search_workloads: Sequence[Workload],
                  held_out_workloads: Sequence[Workload], config: EvolveConfig, archive: Archive,
@@ -135,11 +174,13 @@ class Controller:
         self.supervisor = StallSupervisor(list(operators), patience=config.patience, directions=directions())
         self.rng = random.Random(config.random_seed)
         self.tried: dict[str, int] = {}
-        self.inbox: queue.Queue[_Message] = queue.Queue()
-        self.ready: deque[tuple[Candidate, int]] = deque()  # proposed, waiting for admission
-        self.pending: deque[_Job] = deque()  # admitted (or re-timing), waiting for a device
-        self.running: dict[str, _Job] = {}  # device -> its job
-        self.proposing = False
+        self.ready: deque[_Proposal] = deque()  # proposed, waiting for admission
+        self.pending: deque[_Job] = deque()  # admitted (or re-timing), waiting for room in the evaluator
+        self.evaluating: dict[Future, tuple[_Job, float]] = {}  # future -> (job, start time)
+        self.proposing: dict[Future, int] = {}  # future -> island
+        workers = config.proposal_workers or max(1, evaluator.capacity)
+        self.proposal_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="solforge-propose")
+        self.proposal_workers = workers
         self.spent_usd = archive.totals().run.cost_usd
         self.started = time.time()
         self.halt: str | None = None  # why the search stopped early
@@ -147,6 +188,7 @@ class Controller:
         self.harness_errors = 0  # consecutive evaluations the harness failed
         self.evaluated = len(archive.evaluated_ids())
         self.first_fitness: float | None = None
+        self.cut_count = 0
         self.last = ""
 
     # -- resume ----------------------------------------------------------------------------
@@ -177,6 +219,14 @@ class Controller:
             steps.append(LineageStep(e.version, c.id, c.operator, c.family, e.fitness, e.reason, c.diff))
         return tuple(steps)
 
+    def _trials(self) -> tuple[Trial, ...]:
+        """The tuner's history: every parameter point in the archive, and those proposed
+        but not yet admitted (in flight, fitness None)."""
+        kept = [Trial(t.candidate_id, t.family, t.parameters, t.fitness, t.verdict) for t in self.archive.trials()]
+        waiting = [Trial(0, p.candidate.family, dict(p.candidate.params), None, None)
+                   for p in self.ready if p.candidate.params]
+        return tuple(kept + waiting)
+
     def _next_proposal(self) -> tuple[SearchContext, list[str]]:
         """The context of the next proposal and the operators to ask, in order."""
         island, parents = self.strategy.select(self.rng)
@@ -195,10 +245,11 @@ class Controller:
             rng=random.Random(self.rng.getrandbits(64)), island=island, direction=self.supervisor.direction,
             parent_traces=traces, lineage=self._lineage(),
             notes=tuple(n for n in self.archive.notes() if n.operator != HELD_OUT_GATE), run_cost_usd=self.spent_usd,
+            trials=self._trials(),
         )
         return context, names
 
-    # -- the worker threads ----------------------------------------------------------------
+    # -- work done off the main thread ----------------------------------------------------
     def _propose(self, context: SearchContext, names: list[str]) -> Candidate | NoCandidate | None:
         for name in names:
             result = self.operators[name].propose(context)
@@ -210,51 +261,59 @@ class Controller:
                 return dataclasses.replace(result, operator="initial")
         return None
 
-    def _proposal_thread(self, context: SearchContext, names: list[str]) -> None:
-        try:
-            result = self._propose(context, names)
-        except Exception as exc:  # an operator's bug: the run stops cleanly, the archive says why
-            self.inbox.put(_ProposalFailed(f"{type(exc).__name__}: {exc}"))
-            return
-        self.inbox.put(_Proposed(result, context.island))
+    def _proposal_task(self, context: SearchContext, names: list[str]) -> Candidate | NoCandidate | None | _Proposal:
+        result = self._propose(context, names)
+        if not isinstance(result, Candidate):
+            return result
+        return self._with_keys(result, context.island)
 
-    def _evaluation_thread(self, job: _Job, device: str) -> None:
-        t0 = time.monotonic()
-        try:
-            traces = self.evaluator.evaluate(job.candidate.solution, self.search_wls, device)
-        except Exception as exc:  # the harness's infrastructure failed, not the kernel: the run goes on
-            self.inbox.put(_EvaluationFailed(job, device, f"{type(exc).__name__}: {exc}", time.monotonic() - t0))
-            return
-        self.inbox.put(_Evaluated(job, device, traces, time.monotonic() - t0))
+    def _with_keys(self, candidate: Candidate, island: int) -> _Proposal:
+        """The candidate with its extra dedup keys (none under --no-cache). numba's IR costs a
+        compile, so it is computed only where the parameter point does not already
+        identify the code (see `dedup`)."""
+        if not self.config.cache:
+            return _Proposal(candidate, island)
+        from solforge.search.dedup import normalized_hash, numba_ir_hash
 
-    @staticmethod
-    def _spawn(target: Callable[..., None], *args: object) -> None:
-        threading.Thread(target=target, args=args, daemon=True).start()
+        artifact = None
+        if not candidate.params and self.search_wls:
+            smallest = min(self.search_wls, key=lambda w: sum(int(v) for v in w.axes.values() if isinstance(v, int)))
+            artifact = numba_ir_hash(candidate.solution, self.definition, smallest,
+                                     dataset_root=getattr(self.config.bench, "dataset_root", None))
+        return _Proposal(candidate, island, normalized_hash(candidate.solution), artifact)
 
     # -- budgets ---------------------------------------------------------------------------
     def _first_rounds_in_flight(self) -> int:
-        return sum(1 for j in [*self.running.values(), *self.pending] if not j.retime)
+        jobs = [j for j, _ in self.evaluating.values()] + list(self.pending)
+        return sum(1 for j in jobs if not j.retime)
 
     def _cost_spent(self) -> bool:
         return self.config.max_cost_usd is not None and self.spent_usd >= self.config.max_cost_usd
 
+    def _time_spent(self) -> bool:
+        limit = self.config.max_wall_seconds
+        return limit is not None and time.time() - self.started >= limit
+
     def _can_admit(self) -> bool:
         """Whether another candidate may start its evaluation under the candidate and time
         budgets (the cost budget stops proposals; what was proposed is paid for, and evaluated)."""
-        if self.halt is not None:
-            return False
-        if self.config.max_wall_seconds is not None and time.time() - self.started >= self.config.max_wall_seconds:
+        if self.halt is not None or self._time_spent():
             return False
         n = self.config.max_candidates
         return n is None or self.evaluated + self._first_rounds_in_flight() < n
 
     def _wants_proposal(self) -> bool:
-        """Whether to ask the operators for one more candidate now: an agent's candidate
-        costs LLM money, so none is made that the budget would leave unevaluated."""
-        if self.proposing or self._cost_spent() or not self._can_admit() or len(self.ready) >= self.config.queue_size:
+        """Whether to start one more proposal now: an agent's candidate costs LLM money, so
+        none is made that the budget would leave unevaluated."""
+        if len(self.proposing) >= self.proposal_workers or self._cost_spent() or not self._can_admit():
+            return False
+        if self.config.lockstep and (self.evaluating or self.pending or self.ready or self.proposing):
+            return False
+        if len(self.ready) + len(self.proposing) >= self.config.queue_size:
             return False
         n = self.config.max_candidates
-        return n is None or self.evaluated + self._first_rounds_in_flight() + len(self.ready) < n
+        coming = self.evaluated + self._first_rounds_in_flight() + len(self.ready) + len(self.proposing)
+        return n is None or coming < n
 
     # -- the main loop ---------------------------------------------------------------------
     def run_search(self) -> str:
@@ -263,32 +322,45 @@ class Controller:
             self.archive.start_evaluation(c.id)
             candidate = Candidate(c.solution, c.operator, c.family, dict(c.parameters), tuple(c.parent_ids))
             self.pending.append(_Job(c.id, candidate, c.island))
-        free = [d for d in self.evaluator.devices]
+        with serialized_ast_parse():
+            try:
+                self._loop()
+            finally:
+                self.proposal_pool.shutdown(wait=False, cancel_futures=True)
+        return self._stop_reason()
+
+    def _loop(self) -> None:
         while True:
-            while free and (self.pending or (self.ready and self._can_admit())):
-                job = self.pending.popleft() if self.pending else self._admit(*self.ready.popleft())
-                if job is not None:
-                    device = free.pop(0)
-                    self.running[device] = job
-                    self._spawn(self._evaluation_thread, job, device)
-            if self._wants_proposal():
+            self._admit_and_submit()
+            while self._wants_proposal():
                 context, names = self._next_proposal()
-                self.proposing = True
-                self._spawn(self._proposal_thread, context, names)
-            if not self.running and not self.pending:
+                self.proposing[self.proposal_pool.submit(self._proposal_task, context, names)] = context.island
+            if not self.evaluating and not self.pending:
                 # nothing to wait for: no budget left, or no proposal coming (a proposal
                 # still running when time runs out is abandoned)
                 if not self._can_admit() or not (self.proposing or self.ready or self._wants_proposal()):
                     break
-            try:
-                message = self.inbox.get(timeout=IDLE_WAIT_S)
-            except queue.Empty:
-                continue
-            if isinstance(message, (_Evaluated, _EvaluationFailed)):
-                del self.running[message.device]
-                free.append(message.device)
-            self._receive(message)
-        return self._stop_reason()
+            done, _ = wait([*self.evaluating, *self.proposing], timeout=IDLE_WAIT_S, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future in self.proposing:
+                    self._on_proposal_done(future)
+                else:
+                    self._on_evaluation_done(future)
+
+    def _admit_and_submit(self) -> None:
+        while len(self.evaluating) < self.evaluator.capacity and (self.pending or (self.ready and self._can_admit())):
+            job = self.pending.popleft() if self.pending else self._admit(self.ready.popleft())
+            if job is not None:
+                self._submit(job)
+
+    def _submit(self, job: _Job) -> None:
+        cut = None
+        if self.config.cut and not job.retime and not self.archive.compile_only:
+            best = self.strategy.best()
+            rounds = self.archive.evaluations(best.candidate_id)[-1:] if best is not None else []
+            cut = cutoff_ms(rounds[0] if rounds else None, self.config.cut_factor)
+        request = EvaluationRequest(job.candidate.solution, tuple(self.search_wls), cut)
+        self.evaluating[self.evaluator.submit(request)] = (job, time.monotonic())
 
     def _stop_reason(self) -> str:
         if self.halt is not None:
@@ -299,22 +371,6 @@ class Controller:
             return f"LLM cost budget of {self.config.max_cost_usd:g} USD spent"
         return f"time budget of {self.config.max_wall_seconds:.0f} s spent"
 
-    def _receive(self, message: _Message) -> None:
-        if isinstance(message, _Proposed):
-            self.proposing = False
-            self._on_proposed(message.result, message.island)
-        elif isinstance(message, _ProposalFailed):
-            self.proposing = False
-            self.archive.add_note(NoteKind.supervisor, f"operator error: {message.error}", operator="controller")
-            self.halt = self.last = f"operator error: {message.error}"
-        elif isinstance(message, _Evaluated):
-            self.harness_errors = 0
-            self._on_evaluated(message.job, message.traces, message.seconds, message.device)
-            self._progress()
-        else:
-            self._on_evaluation_failed(message.job, message.error)
-            self._progress()
-
     def _progress(self) -> None:
         if self.on_progress:
             self.on_progress(self.snapshot())
@@ -324,29 +380,43 @@ class Controller:
         if self.empty_rounds >= MAX_CONSECUTIVE_EMPTY:
             self.halt = why
 
-    def _on_proposed(self, result: Candidate | NoCandidate | None, island: int) -> None:
+    # -- proposals -------------------------------------------------------------------------
+    def _on_proposal_done(self, future: Future) -> None:
+        island = self.proposing.pop(future)
+        try:
+            result = future.result()
+        except Exception as exc:  # an operator's bug: the run stops cleanly, the archive says why
+            error = f"{type(exc).__name__}: {exc}"
+            self.archive.add_note(NoteKind.supervisor, f"operator error: {error}", operator="controller")
+            self.halt = self.last = f"operator error: {error}"
+            return
         if result is None:
             self._nothing_new("the operators have nothing new to offer")
             return
-        self.spent_usd += result.usage.cost_usd
-        if isinstance(result, NoCandidate):
-            self.empty_rounds = 0
-            self.archive.log_step(result.operator, [(n.kind, n.text) for n in result.notes], result.usage)
-            self.last = f"{result.operator}: {result.reason}"
-            if result.stop_run:
-                self.halt = result.reason
+        if isinstance(result, _Proposal):
+            self.spent_usd += result.candidate.usage.cost_usd
+            self.ready.append(dataclasses.replace(result, island=island))
             return
-        self.ready.append((result, island))
+        self.spent_usd += result.usage.cost_usd
+        self.empty_rounds = 0
+        self.archive.log_step(result.operator, [(n.kind, n.text) for n in result.notes], result.usage)
+        self.last = f"{result.operator}: {result.reason}"
+        if result.stop_run:
+            self.halt = result.reason
 
-    def _admit(self, candidate: Candidate, island: int) -> _Job | None:
+    def _admit(self, proposal: _Proposal) -> _Job | None:
         """Keep a proposed candidate (with its step's notes and costs); its job, or None for a duplicate."""
+        candidate, island = proposal.candidate, proposal.island
         cell = descriptor(candidate.family, dict(candidate.params), candidate.solution)
         added = self.archive.add_candidate(
             candidate.solution, operator=candidate.operator, family=candidate.family,
             parent_ids=candidate.parent_ids, parameters=dict(candidate.params), island=island, cell=cell,
             rationale=candidate.rationale, usage=candidate.usage, notes=[(n.kind, n.text) for n in candidate.notes],
+            normalized_hash=proposal.normalized_hash, artifact_hash=proposal.artifact_hash,
         )
         if added.outcome is not AddOutcome.added:
+            if added.outcome in (AddOutcome.duplicate_normalized, AddOutcome.duplicate_artifact):
+                self.last = f"{candidate.operator}: a duplicate of #{added.candidate.id} ({added.outcome.value})"
             self._nothing_new("the operators found nothing new")
             return None
         self.empty_rounds = 0
@@ -354,44 +424,98 @@ class Controller:
         self.archive.start_evaluation(added.candidate.id)
         return _Job(added.candidate.id, candidate, island)
 
-    def _on_evaluated(self, job: _Job, traces: list[Trace], seconds: float, device: str) -> None:
-        """Record one round; a would-be new best is re-timed before the strategy sees it."""
-        on_gpu = device_kind(device) != "cpu"
+    # -- evaluations -----------------------------------------------------------------------
+    def _on_evaluation_done(self, future: Future) -> None:
+        job, t0 = self.evaluating.pop(future)
+        seconds = time.monotonic() - t0
+        try:
+            traces = future.result()
+        except Exception as exc:  # the infrastructure failed, not the kernel: the run goes on
+            self._on_evaluation_failed(job, str(exc) if type(exc).__name__ == "EvaluationError"
+                                       else f"{type(exc).__name__}: {exc}")
+        else:
+            self.harness_errors = 0
+            self._on_evaluated(job, traces, seconds)
+        self._progress()
+
+    def _cell(self, candidate: Candidate, traces: Sequence[Trace]) -> tuple:
+        reports = [r for t in traces if t.evaluation for r in (t.evaluation.solforge.compile_reports or ())]
+        return descriptor(candidate.family, dict(candidate.params), candidate.solution, reports)
+
+    def _on_evaluated(self, job: _Job, traces: list[Trace], seconds: float) -> None:
+        """Record one round; a would-be new best (or an unstable figure) is re-timed before
+        the strategy sees it."""
+        on_gpu = not self.evaluator_on_cpu()
         usage = ResourceUsage(gpu_seconds=seconds if on_gpu else 0.0, wall_seconds=seconds)
-        round_ = self.archive.record_evaluation(job.candidate_id, traces, retimed=job.retime, usage=usage)
         c = job.candidate
-        scored = EvaluatedCandidate(job.candidate_id, c.family, dict(c.params), round_.fitness, c.solution)
+        cell = self._cell(c, traces)
+        round_ = self.archive.record_evaluation(job.candidate_id, traces, retimed=job.retime, usage=usage,
+                                                cell=cell)
+        verdict = Verdict(round_.verdict)
+        if verdict is Verdict.cut:
+            self.cut_count += 1
+        if round_.penalty < 1.0:
+            from solforge.bench.crosscompile import spill_note
+
+            note = spill_note(r for t in traces if t.evaluation for r in (t.evaluation.solforge.compile_reports or ()))
+            self.archive.add_note(NoteKind.failure, f"{note}: fitness x {round_.penalty:g} in selection",
+                                  candidate_id=job.candidate_id, operator=c.operator)
+        kept = self.archive.candidate(job.candidate_id)
+        selection = (kept.fitness or 0.0) * round_.penalty
+        scored = EvaluatedCandidate(job.candidate_id, c.family, dict(c.params), selection, c.solution)
         if not job.retime:
             self.evaluated += 1
             if self.first_fitness is None:
                 self.first_fitness = round_.fitness
-            if self.config.retime and self.strategy.would_improve(scored):
+            retime_worthy = verdict.selectable or verdict is Verdict.unstable
+            if self.config.retime and retime_worthy and self.strategy.would_improve(
+                    dataclasses.replace(scored, fitness=round_.fitness * round_.penalty)):
                 self.last = f"#{job.candidate_id} {c.operator}: fitness {round_.fitness:.4f}, re-timing"
                 self.pending.appendleft(dataclasses.replace(job, retime=True))
                 return
         failures = sorted({t.evaluation.status.value for t in traces if t.evaluation} - {EvaluationStatus.PASSED.value})
-        self._offer(job, scored, failures)
+        if not kept.sound:
+            self._refuse(job, verdict, round_.reason, failures)
+            return
+        self._offer(job, scored, cell, failures)
+
+    def evaluator_on_cpu(self) -> bool:
+        return (self.config.device or "cpu").split(":")[0] == "cpu" or self.archive.compile_only
 
     def _on_evaluation_failed(self, job: _Job, error: str) -> None:
         self.harness_errors += 1
         if job.retime:
             # The first round stands; without this the candidate would stay evaluated and
             # never be offered to the strategy, so never committed.
-            fitness = self.archive.candidate(job.candidate_id).fitness
+            kept = self.archive.candidate(job.candidate_id)
+            fitness = kept.fitness or 0.0
             self.archive.add_note(NoteKind.failure, f"re-timing failed ({error}); judged on its first round, "
                                   f"fitness {fitness:.4f}", candidate_id=job.candidate_id, operator="controller")
             c = job.candidate
-            self._offer(job, EvaluatedCandidate(job.candidate_id, c.family, dict(c.params), fitness, c.solution), [])
+            if kept.sound:
+                cell = tuple(kept.cell) if kept.cell else descriptor(c.family, dict(c.params), c.solution)
+                self._offer(job, EvaluatedCandidate(job.candidate_id, c.family, dict(c.params), fitness, c.solution),
+                            cell, [])
+            else:
+                self._refuse(job, Verdict(kept.verdict or "unscored"), "re-timing failed", [])
         else:
             self.archive.drop(job.candidate_id, f"harness error: {error}", operator=job.candidate.operator)
             self.last = f"#{job.candidate_id}: harness error: {error}"
         if self.harness_errors >= MAX_CONSECUTIVE_HARNESS_ERRORS:
             self.halt = f"the harness failed {self.harness_errors} evaluations in a row (last: {error})"
 
-    def _offer(self, job: _Job, scored: EvaluatedCandidate, failures: list[str]) -> None:
+    def _refuse(self, job: _Job, verdict: Verdict, reason: str, failures: list[str]) -> None:
+        """A round whose figure is not sound: kept in the archive, never selected."""
+        c = job.candidate
+        if verdict is Verdict.failed:
+            self.archive.add_note(NoteKind.failure, f"{c.rationale}: {', '.join(failures)}",
+                                  candidate_id=job.candidate_id, operator=c.operator)
+        self._decided(job, Decision(False, False, f"{verdict.value}: {reason}" if reason else verdict.value),
+                      self.archive.candidate(job.candidate_id).fitness or 0.0)
+
+    def _offer(self, job: _Job, scored: EvaluatedCandidate, cell: tuple, failures: list[str]) -> None:
         """Give an evaluated candidate to the strategy, and keep its decision."""
         c = job.candidate
-        cell = descriptor(c.family, dict(c.params), c.solution)
         decision = self.strategy.consider(scored, cell, job.island)
         if decision.accepted and isinstance(self.strategy, LineageStrategy):
             self.archive.commit(job.candidate_id, decision.reason)
@@ -400,11 +524,14 @@ class Controller:
         if scored.fitness == 0:
             self.archive.add_note(NoteKind.failure, f"{c.rationale}: {', '.join(failures)}",
                                   candidate_id=job.candidate_id, operator=c.operator)
+        self._decided(job, decision, scored.fitness)
+
+    def _decided(self, job: _Job, decision: Decision, fitness: float) -> None:
         redirect = self.supervisor.observe(decision.new_best)
         if redirect is not None:
             self.archive.add_note(NoteKind.supervisor, f"{redirect.reason}: favour {redirect.favoured}; "
                                   f"{redirect.direction}", operator="supervisor")
-        self.last = f"#{job.candidate_id} {c.operator}: fitness {scored.fitness:.4f} ({decision.reason})"
+        self.last = f"#{job.candidate_id} {job.candidate.operator}: fitness {fitness:.4f} ({decision.reason})"
 
     def snapshot(self) -> ProgressSnapshot:
         best = self.strategy.best()
@@ -419,31 +546,30 @@ class Controller:
             evaluated=self.evaluated, best_fitness=best.fitness if best else None,
             best_sol_fraction=fraction, failures={k.value: v for k, v in self.archive.failures_by_status().items()},
             elapsed_s=time.time() - self.started, remaining_s=remaining, last=self.last,
+            duplicates=sum(self.archive.dedup_counts().values()), cut=self.cut_count,
         )
 
     # -- the end ---------------------------------------------------------------------------
     def held_out_gate(self) -> tuple[int | None, bool | None]:
-        """(winner id, generalizes): the best candidates on the held-out workloads, best first;
-        the first that passes every one is the winner. Its notes are the gate's
-        (`HELD_OUT_GATE`), which no operator is ever shown."""
-        best = [c for c in self.archive.best(self.config.heldout_tries) if (c.fitness or 0) > 0]
+        """(winner id, generalizes): the best sound candidates on the held-out workloads,
+        best first; the first that passes every one is the winner. Its notes are the
+        gate's (`HELD_OUT_GATE`), which no operator is ever shown."""
+        best = [c for c in self.archive.best(self.config.heldout_tries, sound_only=True) if (c.fitness or 0) > 0]
         if not best:
             return None, None
         if not self.heldout_wls:
             self.archive.add_note(NoteKind.supervisor, "no held-out workloads: the winner is the best candidate",
                                   operator=HELD_OUT_GATE)
             return best[0].id, None
-        device = self.evaluator.devices[0]
         for rank, c in enumerate(best):
             rounds = self.archive.evaluations(c.id, held_out=True)
             if rounds:
                 traces = [w.trace for w in rounds[-1].workloads]
             else:
                 t0 = time.monotonic()
-                traces = self.evaluator.evaluate(c.solution, self.heldout_wls, device)
+                traces = self.evaluator.submit(EvaluationRequest(c.solution, tuple(self.heldout_wls))).result()
                 seconds = time.monotonic() - t0
-                usage = ResourceUsage(gpu_seconds=seconds if device_kind(device) != "cpu" else 0.0,
-                                      wall_seconds=seconds)
+                usage = ResourceUsage(gpu_seconds=0.0 if self.evaluator_on_cpu() else seconds, wall_seconds=seconds)
                 self.archive.record_evaluation(c.id, traces, usage=usage)
             failed = [t for t in traces if t.evaluation is None or t.evaluation.status is not EvaluationStatus.PASSED]
             if not failed:

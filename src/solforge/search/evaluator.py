@@ -1,19 +1,55 @@
-"""How the search evaluates: the `Evaluator` interface the controller talks to, and the
-local evaluator over the harness (`solforge.bench`), one evaluation at a time per device.
+"""How the search evaluates: one `Evaluator` interface, two engines, and the harness
+backend they both run.
 
-The evaluator owns what every evaluation of a run shares: the definition, the harness
-options, the baseline latencies measured once at the start of the run, and the device
-whose peaks SOL scores are computed against. The search only ever sees the Traces it
-returns, with their SOL reports attached.
+    future = evaluator.submit(EvaluationRequest(solution, workloads, cutoff_ms))
+    traces = future.result()      # one Trace per workload, SOL reports attached
+    evaluator.capacity            # evaluations that may run at once
+    evaluator.close()
+
+- `HarnessBackend` is one evaluation, wherever it runs: the cross-compile for a GPU
+  target when the run has one (a failure is COMPILE_ERROR with ptxas' or nvcc's own
+  message on every workload, no evaluation spent), then the harness
+  (`solforge.bench.evaluate`, with the run's cut-off) and the SOL reports against the
+  run's baselines (`attach_sol`), the compile reports attached to each Trace
+  (`compile_reports`). In a `--compile-only` run it stops after the cross-compile:
+  the Traces say the workload was not run (`skipped`), and fitness is compile-level.
+  It also points the compilers' caches into solforge's cache directory
+  (NUMBA_CACHE_DIR, TRITON_CACHE_DIR; the harness's children keep NUMBA_* and
+  TRITON_* variables), so that compiled kernels persist across a run and across runs.
+- `LocalEvaluator` runs it on this machine's devices, one evaluation per device at a
+  time, on a `concurrent.futures` thread pool (the harness isolates each evaluation in
+  processes of its own; the thread only waits).
+- `RayEvaluator` (`solforge evolve --ray auto|ADDRESS`) runs it in Ray actors: one per
+  GPU (`num_gpus=1`), or one per CPU slot. The archive stays with the controller: an
+  actor returns Traces and never writes anything. An actor that dies is restarted by
+  Ray and its evaluation retried once (`max_restarts`, `max_task_retries=1`: Ray's own
+  fault tolerance); a second death is the candidate's failure, with the cause. A
+  kill -9 of the controller loses only the evaluations in flight, as locally.
+
+The search only ever sees the Traces an evaluator returns. `EvaluationError` is the
+infrastructure's failure (a harness that cannot start a process, an actor that died
+twice), never the kernel's: those are statuses in the Traces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import os
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 from solforge.bench import BenchConfig, attach_sol, baseline_latencies, detect_device, evaluate, run_bench
-from solforge.spec import Definition, Solution, SpecError, Trace, Workload
+from solforge.spec import Definition, EvaluationStatus, Solution, SpecError, Trace, Workload
+
+Baselines = dict[str, dict[str, float]]  # baseline name -> workload uuid -> latency, ms
+
+
+class EvaluationError(Exception):
+    """The evaluation infrastructure failed (not the kernel); the message is the cause."""
 
 
 def device_kind(device: str) -> str:
@@ -52,55 +88,402 @@ def ensure_ceilings(device: str) -> None:
         calibrate(device)
 
 
+def compile_cache_env(cache: bool) -> dict[str, str]:
+    """The compilers' cache directories under solforge's cache directory
+    (`solforge.cache.cache_root()`): NUMBA_CACHE_DIR and TRITON_CACHE_DIR. With `cache`
+    False (`--no-cache`), fresh temporary directories, so nothing is reused."""
+    import tempfile
+
+    if not cache:
+        fresh = Path(tempfile.mkdtemp(prefix="solforge-nocache-"))
+        return {"NUMBA_CACHE_DIR": str(fresh / "numba"), "TRITON_CACHE_DIR": str(fresh / "triton")}
+    from solforge.cache import cache_root
+
+    root = cache_root() / "compile"
+    return {"NUMBA_CACHE_DIR": str(root / "numba"), "TRITON_CACHE_DIR": str(root / "triton")}
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """One evaluation: `solution` on `workloads`. `cutoff_ms` (workload uuid -> ms): the
+    harness stops timing a workload past it (`timing.cut`)."""
+
+    solution: Solution
+    workloads: tuple[Workload, ...]
+    cutoff_ms: Mapping[str, float] | None = None
+
+
+@dataclass
+class HarnessBackend:
+    """One evaluation on one device (see the module docstring). Picklable: a Ray actor
+    holds a copy."""
+
+    definition: Definition
+    config: BenchConfig
+    target: str | None = None  # cross-compile for this GPU target first (e.g. "sm_90a")
+    compile_only: bool = False  # stop after the cross-compile: compile-level fitness, no timing
+    cache_env: dict[str, str] = field(default_factory=dict)  # NUMBA_CACHE_DIR, TRITON_CACHE_DIR
+    _device: Any = field(default=None, repr=False, compare=False)
+
+    def prepare(self) -> None:
+        """Point this process's compilers (and the harness's children) at the caches."""
+        for key, value in self.cache_env.items():
+            Path(value).mkdir(parents=True, exist_ok=True)
+            os.environ[key] = value
+
+    def evaluate(self, request: EvaluationRequest, device: str, baselines: Baselines) -> list[Trace]:
+        self.prepare()
+        workloads = list(request.workloads)
+        reports = None
+        if self.target is not None:
+            reports, failed = self._cross_compile(request.solution, workloads)
+            if failed is not None:
+                return failed
+        if self.compile_only:
+            return self._compiled_traces(request.solution, workloads, reports or [])
+        traces = evaluate(self.definition, workloads, request.solution, device, self.config,
+                          cutoff_ms=dict(request.cutoff_ms) if request.cutoff_ms else None)
+        if self._device is None:
+            self._device = detect_device(device)
+        attach_sol(self.definition, traces, baselines, self._device)
+        if reports is not None:
+            from solforge.bench.crosscompile import reports_for_workload
+
+            for t in traces:
+                if t.evaluation is not None:
+                    t.evaluation.solforge.compile_reports = reports_for_workload(reports, t.workload.uuid)
+        return traces
+
+    def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str],
+                          device: str) -> tuple[Baselines, dict[str, dict[str, str]]]:  # fmt: skip
+        """(median latency per workload uuid of each baseline ("eager", "compile"), in ms,
+        measured with the same harness as every candidate; baseline -> workload uuid ->
+        why there is no figure, one line, for those that have none)."""
+        self.prepare()
+        result = run_bench(self.definition, list(workloads), [], device, baselines=tuple(names), config=self.config)
+        latencies = baseline_latencies(result.baselines)
+        failures: dict[str, dict[str, str]] = {}
+        for name, traces in result.baselines.items():
+            for t in traces:
+                if t.workload.uuid in latencies.get(name, {}):
+                    continue
+                ev = t.evaluation
+                if ev is None:
+                    why = "no evaluation"
+                elif ev.status is EvaluationStatus.PASSED:
+                    why = "passed, but its time is not a performance measurement"
+                else:
+                    first = next((ln.strip() for ln in ev.log.splitlines() if ln.strip()), "")
+                    why = f"{ev.status.value}: {first[:160]}" if first else ev.status.value
+                failures.setdefault(name, {})[t.workload.uuid] = why
+        return latencies, failures
+
+    # -- the cross-compile ------------------------------------------------------------------
+    def _cross_compile(self, solution: Solution, workloads: list[Workload]):
+        """(reports, None), or (None, COMPILE_ERROR traces) when it fails; (None, None) for a
+        language with nothing to compile for a GPU (numba, PyTorch)."""
+        from solforge.bench.crosscompile import CrossCompileError, can_cross_compile, cross_compile
+
+        if not can_cross_compile(solution):
+            return None, None
+        try:
+            return cross_compile(solution, self.definition, workloads, self.target,
+                                 dataset_root=self.config.dataset_root), None
+        except CrossCompileError as exc:
+            log = f"cross-compile for {self.target} failed ({exc.kind}): {exc.one_line()}\n{exc.message}"
+            return None, [self._trace(solution, w, EvaluationStatus.COMPILE_ERROR, log, None) for w in workloads]
+
+    def _compiled_traces(self, solution: Solution, workloads: list[Workload], reports: list) -> list[Trace]:
+        from solforge.bench.crosscompile import reports_for_workload
+
+        if not reports:
+            log = (f"compile-only: a {solution.spec.language.value} solution has no GPU kernel to compile for "
+                   f"{self.target}; nothing to judge")
+            return [self._trace(solution, w, EvaluationStatus.COMPILE_ERROR, log, None) for w in workloads]
+        return [self._trace(solution, w, EvaluationStatus.PASSED, "", reports_for_workload(reports, w.uuid))
+                for w in workloads]
+
+    def _trace(self, solution: Solution, workload: Workload, status: EvaluationStatus, log: str,
+               reports: list | None) -> Trace:  # fmt: skip
+        from datetime import datetime, timezone
+
+        from solforge.spec import Environment, Evaluation, EvaluationExtension
+
+        skipped = warnings = None
+        if status is EvaluationStatus.PASSED:
+            skipped = f"compile-only: compiled for {self.target}; not run, not checked for correctness, not timed"
+            warnings = ["compile-only: the fitness is compile-level (occupancy from ptxas' figures), not a timing"]
+        return Trace(definition=self.definition.name, workload=workload, solution=solution.name, evaluation=Evaluation(
+            status=status, environment=Environment(hardware=f"cross-compile {self.target}"),
+            timestamp=datetime.now(timezone.utc).isoformat(), log=log,
+            solforge=EvaluationExtension(device=f"target:{self.target}", held_out=workload.held_out,
+                                         compile_reports=reports, skipped=skipped, warnings=warnings or [])))
+
+
 class Evaluator(Protocol):
     """What the controller evaluates candidates through."""
 
-    devices: tuple[str, ...]  # one evaluation at a time runs on each
-    baselines: dict[str, dict[str, float]] | None  # baseline name -> workload uuid -> latency, ms
-
-    def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str]) -> dict[str, dict[str, float]]:
-        """Measure (and keep) the baselines SOL scores are computed against."""
-        ...
+    capacity: int  # evaluations that may run at once
+    baselines: Baselines | None  # set by `measure_baselines` or from a resumed run
+    description: str  # one line for the user, e.g. "local: cpu" or "ray: 4 actors (1 GPU each)"
 
     def start(self) -> None:
         """Make the devices ready before the first measurement (e.g. calibrate them)."""
         ...
 
-    def evaluate(self, solution: Solution, workloads: Sequence[Workload], device: str) -> list[Trace]:
-        """One Trace per workload, in order, each with its SOL report; raises only for a
-        failure of the evaluation infrastructure, never for what the kernel does."""
+    def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str]) -> Baselines:
+        """Measure the baselines SOL scores are computed against, and merge them into
+        `baselines` (what has no figure: `baseline_failures`, name -> uuid -> why)."""
+        ...
+
+    def submit(self, request: EvaluationRequest) -> Future[list[Trace]]:
+        """Start one evaluation; its future gives one Trace per workload, in order, or
+        raises EvaluationError. At most `capacity` run at once (more wait their turn)."""
+        ...
+
+    def close(self) -> None:
+        """Release the workers; evaluations in flight are abandoned."""
         ...
 
 
 class LocalEvaluator:
-    """The harness on this machine's devices (`solforge.bench.evaluate`), with SOL
-    reports against the run's baselines (`attach_sol`).
+    """The harness backend on this machine's devices: one evaluation per device at a time."""
 
-    `baselines` (name -> workload uuid -> latency in ms) must be set, by
-    `measure_baselines` or from a resumed run, before the first evaluation.
-    """
-
-    def __init__(self, definition: Definition, devices: Sequence[str], config: BenchConfig) -> None:
-        self.definition, self.config = definition, config
+    def __init__(self, backend: HarnessBackend, devices: Sequence[str]) -> None:
+        self.backend = backend
         self.devices = tuple(devices)
-        self.baselines: dict[str, dict[str, float]] | None = None
-        self._detected = None
+        self.capacity = len(self.devices)
+        self.baselines: Baselines | None = None
+        self.baseline_failures: dict[str, dict[str, str]] = {}
+        self.description = f"local: {', '.join(self.devices)}"
+        self._free: queue.Queue[str] = queue.Queue()
+        for d in self.devices:
+            self._free.put(d)
+        self._pool = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="solforge-evaluate")
+
+    @property
+    def definition(self) -> Definition:
+        return self.backend.definition
 
     def start(self) -> None:
-        ensure_ceilings(device_kind(self.devices[0]))
+        if not self.backend.compile_only:
+            ensure_ceilings(device_kind(self.devices[0]))
 
-    def evaluate(self, solution: Solution, workloads: Sequence[Workload], device: str) -> list[Trace]:
-        assert self.baselines is not None, "LocalEvaluator: baselines are measured before any evaluation"
-        if self._detected is None:
-            self._detected = detect_device(self.devices[0])
-        traces = evaluate(self.definition, list(workloads), solution, device, self.config)
-        attach_sol(self.definition, traces, self.baselines, self._detected)
-        return traces
-
-    def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str]) -> dict[str, dict[str, float]]:
-        """Median latency per workload uuid of each baseline ("eager", "compile"), in ms,
-        measured once with the same harness as every candidate; kept as `baselines`."""
-        result = run_bench(self.definition, list(workloads), [], self.devices[0], baselines=tuple(names),
-                           config=self.config)
-        self.baselines = baseline_latencies(result.baselines)
+    def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str]) -> Baselines:
+        measured, self.baseline_failures = self.backend.measure_baselines(workloads, names, self.devices[0])
+        self.baselines = _merged(self.baselines, measured)
         return self.baselines
+
+    def submit(self, request: EvaluationRequest) -> Future[list[Trace]]:
+        return self._pool.submit(self._run, request)
+
+    def _run(self, request: EvaluationRequest) -> list[Trace]:
+        assert self.baselines is not None, "LocalEvaluator: baselines are measured before any evaluation"
+        device = self._free.get()  # the pool has one thread per device: one is always free here
+        try:
+            return self.backend.evaluate(request, device, self.baselines)
+        except EvaluationError:
+            raise
+        except Exception as exc:  # the harness's infrastructure failed, not the kernel
+            raise EvaluationError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._free.put(device)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RayEvaluator:
+    """The harness backend in Ray actors (see the module docstring).
+
+    `address`: "auto" joins the cluster this machine belongs to (`ray start --head`, or
+    RAY_ADDRESS), else starts a local Ray; any other value is a cluster address
+    (e.g. "ray://head:10001" or "10.0.0.1:6379"); None uses the Ray this process has
+    already initialized (tests: `ray.init(num_cpus=2)`). `workers`: the number of actors
+    (default: one per GPU of the cluster on a GPU run, one per CPU on a CPU run).
+    Raises SpecError, naming `--ray`, when there is no cluster at `address`, or no GPU
+    in it for a GPU run.
+    """
+
+    def __init__(self, backend: HarnessBackend, device: str, address: str | None = "auto",
+                 workers: int | None = None, max_restarts: int = -1) -> None:  # fmt: skip
+        import ray
+
+        self.backend = backend
+        self.baselines: Baselines | None = None
+        self.baseline_failures: dict[str, dict[str, str]] = {}
+        _connect(ray, address)
+        gpu = device_kind(device) != "cpu"
+        resources = ray.cluster_resources()
+        available = int(resources.get("GPU" if gpu else "CPU", 0))
+        if gpu and available == 0:
+            raise SpecError(f"--ray {address}: the cluster has no GPU for a {device} run")
+        self.capacity = max(1, workers or available)
+        actor_class = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1, max_restarts=max_restarts,
+                                 max_task_retries=1)(_EvaluationActor)
+        self._device = "cuda:0" if gpu else "cpu"  # inside an actor, Ray's CUDA_VISIBLE_DEVICES shows its one GPU
+        self._actors = [actor_class.remote(backend, self._device) for _ in range(self.capacity)]
+        self._idle: queue.Queue[Any] = queue.Queue()
+        for a in self._actors:
+            self._idle.put(a)
+        self._lock = threading.Lock()
+        self._closed = False
+        self.description = f"ray: {self.capacity} actor(s), {'1 GPU' if gpu else '1 CPU'} each"
+
+    @property
+    def definition(self) -> Definition:
+        return self.backend.definition
+
+    def start(self) -> None:
+        import ray
+
+        if not self.backend.compile_only:
+            ray.get([a.ensure_ceilings.remote() for a in self._actors])
+
+    def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str]) -> Baselines:
+        import ray
+
+        actor = self._idle.get()
+        try:
+            measured, self.baseline_failures = ray.get(actor.measure_baselines.remote(list(workloads), list(names)))
+        finally:
+            self._idle.put(actor)
+        self.baselines = _merged(self.baselines, measured)
+        return self.baselines
+
+    def submit(self, request: EvaluationRequest) -> Future[list[Trace]]:
+        """Runs on an idle actor, or waits (in a pool thread) for one. Ray restarts a dead
+        actor and retries the evaluation once; after that the future raises
+        EvaluationError with Ray's cause."""
+        assert self.baselines is not None, "RayEvaluator: baselines are measured before any evaluation"
+        outer: Future[list[Trace]] = Future()
+        actor = self._idle.get()
+        ref = actor.evaluate.remote(request, self.baselines)
+
+        def done(inner: Future) -> None:
+            self._idle.put(actor)
+            try:
+                outer.set_result(inner.result())
+            except Exception as exc:  # noqa: BLE001 - Ray's errors, the backend's: the infrastructure's
+                outer.set_exception(EvaluationError(_ray_cause(exc)))
+
+        ref.future().add_done_callback(done)
+        return outer
+
+    def actor_pids(self) -> list[int]:
+        """The process id of each actor (for tests that kill one)."""
+        import ray
+
+        return ray.get([a.pid.remote() for a in self._actors])
+
+    def close(self) -> None:
+        import ray
+
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for a in self._actors:
+            ray.kill(a, no_restart=True)
+
+
+class _EvaluationActor:
+    """A Ray actor's body: the harness backend on the actor's device."""
+
+    def __init__(self, backend: HarnessBackend, device: str) -> None:
+        self.backend, self.device = backend, device
+        backend.prepare()
+
+    def evaluate(self, request: EvaluationRequest, baselines: Baselines) -> list[Trace]:
+        return self.backend.evaluate(request, self.device, baselines)
+
+    def measure_baselines(self, workloads: list[Workload], names: list[str]) -> tuple[Baselines, dict]:
+        return self.backend.measure_baselines(workloads, names, self.device)
+
+    def ensure_ceilings(self) -> None:
+        ensure_ceilings(device_kind(self.device))
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _merged(old: Baselines | None, new: Baselines) -> Baselines:
+    out = {name: dict(v) for name, v in (old or {}).items()}
+    for name, v in new.items():
+        out.setdefault(name, {}).update(v)
+    return out
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """Join or start Ray; SpecError naming `--ray` when there is no cluster at `address`."""
+    if address is None:
+        if not ray.is_initialized():
+            raise SpecError("--ray: Ray is not initialized in this process (give auto or an address)")
+        return
+    if ray.is_initialized():
+        return
+    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address == "auto":
+        try:
+            ray.init(address="auto", **quiet)
+        except (ConnectionError, RuntimeError, ValueError):
+            ray.init(**quiet)  # no cluster on this machine: a local one
+        return
+    why = _unreachable(address)
+    if why is not None:
+        raise SpecError(f"--ray {address}: no Ray cluster there ({why}); start one with `ray start --head` "
+                        "or pass --ray auto")
+    try:
+        ray.init(address=address, **quiet)
+    except Exception as exc:  # noqa: BLE001 - Ray raises several types for "nothing there"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError(f"--ray {address}: no Ray cluster there ({first[:200]}); start one with "
+                        "`ray start --head` or pass --ray auto") from None
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers at a Ray address ("host:port" of the GCS, or "ray://host:port"
+    of Ray Client), or None when a TCP connection opens. Ray's own connect retries for
+    minutes against an address with nothing behind it; this answers in seconds."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return "expected host:port or ray://host:port"
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+
+
+def _ray_cause(exc: BaseException) -> str:
+    """One line for the archive: why Ray gave no result."""
+    from ray.exceptions import RayActorError
+
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()
+    first = next((ln.strip() for ln in text if ln.strip()), "")
+    if isinstance(exc, RayActorError):  # died, or unreachable (its process is gone) on the retry too
+        return f"the evaluation actor died twice (Ray restarted it and retried once): {name}: {first[:300]}"
+    return f"{name}: {first[:300]}"
+
+
+__all__ = [
+    "Baselines",
+    "EvaluationError",
+    "EvaluationRequest",
+    "Evaluator",
+    "HarnessBackend",
+    "LocalEvaluator",
+    "RayEvaluator",
+    "compile_cache_env",
+    "default_device",
+    "device_kind",
+    "ensure_ceilings",
+    "evaluation_devices",
+]

@@ -32,20 +32,24 @@ from pathlib import Path
 
 from solforge.bench import BenchConfig
 from solforge.knowledge import load_seeds, seeds_for
-from solforge.problems import WorkloadSplit, split_workloads
 from solforge.search.archive import Archive
 from solforge.search.archive_schema import RunInfo, RunStatus
 from solforge.search.config import EvolveConfig, check, restore
 from solforge.search.controller import Controller, ProgressSnapshot
 from solforge.search.evaluator import (
+    EvaluationRequest,
     Evaluator,
+    HarnessBackend,
     LocalEvaluator,
+    RayEvaluator,
+    compile_cache_env,
     default_device,
     device_kind,
     ensure_ceilings,
     evaluation_devices,
 )
 from solforge.search.operators import Operator, OperatorSetup, build_operators, choose_operators
+from solforge.search.workloads import WorkloadChoice, choose_workloads
 from solforge.spec import Definition, SpecError, Workload, dump_json, write_jsonl
 
 
@@ -85,9 +89,10 @@ def interrupt_on_signals(signals: tuple[str, ...] = ("SIGTERM", "SIGHUP")) -> It
             signal.signal(s, old)
 
 
-def seed_language(device: str) -> str:
-    """The language of the seed kernels a search on `device` starts from."""
-    return "numba" if device_kind(device) == "cpu" else "triton"
+def seed_language(device: str, compile_only: bool = False) -> str:
+    """The language of the seed kernels a search on `device` starts from: numba on the
+    CPU, Triton on a GPU and in a compile-only run (which compiles for a GPU target)."""
+    return "numba" if device_kind(device) == "cpu" and not compile_only else "triton"
 
 
 def _check_writable(directory: Path, flag: str) -> None:
@@ -115,7 +120,7 @@ class RunPlan:
     """A checked run, ready to execute; nothing measured yet."""
 
     definition: Definition
-    split: WorkloadSplit
+    split: WorkloadChoice
     config: EvolveConfig  # resolved: device, operators and bench set; a resumed run's options restored
     language: str
     seed_kernels: dict
@@ -151,13 +156,16 @@ def prepare(definition: Definition, workloads: list[Workload], config: EvolveCon
             raise SpecError(f"--resume {resume}: that run is of '{run.problem}', not '{definition.name}'")
         config, restored = restore(config, run)
     check(config, resuming=resume is not None)
-    device = config.device or default_device()
+    device = config.device or ("cpu" if config.compile_only else default_device())
     bench = config.bench or BenchConfig(device=device, dataset_root=config.dataset_root)
-    devices = evaluation_devices(device)
-    split = split_workloads(workloads, device)
+    devices = ["cpu"] if config.compile_only else evaluation_devices(device)
+    # a compile-only run compiles for a GPU: the GPU's search workloads
+    split = choose_workloads(definition, workloads, "cuda" if config.compile_only else device, config.workloads)
+    if resume_dir is not None:
+        split = _resumed_workloads(resume_dir, split, workloads)
     if not split.search:
         raise SpecError(f"definition '{definition.name}': no search workloads")
-    language = seed_language(device)
+    language = seed_language(device, config.compile_only)
     kernels = {k.name: k for k in seeds_for(definition, language)}
     if not kernels:
         raise _no_seed_kernel(definition, language, device)
@@ -168,14 +176,36 @@ def prepare(definition: Definition, workloads: list[Workload], config: EvolveCon
     else:
         _check_writable(resume_dir, "--resume")
     config = dataclasses.replace(config, device=device, bench=bench, operators=names)
-    evaluator = LocalEvaluator(definition, devices, bench)
-    setup = OperatorSetup(definition=definition, device=device, language=language,
-                          search_workloads=tuple(split.search),
-                          evaluate=lambda solution: evaluator.evaluate(solution, split.search, devices[0]),
+    backend = HarnessBackend(definition, bench, target=config.target, compile_only=config.compile_only,
+                             cache_env=compile_cache_env(config.cache))
+    if config.ray is not None:
+        evaluator: Evaluator = RayEvaluator(backend, device, config.ray, workers=config.workers)
+    else:
+        evaluator = LocalEvaluator(backend, devices)
+    search = tuple(split.search)
+    setup = OperatorSetup(definition=definition, device=device, language=language, search_workloads=search,
+                          evaluate=lambda solution: evaluator.submit(EvaluationRequest(solution, search)).result(),
                           options=options, dataset_root=bench.dataset_root)  # fmt: skip
     operators = build_operators(names, setup)
+    if split.note:
+        notices.append(split.note)
     return RunPlan(definition, split, config, language, kernels, evaluator, operators, resume_dir,
                    tuple(restored), tuple(notices))  # fmt: skip
+
+
+def _resumed_workloads(resume_dir: Path, choice: WorkloadChoice, workloads: list[Workload]) -> WorkloadChoice:
+    """The workloads the resumed run searched (its `search_workloads` fact), so that its
+    fitness means the same thing after a resume whatever the caps choose today."""
+    with Archive.open(resume_dir, read_only=True) as ro:
+        kept = ro.fact("search_workloads")
+    if not isinstance(kept, list):
+        return choice
+    by_uuid = {w.uuid: w for w in workloads}
+    missing = [u for u in kept if u not in by_uuid]
+    if missing:
+        raise SpecError(f"--resume {resume_dir.name}: the run searched workload(s) {', '.join(missing[:3])}, "
+                        "which the definition no longer has")
+    return dataclasses.replace(choice, search=[by_uuid[u] for u in kept], rule="resumed", note="")
 
 
 @dataclass
@@ -190,6 +220,9 @@ class WorkloadRow:
     sol_ms: float | None
     sol_fraction: float | None
     status: str
+    floor_ms: float | None = None  # the harness's call-overhead floor (the bare handshake's median), ms
+    compile_failure: str | None = None  # why there is no torch.compile figure (one line), when there is none
+    verdict: str | None = None  # the round's `fitness.Verdict` value: "cut"/"unstable" figures are not sound
 
 
 @dataclass
@@ -206,6 +239,12 @@ class EvolveResult:
     rows: list[WorkloadRow]
     exported: dict[str, Path]
     stop_reason: str
+    duplicates: dict[str, int] = dataclasses.field(default_factory=dict)  # dedup hits by kind
+    cut: int = 0  # evaluations whose timing was cut at the cut-off
+    compile_only: bool = False  # the fitness was compile-level: no timing at all
+    sol_source: str | None = None  # "calibrated" or "datasheet": the peaks the SOL column is at
+    workload_rule: str = ""  # how the search workloads were chosen (`WorkloadChoice.rule`)
+    evaluator: str = ""  # the evaluator, e.g. "local: cpu", "ray: 4 actor(s), 1 GPU each"
 
 
 def export_winner(archive: Archive, candidate_id: int) -> dict[str, Path]:
@@ -228,45 +267,85 @@ def export_winner(archive: Archive, candidate_id: int) -> dict[str, Path]:
 
 
 def summary_rows(archive: Archive, candidate_id: int | None, workloads: list[Workload],
-                 baselines: dict[str, dict[str, float]]) -> list[WorkloadRow]:
-    """Per workload: best vs eager vs torch.compile vs SOL (ms), search then held-out."""
-    by_uuid = {}
+                 baselines: dict[str, dict[str, float]],
+                 baseline_failures: dict[str, dict[str, str]] | None = None) -> list[WorkloadRow]:  # fmt: skip
+    """Per workload: best vs eager vs torch.compile vs SOL vs the overhead floor (ms),
+    search then held-out; where torch.compile has no figure, why (`compile_failure`)."""
+    by_uuid, verdicts = {}, {}
     if candidate_id is not None:
         for held_out in (False, True):
             for r in archive.evaluations(candidate_id, held_out=held_out)[-1:]:
                 by_uuid.update({w.workload_uuid: w for w in r.workloads})
+                verdicts.update({w.workload_uuid: r.verdict for w in r.workloads})
+    failures = (baseline_failures or {}).get("compile", {})
     rows = []
     for wl in workloads:
         w = by_uuid.get(wl.uuid)
         if w is None:
             continue
-        sol = w.trace.evaluation.solforge.sol if w.trace.evaluation else None
+        ev = w.trace.evaluation
+        sol = ev.solforge.sol if ev else None
         sol_ms = None
         if sol is not None:
             sol_ms = sol.sol_time_calibrated_ms if sol.sol_time_calibrated_ms is not None else sol.sol_time_ms
+        timing = ev.solforge.timing if ev else None
+        compile_ms = baselines.get("compile", {}).get(wl.uuid)
+        why = None
+        if compile_ms is None:
+            why = failures.get(wl.uuid) or ("not measured (--baselines)" if "compile" not in baselines
+                                            else "no figure (the run's baselines did not time it)")
         rows.append(WorkloadRow(
             label=wl.label, held_out=wl.held_out, eager_ms=baselines.get("eager", {}).get(wl.uuid),
-            compile_ms=baselines.get("compile", {}).get(wl.uuid), best_ms=w.latency_ms, sol_ms=sol_ms,
-            sol_fraction=w.sol_fraction, status=w.status.value,
+            compile_ms=compile_ms, best_ms=w.latency_ms, sol_ms=sol_ms, sol_fraction=w.sol_fraction,
+            status=w.status.value, floor_ms=timing.overhead_ms if timing is not None else None,
+            compile_failure=why, verdict=verdicts.get(wl.uuid),
         ))
     return rows
 
 
 def _open_archive(plan: RunPlan) -> Archive:
-    """A new run's archive (after measuring its baselines), or the resumed run's."""
+    """A new run's archive (after measuring its baselines), or the resumed run's; the
+    baselines of any workload the run's record lacks are measured now."""
     config, evaluator = plan.config, plan.evaluator
+    workloads = plan.split.search + plan.split.held_out
+    names = () if config.compile_only else (config.baselines or ("eager", "compile"))
     if plan.resume_dir is not None:
         archive = Archive.open(plan.resume_dir)
-        evaluator.baselines = dict(archive.run.config.get("baselines", {}))
+        evaluator.baselines = {k: dict(v) for k, v in (archive.run.config.get("baselines") or {}).items()}
+        for k, v in (archive.fact("baselines") or {}).items():
+            evaluator.baselines.setdefault(k, {}).update(v)
+        missing = [w for w in workloads if names and w.uuid not in evaluator.baselines.get("eager", {})]
+        if missing:
+            evaluator.measure_baselines(missing, names)
+            archive.set_fact("baselines", evaluator.baselines)
         archive.set_status(RunStatus.running)
         return archive
-    names = config.baselines or (("eager", "compile") if config.device == "cuda" else ("eager",))
-    baselines = evaluator.measure_baselines(plan.split.search + plan.split.held_out, names)
-    return Archive.create(
+    baselines = evaluator.measure_baselines(workloads, names) if names else {}
+    evaluator.baselines = baselines
+    archive = Archive.create(
         plan.definition.name, device=config.device, strategy=config.strategy, operators=list(config.operators),
-        seed=config.random_seed, budget=config.budget, config={**config.stored(), "baselines": baselines},
+        seed=config.random_seed, budget=config.budget,
+        config={**config.stored(), "baselines": baselines,
+                "baseline_failures": getattr(evaluator, "baseline_failures", {})},
         runs_root=config.runs_root,
     )
+    archive.set_fact("search_workloads", [w.uuid for w in plan.split.search])
+    archive.set_fact("device", _device_fact(config))
+    return archive
+
+
+def _device_fact(config: EvolveConfig) -> dict:
+    """The device's identity and its datasheet and calibrated peaks (None where unknown),
+    so a report drawn on another machine has the roofs the run was scored against."""
+    from solforge.hardware import Device
+
+    if config.compile_only:
+        return {"device": f"target:{config.target}", "name": None, "datasheet": None, "calibrated": None}
+    dev = Device.parse(config.device)
+    peaks = dev.peaks
+    as_json = (lambda p: dataclasses.asdict(p) if p is not None else None)  # noqa: E731
+    return {"device": dev.canonical, "name": dev.name, "datasheet": as_json(peaks.datasheet),
+            "calibrated": as_json(peaks.calibrated), "used": peaks.source, "reason": peaks.reason}
 
 
 def execute(plan: RunPlan, on_progress: Callable[[ProgressSnapshot], None] | None = None) -> EvolveResult:
@@ -291,6 +370,7 @@ def execute(plan: RunPlan, on_progress: Callable[[ProgressSnapshot], None] | Non
             shutil.rmtree(run_dir, ignore_errors=True)  # a new run that never evaluated a candidate
         raise
     finally:
+        plan.evaluator.close()
         if archive is not None:
             archive.close()
 
@@ -312,20 +392,29 @@ def _run(plan: RunPlan, archive: Archive, on_progress: Callable[[ProgressSnapsho
         raise RunFailed(f"the run stopped before any candidate was evaluated: {reason}")
     winner_id, generalizes = controller.held_out_gate()
     exported = export_winner(archive, winner_id) if winner_id is not None else {}
-    best = archive.best(1)
+    how = {True: "the best candidate, which passed every held-out workload",
+           False: "the best candidate failed held-out; the fittest one that passed",
+           None: "the best candidate (no held-out workloads)"}[generalizes]
+    archive.record_winner(winner_id, generalizes=generalizes,
+                          how=how if winner_id is not None else "no candidate passed every search and held-out workload")
+    best = archive.best(1, sound_only=True) or archive.best(1)
     best_id = best[0].id if best else None
     seconds_to_best = None
     reached = next((h for h in archive.history() if h.candidate_id == best_id), None)
     if reached is not None:
         seconds_to_best = reached.evaluated_at - archive.run.created_at
     rows = summary_rows(archive, winner_id if winner_id is not None else best_id, split.search + split.held_out,
-                        plan.evaluator.baselines or {})
+                        plan.evaluator.baselines or {}, archive.run.config.get("baseline_failures") or {})
     archive.set_status(RunStatus.finished)
+    device = archive.fact("device") or {}
     return EvolveResult(
         run_id=archive.run.run_id, run_dir=archive.path.parent, evaluated=controller.evaluated,
         first_fitness=controller.first_fitness, best_id=best_id, best_fitness=best[0].fitness if best else None,
         winner_id=winner_id, generalizes=generalizes, seconds_to_best=seconds_to_best, rows=rows,
         exported=exported, stop_reason=reason,
+        duplicates={k.value: v for k, v in archive.dedup_counts().items()}, cut=controller.cut_count,
+        compile_only=archive.compile_only, sol_source=device.get("used"), workload_rule=split.rule,
+        evaluator=getattr(plan.evaluator, "description", ""),
     )
 
 
@@ -348,6 +437,7 @@ __all__ = [
     "RunFailed",
     "RunInterrupted",
     "RunPlan",
+    "WorkloadChoice",
     "WorkloadRow",
     "ensure_ceilings",
     "evolve",

@@ -10,9 +10,10 @@ package registers `agent` and `agent-cli` when it is imported (`import solforge.
 which the `solforge` command does), so the search never imports the agent.
 
 The operators here need no LLM:
-- `tune` mutates one or two declared parameters of a parameterized kernel to a
-  neighbouring value of its declared range (block sizes, num_warps, num_stages, rows
-  per program, anything the seed kernel declares);
+- `tune` proposes the next point of a parameterized kernel's declared space (block
+  sizes, num_warps, num_stages, rows per program, anything the seed kernel declares):
+  by default the point Optuna's TPE expects best given every point evaluated so far
+  (`search.tuning`), or by random, grid or local (neighbour) search;
 - `crossover` takes each parameter from one of two elites of the same kernel family;
 - `seed` brings in another seed kernel of the knowledge base for the same op type
   (another family: one-pass vs two-pass softmax, persistent vs plain grid), at its
@@ -55,6 +56,7 @@ class OperatorOptions:
     max_cost_usd: float | None = None  # LLM budget of the whole run, US dollars
     agent_cmd: str | None = None  # command template of the agent-cli operator
     agent_timeout_s: float = 1800.0  # per agent-cli step, seconds
+    tune_strategy: str = "tpe"  # the tune operator's tuner (`search.tuning.STRATEGIES`)
 
 
 @dataclass(frozen=True)
@@ -175,34 +177,49 @@ def _candidate(kernel: SeedKernel, definition: Definition, params: dict[str, Any
 
 
 class TuneOperator:
-    """Moves one or two parameters of a parent to a neighbouring declared value."""
+    """Proposes the next parameter point of a parent's seed kernel family: by default the
+    point Optuna's TPE model expects to be best given every point of that family the run
+    has evaluated (`search.tuning`; the archive is the study's history, so a resumed run
+    continues it); `strategy` "random", "grid" or "local" (a neighbour of the parent) for
+    comparison."""
 
     name = "tune"
 
+    def __init__(self, strategy: str = "tpe") -> None:
+        from solforge.search.tuning import Tuner  # noqa: F401 - an unknown strategy fails here, not mid-run
+
+        self.strategy = strategy
+
     def propose(self, context: SearchContext) -> Candidate | None:
+        from solforge.search.tuning import Tuner
+
         # only candidates generated from a seed kernel's parameters (an agent's edits have none)
         tunable = [p for p in context.parents if p.family in context.seed_kernels and p.params]
         if not tunable:
             return None
         parent = tunable[0] if context.rng.random() < 0.7 else context.rng.choice(tunable)
         kernel = context.seed_kernels[parent.family]
-        names = [n for n, values in kernel.param_space.items() if len(values) > 1]
-        if not names:
+        space = {n: tuple(v) for n, v in kernel.param_space.items()}
+        if all(len(v) == 1 for v in space.values()):
             return None
-        params = dict(parent.params)
-        changed = []
-        for name in context.rng.sample(names, k=min(len(names), 1 if context.rng.random() < 0.6 else 2)):
-            values = list(kernel.param_space[name])
-            i = values.index(params[name]) if params.get(name) in values else context.rng.randrange(len(values))
-            # a neighbour in the declared order, or now and then a jump, to leave a local optimum
-            j = i + context.rng.choice((-1, 1)) if context.rng.random() < 0.8 else context.rng.randrange(len(values))
-            j = min(max(j, 0), len(values) - 1)
-            if j == i:
-                j = i - 1 if i > 0 else i + 1
-            params[name] = values[j]
-            changed.append(f"{name} {parent.params.get(name)} -> {values[j]}")
+        history, pending = [], []
+        for t in context.trials:
+            if t.family != parent.family or not all(space.get(k) and v in space[k] for k, v in t.params.items()):
+                continue
+            if t.fitness is None:
+                pending.append(dict(t.params))
+            else:
+                history.append((dict(t.params), t.fitness))
+        if not any(dict(parent.params) == p for p, _ in history):
+            pending.append(dict(parent.params))  # never the parent's own point
+        params = Tuner(space, self.strategy).suggest(history, seed=context.rng.getrandbits(32), pending=pending,
+                                                     parent=dict(parent.params))
+        if params is None:
+            return None
+        changed = [f"{n} {parent.params.get(n)} -> {v}" for n, v in params.items() if parent.params.get(n) != v]
         return _candidate(kernel, context.definition, params, self.name, [parent.candidate_id],
-                          f"tune {parent.family}: " + ", ".join(changed))
+                          f"tune ({self.strategy}, {len(history)} points known) {parent.family}: "
+                          + (", ".join(changed) or "the parent's point"))
 
 
 class CrossoverOperator:
@@ -252,7 +269,8 @@ class SeedKernelOperator:
 
 
 register_operator(OperatorSpec(
-    "tune", lambda setup: TuneOperator(), "mutate one or two declared parameters of a parent",
+    "tune", lambda setup: TuneOperator(setup.options.tune_strategy),
+    "the next parameter point of a seed kernel by a model of the points tried (Optuna TPE)",
     "tune: move the parameters of the best kernel further (larger steps, other parameters)", default_rank=1))
 register_operator(OperatorSpec(
     "crossover", lambda setup: CrossoverOperator(), "take each parameter from one of two elites of a family",

@@ -8,25 +8,40 @@
   the elite of its cell on its island when fitter. Every `migrate_every` evaluations
   each island's best is copied to the next island of the ring.
 
-Descriptors come from the code and its declared parameters, binned by fixed edges
-(never character counts): the kernel family (algorithm, fusion), the tile size, the
-warps per program, the software-pipelining depth, and tensor-core use.
+Descriptors come from the code, its declared parameters and, when the run
+cross-compiles for a GPU target, its compile report, binned by fixed edges (never
+character counts): the kernel family (algorithm, fusion), the tile size, the warps per
+program, the software-pipelining depth, the language's own features of the source
+(`LanguagePlugin.descriptors`: tensor-core use and persistence for Triton, prange and
+fastmath for numba), and the registers per thread and shared memory per block that
+ptxas reports (-1 where nothing was compiled).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from solforge.search.context import EvaluatedCandidate
 from solforge.spec import Solution
+
+if TYPE_CHECKING:
+    from solforge.spec.trace import CompileReport
 
 # Fixed bin edges (upper bounds, inclusive); the last bin is open.
 TILE_EDGES = (64, 256, 1024, 4096)
 WARP_EDGES = (1, 2, 4, 8)
 STAGE_EDGES = (1, 2, 3)
+# Registers per thread: 32 and 64 allow full occupancy on sm_80/sm_90 (65536 registers
+# per SM / 2048 threads = 32; 64 halves it), 128 quarters it, 255 is the per-thread
+# limit (CUDA C Programming Guide, "Compute Capabilities", table of technical specifications).
+REGISTER_EDGES = (32, 64, 128, 255)
+# Shared memory per block, bytes: 16 KiB, the 48 KiB static limit, 100 KiB, and the
+# largest opt-in block on sm_90 (227 KiB; same table).
+SHARED_MEMORY_EDGES = (16 << 10, 48 << 10, 100 << 10, 227 << 10)
 
 
 def _bin(value: float | None, edges: tuple[int, ...]) -> int:
@@ -42,17 +57,28 @@ def _tile_elements(params: dict[str, Any]) -> int | None:
     return math.prod(dims) if dims else None
 
 
-def descriptor(family: str, params: dict[str, Any], solution: Solution) -> tuple:
-    """The map-elites cell of a kernel: (family, tile bin, warps bin, stages bin, tensor cores)."""
+def descriptor(family: str, params: dict[str, Any], solution: Solution,
+               reports: Sequence[CompileReport] = ()) -> tuple:  # fmt: skip
+    """The map-elites cell of a kernel: (family, tile bin, warps bin, stages bin, the
+    language plugin's descriptors in name order, registers bin, shared-memory bin). The
+    last two are -1 without `reports` (the kernel's compile reports for the run's target);
+    with several kernels, the largest figure counts."""
+    from solforge.bench.languages import plugin_for
+
     source = "\n".join(s.content for s in solution.sources)
     warps = params.get("num_warps")
     stages = params.get("num_stages")
+    features = plugin_for(solution.spec.language).descriptors(source)
+    registers = max((r.registers_per_thread for r in reports), default=None)
+    shared = max((r.static_shared_memory_bytes + r.dynamic_shared_memory_bytes for r in reports), default=None)
     return (
         family,
         _bin(_tile_elements(params), TILE_EDGES),
         _bin(warps if isinstance(warps, (int, float)) else None, WARP_EDGES),
         _bin(stages if isinstance(stages, (int, float)) else None, STAGE_EDGES),
-        "tl.dot(" in source or "wgmma" in source or "mma" in source,
+        *(features[k] for k in sorted(features)),
+        _bin(registers, REGISTER_EDGES),
+        _bin(shared, SHARED_MEMORY_EDGES),
     )
 
 
