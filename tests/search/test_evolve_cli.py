@@ -39,7 +39,7 @@ def test_bad_numbers_are_one_line_each(tmp_path, capsys, monkeypatch):
         capsys, "--max-candidates", "2", "--max-cost-usd", "-1", *runs)
     assert "--agent-timeout: expected seconds > 0, got 0" in _refused(
         capsys, "--max-candidates", "2", "--agent-timeout", "0", *runs)
-    assert "--strategy: expected lineage or map-elites, got 'random'" in _refused(
+    assert "--strategy: expected lineage, map-elites or best-of-n, got 'random'" in _refused(
         capsys, "--max-candidates", "2", "--strategy", "random", *runs)
     assert not (tmp_path / "runs").exists()  # nothing was created for a refused run
 

@@ -32,7 +32,7 @@ def _first_rounds(archive: Archive) -> dict[int, int]:
 @pytest.mark.slow
 def test_evolve_keeps_a_monotone_lineage_and_gates_its_best(tmp_path, cache_dir):
     definition, workloads = small_problem()
-    config = EvolveConfig(device="cpu", max_candidates=6, runs_root=tmp_path, bench=FAST_BENCH)
+    config = EvolveConfig(device="cpu", max_candidates=6, runs_root=tmp_path, bench=FAST_BENCH, baselines=("eager",))
     result = evolve(definition, workloads, config)
 
     assert result.evaluated == 6 and result.stop_reason == "6 candidates evaluated"
@@ -69,13 +69,21 @@ def test_evolve_keeps_a_monotone_lineage_and_gates_its_best(tmp_path, cache_dir)
 @pytest.mark.slow
 def test_map_elites_fills_cells_on_islands_and_gates_the_best(tmp_path, cache_dir):
     definition, workloads = small_problem()
-    config = EvolveConfig(device="cpu", strategy="map-elites", max_candidates=6, runs_root=tmp_path, bench=FAST_BENCH)
+    config = EvolveConfig(device="cpu", strategy="map-elites", max_candidates=6, runs_root=tmp_path, bench=FAST_BENCH,
+                          baselines=("eager",))
     result = evolve(definition, workloads, config)
     assert result.evaluated == 6 and result.winner_id is not None
     with Archive.open(result.run_dir, read_only=True) as archive:
         elites = archive.elites()
         assert elites, "map-elites keeps at least one elite cell"
-        assert len({tuple(e.cell) for e in elites}) >= 2  # distinct descriptors, not one best
+        # each (island, cell) holds the fittest sound candidate evaluated into it, and
+        # every cell a sound candidate reached has an elite: one per descriptor, not one best
+        best_of: dict[tuple, float] = {}
+        for c in archive.candidates():
+            if c.sound and (c.fitness or 0) > 0 and c.cell is not None:
+                key = (c.island, tuple(c.cell))
+                best_of[key] = max(best_of.get(key, 0.0), c.fitness)
+        assert {(e.island, tuple(e.cell)): e.fitness for e in elites} == pytest.approx(best_of)
         assert archive.lineage() == []  # no lineage in map-elites
         best = max(elites, key=lambda e: e.fitness)
         assert best.fitness == pytest.approx(result.best_fitness)
@@ -83,7 +91,7 @@ def test_map_elites_fills_cells_on_islands_and_gates_the_best(tmp_path, cache_di
 
 def _evolve_cmd(dataset: Path, runs_root: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "solforge.cli", "evolve", PROBLEM, "--dataset", str(dataset), "--device", "cpu",
-            "--runs-root", str(runs_root), *extra]
+            "--runs-root", str(runs_root), "--baselines", "eager", *extra]
 
 
 def _evaluated(run_dir: Path) -> int:
@@ -158,3 +166,37 @@ def test_sigterm_ends_the_run_as_ctrl_c_does_and_resume_restores_its_budgets(tmp
     assert "remaining" in done.stdout  # the time budget is enforced again: the display counts it down
     with Archive.open(run_dir, read_only=True) as archive:
         assert archive.run.status is RunStatus.finished and len(archive.evaluated_ids()) == 4
+
+
+@pytest.mark.slow
+def test_the_tuner_resumes_its_study_after_kill_9(tmp_path, cache_dir):
+    """The archive is the tuner's history: after a kill -9 and --resume, the next tune
+    proposals are made from every point evaluated before the kill (their rationale says
+    how many points the model knew), and no point is proposed twice."""
+    dataset, runs = write_dataset(tmp_path / "dataset"), tmp_path / "runs"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = _evolve_cmd(dataset, runs, "--operators", "tune,seed", "--max-candidates", "7", "--seed", "1")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    run_dir = _wait_for(proc, runs, 3)
+    assert run_dir is not None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Archive.open(run_dir, read_only=True) as archive:
+        before = {c.id for c in archive.candidates()}
+        known_before = len([t for t in archive.trials() if t.fitness is not None])
+    assert known_before >= 3
+
+    done = subprocess.run(_evolve_cmd(dataset, runs, "--resume", run_dir.name), cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with Archive.open(run_dir, read_only=True) as archive:
+        assert len(archive.evaluated_ids()) == 7
+        after = [c for c in archive.candidates() if c.id not in before and c.operator == "tune"]
+        assert after, "the resumed run proposed with tune"
+        for c in after:
+            (rationale,) = [n.text for n in archive.notes(candidate_id=c.id) if n.kind.value == "rationale"]
+            known = int(rationale.split("(tpe, ", 1)[1].split(" points known")[0])
+            assert known >= known_before, rationale  # the study went on from the archive's history
+        points = [tuple(sorted(t.parameters.items())) for t in archive.trials()]
+        assert len(points) == len(set(points))  # no point proposed twice

@@ -158,8 +158,9 @@ def test_operators_never_see_a_held_out_name_or_result(tmp_path):
 def test_each_proposal_gets_its_own_random_source_from_the_run_seed(tmp_path):
     first, second = _Watcher(), _Watcher()
     for watcher, where in ((first, tmp_path / "a"), (second, tmp_path / "b")):
-        controller, _, _ = _controller(where, _config(max_candidates=3, operators=("watcher",), random_seed=5),
-                                       operators={"watcher": watcher})
+        # lockstep: each proposal after the previous result, so the draws do not depend on timing
+        controller, _, _ = _controller(where, _config(max_candidates=3, operators=("watcher",), random_seed=5,
+                                                      lockstep=True), operators={"watcher": watcher})
         controller.run_search()
     draws = [[c.rng.random() for c in w.contexts] for w in (first, second)]
     assert draws[0] == draws[1]  # reproducible for a given seed

@@ -82,7 +82,8 @@ def evolve(
     problem: Annotated[str, typer.Argument(help="A built-in problem name, or a definition name in --dataset.")],
     dataset: Annotated[Optional[Path], typer.Option(help="A FlashInfer-Trace dataset directory.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when present).")] = None,
-    strategy: Annotated[str, typer.Option(help="lineage or map-elites.")] = "lineage",
+    strategy: Annotated[str, typer.Option(
+        help="lineage, map-elites, or best-of-n (independent samples: the baseline).")] = "lineage",
     operators: Annotated[Optional[str], typer.Option(help=_OPERATORS_HELP)] = None,
     budget: Annotated[Optional[str], typer.Option(help="Wall-clock budget of this invocation, e.g. 90s, 10m, 1h.")] = None,
     max_candidates: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates.")] = None,
@@ -98,7 +99,8 @@ def evolve(
         help="Command template of the agent-cli operator, with {workspace}, {prompt_file}, {prompt}.")] = None,
     agent_timeout: Annotated[float, typer.Option(help="Time limit of one agent-cli step, seconds.")] = 1800.0,
     tune: Annotated[str, typer.Option(
-        help="The tune operator's tuner: tpe (Optuna's model, default), gp (needs scipy), random, grid, local.")] = "tpe",
+        help="The tune operator's tuner: tpe (Optuna's model; default), gp (needs scipy), random, grid, "
+             "local.")] = "tpe",
     workloads: Annotated[str, typer.Option(
         help="auto: on the CPU, real shapes chosen by memory and time caps; smoke: the CPU smoke workloads.")] = "auto",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="No compile caches and no source/IR dedup.")] = False,
@@ -110,6 +112,8 @@ def evolve(
     ray: Annotated[Optional[str], typer.Option(
         help="Evaluate on Ray: auto (this machine's cluster, else a local one) or a cluster address.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Ray actors (default: one per GPU, or per CPU).")] = None,
+    baselines: Annotated[Optional[str], typer.Option(
+        help="Comma-separated baselines timed first: eager, compile (default: both).")] = None,
 ) -> None:
     """Search for a faster correct kernel, then gate the best on the held-out workloads."""
     from solforge.problems import resolve_problem
@@ -124,7 +128,8 @@ def evolve(
                           llm=tuple(llm or ()), llm_config=llm_config, max_cost_usd=max_cost_usd, agent_cmd=agent_cmd,
                           agent_timeout_s=agent_timeout, dataset_root=root, tune_strategy=tune,
                           workloads=workloads, cache=not no_cache, cut=not no_cut, target=target,
-                          compile_only=compile_only, ray=ray, workers=workers)
+                          compile_only=compile_only, ray=ray, workers=workers,
+                          baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None)
     if ray is not None:
         _check_ray_installed()
     plan = prepare(defn, wls, config, resume=resume)

@@ -23,7 +23,7 @@ from solforge.search.archive_schema import RunBudget, RunInfo
 from solforge.search.operators import OperatorOptions
 from solforge.spec import SpecError
 
-STRATEGIES = ("lineage", "map-elites")
+STRATEGIES = ("lineage", "map-elites", "best-of-n")
 BASELINES = ("eager", "compile")
 DEVICES = ("cpu", "cuda")
 
@@ -33,7 +33,7 @@ class EvolveConfig:
     """Options of one `solforge evolve` run. Field comments give units; the checks are in `check`."""
 
     device: str | None = None  # "cpu" or "cuda" (each visible GPU gets an evaluator); None: cuda when present
-    strategy: str = "lineage"  # "lineage" or "map-elites"
+    strategy: str = "lineage"  # "lineage", "map-elites", or "best-of-n" (independent samples: the baseline)
     operators: tuple[str, ...] | None = None  # registry names; None: the registry's default set
     max_wall_seconds: float | None = None  # wall-clock budget of this invocation, seconds (`--budget`)
     max_candidates: int | None = None  # evaluated candidates over the whole run
@@ -44,7 +44,7 @@ class EvolveConfig:
     patience: int = 6  # evaluations without improvement before the supervisor redirects
     retime: bool = True  # re-time a would-be new best before accepting it
     heldout_tries: int = 5  # candidates tried on the held-out workloads, best first
-    baselines: tuple[str, ...] | None = None  # default: eager and compile on cuda, eager on cpu
+    baselines: tuple[str, ...] | None = None  # default: eager and compile (torch.compile: inductor, C++ on the CPU)
     bench: BenchConfig | None = None  # harness options; None: the defaults for the device (or the resumed run's)
     dataset_root: Path | None = None  # where the definition's safetensors inputs live (when `bench` is None)
     llm: tuple[str, ...] = ()  # `--llm` values for the agent operator, e.g. ("openai:gpt-4o",)
@@ -99,7 +99,7 @@ def check(config: EvolveConfig, *, resuming: bool = False) -> None:
     if config.device is not None and config.device.split(":")[0] not in DEVICES:
         raise SpecError(f"--device: expected 'cuda' or 'cpu', got '{config.device}'")
     if config.strategy not in STRATEGIES:
-        raise SpecError(f"--strategy: expected lineage or map-elites, got '{config.strategy}'")
+        raise SpecError(f"--strategy: expected lineage, map-elites or best-of-n, got '{config.strategy}'")
     _positive(config.max_wall_seconds, "--budget", "a duration")
     if config.max_candidates is not None and config.max_candidates < 1:
         raise SpecError(f"--max-candidates: expected a positive number, got {config.max_candidates}")

@@ -71,7 +71,14 @@ from solforge.search.context import (
 from solforge.search.evaluator import EvaluationRequest, Evaluator
 from solforge.search.fitness import Verdict, geometric_mean
 from solforge.search.operators import Operator, SeedKernelOperator, directions
-from solforge.search.strategies import Decision, LineageStrategy, MapElitesStrategy, descriptor, make_strategy
+from solforge.search.strategies import (
+    BestOfNStrategy,
+    Decision,
+    LineageStrategy,
+    MapElitesStrategy,
+    descriptor,
+    make_strategy,
+)
 from solforge.search.supervisor import StallSupervisor
 from solforge.spec import Definition, EvaluationStatus, Trace, Workload
 
@@ -189,6 +196,7 @@ class Controller:
         self.evaluated = len(archive.evaluated_ids())
         self.first_fitness: float | None = None
         self.cut_count = 0
+        self.normalized_seen: set[str] = {c.normalized_hash for c in archive.candidates() if c.normalized_hash}
         self.last = ""
 
     # -- resume ----------------------------------------------------------------------------
@@ -196,7 +204,12 @@ class Controller:
         """Rebuild the strategy and the family counts from the archive."""
         for c in self.archive.candidates():
             self.tried[c.family] = self.tried.get(c.family, 0) + 1
-        if isinstance(self.strategy, LineageStrategy):
+        if isinstance(self.strategy, BestOfNStrategy):
+            first = next((c for c in self.archive.candidates() if c.sound and (c.fitness or 0) > 0), None)
+            best = self.archive.best(1, sound_only=True)
+            self.strategy.restore([EvaluatedCandidate(c.id, c.family, dict(c.parameters), c.fitness, c.solution)
+                                   for c in ([first] if first else []) + best])
+        elif isinstance(self.strategy, LineageStrategy):
             versions = []
             for entry in self.archive.lineage():
                 c = self.archive.candidate(entry.candidate_id)
@@ -245,7 +258,8 @@ class Controller:
             rng=random.Random(self.rng.getrandbits(64)), island=island, direction=self.supervisor.direction,
             parent_traces=traces, lineage=self._lineage(),
             notes=tuple(n for n in self.archive.notes() if n.operator != HELD_OUT_GATE), run_cost_usd=self.spent_usd,
-            trials=self._trials(),
+            # best-of-N: no feedback reaches the operators, so the samples are independent
+            trials=() if isinstance(self.strategy, BestOfNStrategy) else self._trials(),
         )
         return context, names
 
@@ -261,26 +275,28 @@ class Controller:
                 return dataclasses.replace(result, operator="initial")
         return None
 
-    def _proposal_task(self, context: SearchContext, names: list[str]) -> Candidate | NoCandidate | None | _Proposal:
+    def _proposal_task(self, context: SearchContext, names: list[str],
+                       seen: frozenset[str]) -> Candidate | NoCandidate | None | _Proposal:  # fmt: skip
         result = self._propose(context, names)
         if not isinstance(result, Candidate):
             return result
-        return self._with_keys(result, context.island)
+        return self._with_keys(result, context.island, seen)
 
-    def _with_keys(self, candidate: Candidate, island: int) -> _Proposal:
+    def _with_keys(self, candidate: Candidate, island: int, seen: frozenset[str]) -> _Proposal:
         """The candidate with its extra dedup keys (none under --no-cache). numba's IR costs a
-        compile, so it is computed only where the parameter point does not already
-        identify the code (see `dedup`)."""
+        compile, so it is computed only where neither the parameter point nor the
+        normalized source (`seen`: those of the kept candidates) already identifies the code."""
         if not self.config.cache:
             return _Proposal(candidate, island)
         from solforge.search.dedup import normalized_hash, numba_ir_hash
 
+        normalized = normalized_hash(candidate.solution)
         artifact = None
-        if not candidate.params and self.search_wls:
+        if not candidate.params and normalized not in seen and self.search_wls:
             smallest = min(self.search_wls, key=lambda w: sum(int(v) for v in w.axes.values() if isinstance(v, int)))
             artifact = numba_ir_hash(candidate.solution, self.definition, smallest,
                                      dataset_root=getattr(self.config.bench, "dataset_root", None))
-        return _Proposal(candidate, island, normalized_hash(candidate.solution), artifact)
+        return _Proposal(candidate, island, normalized, artifact)
 
     # -- budgets ---------------------------------------------------------------------------
     def _first_rounds_in_flight(self) -> int:
@@ -334,7 +350,8 @@ class Controller:
             self._admit_and_submit()
             while self._wants_proposal():
                 context, names = self._next_proposal()
-                self.proposing[self.proposal_pool.submit(self._proposal_task, context, names)] = context.island
+                future = self.proposal_pool.submit(self._proposal_task, context, names, frozenset(self.normalized_seen))
+                self.proposing[future] = context.island
             if not self.evaluating and not self.pending:
                 # nothing to wait for: no budget left, or no proposal coming (a proposal
                 # still running when time runs out is abandoned)
@@ -421,6 +438,8 @@ class Controller:
             return None
         self.empty_rounds = 0
         self.tried[candidate.family] = self.tried.get(candidate.family, 0) + 1
+        if proposal.normalized_hash:
+            self.normalized_seen.add(proposal.normalized_hash)
         self.archive.start_evaluation(added.candidate.id)
         return _Job(added.candidate.id, candidate, island)
 
@@ -517,7 +536,9 @@ class Controller:
         """Give an evaluated candidate to the strategy, and keep its decision."""
         c = job.candidate
         decision = self.strategy.consider(scored, cell, job.island)
-        if decision.accepted and isinstance(self.strategy, LineageStrategy):
+        if isinstance(self.strategy, BestOfNStrategy):
+            pass  # nothing is built on: the archive's fitness ranking is the whole record
+        elif decision.accepted and isinstance(self.strategy, LineageStrategy):
             self.archive.commit(job.candidate_id, decision.reason)
         elif decision.accepted:
             self.archive.set_elite(job.island, cell, job.candidate_id)

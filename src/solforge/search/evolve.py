@@ -395,8 +395,9 @@ def _run(plan: RunPlan, archive: Archive, on_progress: Callable[[ProgressSnapsho
     how = {True: "the best candidate, which passed every held-out workload",
            False: "the best candidate failed held-out; the fittest one that passed",
            None: "the best candidate (no held-out workloads)"}[generalizes]
-    archive.record_winner(winner_id, generalizes=generalizes,
-                          how=how if winner_id is not None else "no candidate passed every search and held-out workload")
+    if winner_id is None:
+        how = "no candidate passed every search and held-out workload"
+    archive.record_winner(winner_id, generalizes=generalizes, how=how)
     best = archive.best(1, sound_only=True) or archive.best(1)
     best_id = best[0].id if best else None
     seconds_to_best = None

@@ -132,7 +132,8 @@ def judge(traces: Sequence[Trace], compile_only: bool = False) -> Fitness:
     scores = [sol_score_of(t) for t in traces]
     for t, s in zip(traces, scores):
         if s is not None and (not math.isfinite(s) or s < 0):
-            raise ValueError(f"trace for workload {t.workload.uuid}: sol_score {s!r}; expected a finite score in [0, 1]")
+            raise ValueError(f"trace for workload {t.workload.uuid}: sol_score {s!r}; "
+                             "expected a finite score in [0, 1]")
     value = 0.0 if any(s == 0 for s in scores) else (geometric_mean(scores) or 0.0)
     timings = [t.evaluation.solforge.timing for t in traces]
     cut = [_label(t) for t, tm in zip(traces, timings) if tm is not None and tm.cut]

@@ -3,6 +3,8 @@
 - `lineage` (AVO, Agentic Variation Operators): one line of committed versions. A
   candidate is committed when it is correct and at least as fast (fitness at least the
   best so far); operators build on the latest version.
+- `best-of-n`: N independent samples of the same operators, no selection (the
+  baseline a search must beat);
 - `map-elites` (Mouret & Clune 2015, with islands as in FunSearch and OpenEvolve):
   several islands, each a grid of cells over kernel descriptors; a candidate replaces
   the elite of its cell on its island when fitter. Every `migrate_every` evaluations
@@ -206,10 +208,56 @@ class MapElitesStrategy:
         self._cell_of[elite.candidate_id] = cell
 
 
-def make_strategy(name: str) -> LineageStrategy | MapElitesStrategy:
+class BestOfNStrategy:
+    """Best-of-N sampling, the baseline a search must beat (OpenEvolve #100): every
+    proposal starts from the same place, the first candidate that passed, and nothing
+    learned since reaches the operators (the controller gives them no trial history),
+    so the N candidates are independent samples of the same operators; the best is kept
+    and never built on."""
+
+    name = "best-of-n"
+
+    def __init__(self) -> None:
+        self._start: EvaluatedCandidate | None = None
+        self._best: EvaluatedCandidate | None = None
+
+    def best(self) -> EvaluatedCandidate | None:
+        return self._best
+
+    def elites(self) -> list[EvaluatedCandidate]:
+        return [self._start] if self._start is not None else []
+
+    def select(self, rng: random.Random) -> tuple[int, list[EvaluatedCandidate]]:
+        return 0, self.elites()
+
+    def would_improve(self, elite: EvaluatedCandidate) -> bool:
+        return elite.fitness > 0 and (self._best is None or elite.fitness > self._best.fitness)
+
+    def consider(self, elite: EvaluatedCandidate, cell: tuple, island: int = 0) -> Decision:
+        if elite.fitness <= 0:
+            return Decision(False, False, "failed a search workload")
+        if self._start is None:
+            self._start = elite
+        new_best = self.would_improve(elite)
+        if new_best:
+            self._best = elite
+            return Decision(True, True, "the best sample so far")
+        return Decision(False, False, f"fitness {elite.fitness:.4f} below the best sample {self._best.fitness:.4f}")
+
+    def restore(self, versions: list[EvaluatedCandidate]) -> None:
+        for v in versions:
+            if self._start is None:
+                self._start = v
+            if self._best is None or v.fitness >= self._best.fitness:
+                self._best = v
+
+
+def make_strategy(name: str) -> LineageStrategy | MapElitesStrategy | BestOfNStrategy:
     """The named strategy. Raises ValueError for an unknown name."""
     if name == "lineage":
         return LineageStrategy()
     if name == "map-elites":
         return MapElitesStrategy()
-    raise ValueError(f"unknown strategy '{name}' (expected lineage or map-elites)")
+    if name == "best-of-n":
+        return BestOfNStrategy()
+    raise ValueError(f"unknown strategy '{name}' (expected lineage, map-elites or best-of-n)")

@@ -143,7 +143,7 @@ class Tuner:
                 import scipy  # noqa: F401 - Optuna's GPSampler needs it
             except ImportError:
                 raise ImportError("tune strategy 'gp' needs scipy (pip install scipy)") from None
-            sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS, deterministic_objective=False)
+            sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
         else:
             sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True,
                                                  constant_liar=True)

@@ -1,0 +1,223 @@
+"""Does evolution beat sampling at equal budget? Issue 15's proof (OpenEvolve #100: a
+search that cannot show it beats best-of-N sampling is decoration).
+
+At candidate budgets 20, 50 and 100, on every problem whose numba seeds were all
+measured by `benchmarks/tuner_efficiency.py --measure`, with 3 random seeds each, three
+searches are run by the real controller, strategies and operators (tune, crossover,
+seed):
+- `lineage` with the model-based tune (Optuna TPE over the archive's history);
+- `map-elites` with the same tune;
+- `best-of-n`: N independent samples of the same operators (no selection, no history).
+
+The objective is replayed: a candidate's fitness is the one its parameter point measured
+with the harness in the tuner benchmark's table (every point of every seed, one timing
+each, on the search workloads `solforge evolve` chooses on this CPU). Every candidate
+these operators make is such a point, so a replay runs the whole search in seconds
+instead of the hours 4,500 harness evaluations take on this machine, and every method
+is judged against the same figures. Time is the table's: the measured evaluation seconds
+of the points a run evaluated, summed in order. Re-timing is off (a replayed figure does
+not change); runs are in lockstep, so each is reproducible.
+
+Reported per problem, budget and method (mean over the 3 seeds): the best fitness
+within the budget; the candidates and the (replayed) seconds to reach 95% of that
+budget's best; the fraction of candidates with a parent that beat their best parent.
+
+    .venv/bin/python benchmarks/search_efficiency.py --tables bench-out/tuner [--out bench-out/search]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BUDGETS = (20, 50, 100)
+SEEDS = (0, 1, 2)
+METHODS = ("lineage", "map-elites", "best-of-n")
+
+
+class TableBackend:
+    """An evaluator backend whose fitness is the measured table's (see the module docstring)."""
+
+    compile_only = False
+
+    def __init__(self, definition, tables: dict[str, dict]) -> None:
+        self.definition = definition
+        self.tables = tables  # seed name -> its measured table
+        self.seconds: list[float] = []  # measured evaluation seconds, in evaluation order
+
+    def prepare(self) -> None:
+        pass
+
+    def measure_baselines(self, workloads, names, device):
+        return {"eager": {}}, {}
+
+    def evaluate(self, request, device, baselines):
+        from solforge.knowledge import read_params, seeds_for
+        from solforge.spec import (
+            Environment,
+            Evaluation,
+            EvaluationExtension,
+            Performance,
+            SolReport,
+            Trace,
+        )
+
+        source = request.solution.sources[0]
+        seed = next(k for k in seeds_for(self.definition, "numba") if k.entry_file == source.path)
+        point = self.tables[seed.name]["points"][json.dumps(read_params(source.content), sort_keys=True)]
+        self.seconds.append(point["seconds"])
+        fitness = point["fitness"]
+        traces = []
+        for w in request.workloads:
+            if fitness > 0:
+                ev = Evaluation(status="PASSED", environment=Environment(hardware="replay"),
+                                timestamp="2026-01-01T00:00:00Z", performance=Performance(latency_ms=1.0 / fitness),
+                                solforge=EvaluationExtension(sol=SolReport(sol_time_ms=0.5, sol_score=fitness)))
+            else:
+                ev = Evaluation(status="RUNTIME_ERROR", environment=Environment(hardware="replay"),
+                                timestamp="2026-01-01T00:00:00Z", log=f"measured: {point['reason']}")
+            traces.append(Trace(definition=self.definition.name, workload=w, solution=request.solution.name,
+                                evaluation=ev))
+        return traces
+
+
+def _problems(tables_dir: Path) -> dict[str, dict[str, dict]]:
+    """definition name -> {seed name -> table}, for definitions whose every numba seed is measured."""
+    from solforge.knowledge import seeds_for
+    from solforge.problems import load_builtin
+
+    tables = [json.loads(p.read_text()) for p in sorted((tables_dir / "measured").glob("*.json"))]
+    by_def: dict[str, dict[str, dict]] = {}
+    for t in tables:
+        size = math.prod(len(v) for v in _seed(t["seed"]).param_space.values())
+        if len(t.get("points", {})) == size:
+            by_def.setdefault(t["definition"], {})[t["seed"]] = t
+    out = {}
+    for name, seeds in by_def.items():
+        definition, _ = load_builtin(name)
+        if {k.name for k in seeds_for(definition, "numba")} <= set(seeds):
+            out[name] = seeds
+    return out
+
+
+def _seed(name: str):
+    from solforge.knowledge import load_seeds
+
+    return next(s for s in load_seeds("numba") if s.name == name)
+
+
+def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int, budget: int,
+           root: Path) -> list[dict]:  # fmt: skip
+    """Run the real controller against the tables; the evaluated candidates in order:
+    {fitness, parents' best fitness or None, seconds}."""
+    from solforge.knowledge import seeds_for
+    from solforge.problems import load_builtin
+    from solforge.search import Archive, OperatorSetup, build_operators
+    from solforge.search.config import EvolveConfig
+    from solforge.search.controller import Controller
+    from solforge.search.evaluator import EvaluationRequest, LocalEvaluator
+    from solforge.search.workloads import choose_workloads
+
+    definition, workloads = load_builtin(definition_name)
+    choice = choose_workloads(definition, workloads, "cpu")
+    backend = TableBackend(definition, tables)
+    evaluator = LocalEvaluator(backend, ["cpu"])
+    evaluator.baselines = {"eager": {}}
+    operators = ("tune", "crossover", "seed")
+    strategy = method
+    # cache=False: no dedup key beyond the parameter point (every candidate here is one)
+    config = EvolveConfig(device="cpu", strategy=strategy, operators=operators, max_candidates=budget,
+                          random_seed=seed, retime=False, lockstep=True, cache=False)
+    search = tuple(choice.search)
+    setup = OperatorSetup(definition=definition, device="cpu", language="numba", search_workloads=search,
+                          evaluate=lambda s: evaluator.submit(EvaluationRequest(s, search)).result())
+    archive = Archive.create(definition.name, device="cpu", strategy=strategy, operators=list(operators), seed=seed,
+                             runs_root=root, run_id=f"{definition_name}-{method}-{seed}")
+    controller = Controller(definition, list(search), [], config, archive, evaluator,
+                            build_operators(operators, setup), {k.name: k for k in seeds_for(definition, "numba")})
+    controller.restore()
+    controller.run_search()
+    fitness = {c.id: c.fitness for c in archive.candidates() if c.fitness is not None}
+    records = []
+    for h, seconds in zip(archive.history(), backend.seconds):
+        c = archive.candidate(h.candidate_id)
+        parents = [fitness[p] for p in c.parent_ids if p in fitness]
+        records.append({"fitness": h.fitness, "parent_best": max(parents) if parents else None, "seconds": seconds,
+                        "operator": c.operator})
+    archive.close()
+    evaluator.close()
+    return records
+
+
+def metrics(records: list[dict], budget: int) -> dict:
+    head = records[:budget]
+    best = max((r["fitness"] for r in head), default=0.0)
+    running, t, reached_n, reached_s = 0.0, 0.0, None, None
+    for i, r in enumerate(head):
+        t += r["seconds"]
+        running = max(running, r["fitness"])
+        if reached_n is None and best > 0 and running >= 0.95 * best:
+            reached_n, reached_s = i + 1, t
+    with_parent = [r for r in head if r["parent_best"] is not None]
+    improved = sum(1 for r in with_parent if r["fitness"] > r["parent_best"])
+    return {"evaluated": len(head), "best": best, "to95_n": reached_n, "to95_s": reached_s,
+            "improved": improved / len(with_parent) if with_parent else None}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", type=Path, default=Path("bench-out/tuner"))
+    parser.add_argument("--out", type=Path, default=Path("bench-out/search"))
+    args = parser.parse_args()
+    problems = _problems(args.tables)
+    if not problems:
+        print(f"no complete tables under {args.tables}/measured: run benchmarks/tuner_efficiency.py --measure",
+              file=sys.stderr)
+        return 1
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="solforge-search-efficiency-") as tmp:
+        for name, tables in sorted(problems.items()):
+            space = sum(math.prod(len(v) for v in _seed(s).param_space.values()) for s in tables)
+            table_best = max(p["fitness"] for t in tables.values() for p in t["points"].values())
+            for method in METHODS:
+                runs = []
+                for seed in SEEDS:
+                    t0 = time.monotonic()
+                    runs.append(replay(name, tables, method, seed, max(BUDGETS), Path(tmp)))
+                    print(f"  {name} {method} seed {seed}: {len(runs[-1])} evaluated in "
+                          f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+                for budget in BUDGETS:
+                    ms = [metrics(r, budget) for r in runs]
+                    mean = lambda key: statistics.fmean(m[key] for m in ms if m[key] is not None)  # noqa: E731
+                    present = lambda key: [m[key] for m in ms if m[key] is not None]  # noqa: E731
+                    rows.append({"problem": name, "space": space, "table_best": table_best, "method": method,
+                                 "budget": budget, "evaluated": [m["evaluated"] for m in ms],
+                                 "best": mean("best"), "best_each": [m["best"] for m in ms],
+                                 "to95_n": mean("to95_n") if present("to95_n") else None,
+                                 "to95_s": mean("to95_s") if present("to95_s") else None,
+                                 "improved": mean("improved") if present("improved") else None})
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "search_efficiency.json").write_text(json.dumps(rows, indent=1))
+    print("| problem (points) | budget | method | evaluated (3 seeds) | best fitness (mean) | to 95%: candidates "
+          "| to 95%: s (replayed) | improved on parent | beats best-of-N |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |")
+    for r in rows:
+        base = next(x for x in rows if x["problem"] == r["problem"] and x["budget"] == r["budget"]
+                    and x["method"] == "best-of-n")
+        beats = "-" if r["method"] == "best-of-n" else ("yes" if r["best"] > base["best"] + 1e-12 else
+                                                      ("tie" if abs(r["best"] - base["best"]) <= 1e-12 else "no"))
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        print(f"| {r['problem']} ({r['space']}) | {r['budget']} | {r['method']} | "
+              f"{', '.join(str(n) for n in r['evaluated'])} | {r['best']:.4f} | {fmt(r['to95_n'], '.1f')} | "
+              f"{fmt(r['to95_s'], '.0f')} | {fmt(r['improved'], '.0%')} | {beats} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
