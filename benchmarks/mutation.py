@@ -47,7 +47,47 @@ TARGETS["src/solforge/search/operators.py"] = ["tests/search/test_search_engine_
 # form, so a statement spread over several lines is one line here), which names the site
 # and the change without a line number. Only mutants no input can tell apart belong here;
 # one that a CPU test cannot reach but a GPU test can is a survivor, not an equivalent.
+_G = "src/solforge/bench/guards/"
+_OPEN_FLAGS = ("every 'open' audit event of CPython (builtins.open/FileIO, os.open, io.open_code) has three "
+               "arguments, the third the int flags, and the flags alone say whether it writes (FileIO derives "
+               "them from the mode): the mode string only repeats them")
 EQUIVALENT: list[tuple[str, str, str]] = [
+    (_G + "recorder.py", "range(len(parts) - 1, 0, -2)",
+     "a failed import of a.b.c has imported a.b and bound it on a, so the next shorter cut reaches the same "
+     "object by getattr; only a three-part name whose middle part is a class could resolve otherwise, and "
+     "its canonical name is then the name itself (torch.Tensor.softmax)"),
+    (_G + "recorder.py", "parts[-2].isidentifier()",
+     "every part of a name code can call is an identifier, and a non-identifier last part names no aten op "
+     "(hasattr(torch.ops.aten, 'x-y') is False): testing the part before it changes nothing"),
+    (_G + "launches.py", "kwargs.get('warmup', True)",
+     "warmup is a required keyword-only argument of triton's JITFunction.run and InterpretedFunction.run "
+     "(3.x): every call that reaches the wrapper passes it, so the default is never read"),
+    (_G + "launches.py", "for _ in range(9)",
+     "a bound against a cycle of .fn: triton nests Autotuner > Heuristics > JITFunction > function, three "
+     "hops; eight or nine allowed hops find the same function"),
+    (_G + "audit.py", "self.armed = True",
+     "before arm() the root is None and _own answers None for every frame: nothing is reported, armed or not"),
+    (_G + "audit.py", "if frame is None and self.root is None",
+     "_own is never handed None (its callers pass sys._getframe(2) or a frame of a walk) and the root is set "
+     "whenever the hook is armed: neither half of the test is ever true"),
+    (_G + "audit.py", "if where is not None and args[1] in ('f_back', 'f_locals')",
+     "reading f_back or f_locals raises no object.__getattr__ event in CPython 3.10-3.13 (tb_frame, gi_frame, "
+     "f_code and __code__ do): the branch never runs"),
+    (_G + "audit.py", "and (caller is None) and caller.f_code",
+     "the same never-run branch (f_back and f_locals raise no audit event)"),
+    (_G + "audit.py", "flags = args[2] if len(args) > 2 or isinstance(args[2], int)", _OPEN_FLAGS),
+    (_G + "audit.py", "isinstance(args[2], int) else 1", _OPEN_FLAGS),
+    (_G + "audit.py", "mode = args[1] if len(args) <= 1", _OPEN_FLAGS),
+    (_G + "audit.py", "mode = args[1] if len(args) > 2 and", _OPEN_FLAGS),
+    (_G + "audit.py", "isinstance(args[2], str) else ''", _OPEN_FLAGS),
+    (_G + "audit.py", "rsplit(os.sep, 2)[0]",
+     "the parent of the solforge package is src/ (which holds only solforge) in a checkout and site-packages "
+     "(already a library root) when installed: the same files are libraries either way"),
+    (_G + "watch.py", "_HOOK_INSTALLED = False",
+     "a second audit hook sees the same events as the first and notes the same strings, which _leave "
+     "deduplicates: the findings are the same, only the cost grows"),
+    (_G + "watch.py", "program = args[1] if len(args) > 2",
+     "fork_exec always gets 23 arguments (CPython 3.11, 3.12): more than one and more than two alike"),
 ]
 SWAPS = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt,
          ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 import time
 
+import pytest
+
 from solforge.bench.guards import IntegritySnapshot
 
 
@@ -102,3 +104,15 @@ def test_the_same_profiler_installed_again_is_no_change():
         sys.setprofile(previous)
     assert unchanged == []
     assert [m.split(" (")[0] for m in changed] == ["harness tamper: sys.getprofile() changed"]
+
+
+def test_a_snapshots_records_cannot_be_rewritten_in_place():
+    # The snapshot lives in the solution's process: its records are read-only values, so
+    # rebinding what a protected name was bound to takes more than an assignment.
+    import dataclasses
+
+    snapshot = IntegritySnapshot.take()
+    record = snapshot.entries[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.obj = _fake_clock
+    assert snapshot.verify() == []

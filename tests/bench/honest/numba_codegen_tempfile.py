@@ -4,7 +4,6 @@ import importlib.util
 import os
 import tempfile
 
-import numpy as np  # noqa: F401  (the generated module imports it too)
 import torch
 
 _TEMPLATE = '''

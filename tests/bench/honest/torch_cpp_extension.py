@@ -1,6 +1,5 @@
 # Honest: a C++ CPU kernel built with torch.utils.cpp_extension.load_inline from a
 # pytorch solution (one row per loop iteration, float32).
-import torch
 from torch.utils.cpp_extension import load_inline
 
 _CPP = r'''

@@ -10,7 +10,6 @@
 # the handler (see forge_done_freeze_judge) would make it the whole kernel.
 import signal
 
-import numpy as np
 import torch
 
 _slots = {}  # x.data_ptr() -> (x, weight, x as numpy, weight as numpy)
