@@ -71,6 +71,59 @@ def test_a_decoy_numba_solution_is_caught(tmp_path):
     assert "_rmsnorm_rows" in got[0].message
 
 
+
+NUMBA_UFUNCS = '''
+import numba
+import numpy as np
+import torch
+
+
+@numba.guvectorize(["void(float32[:], float32[:], float32[:])"], "(n),(n)->(n)", nopython=True)
+def rows(x, weight, out):
+    acc = 0.0
+    for j in range(x.shape[0]):
+        acc += x[j] * x[j]
+    inv = 1.0 / np.sqrt(acc / x.shape[0] + 1e-6)
+    for j in range(x.shape[0]):
+        out[j] = x[j] * inv * weight[j]
+
+
+@numba.vectorize(["float32(float32, float32)"])
+def scaled(x, s):
+    return x * s
+
+
+def run(x, weight):
+    {body}
+'''
+UFUNC_HONEST = """out = torch.empty_like(x)
+    rows(x.numpy(), weight.numpy(), out.numpy())
+    return torch.from_numpy(scaled(out.numpy(), np.float32(1.0)))"""
+UFUNC_DECOY = "return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight"
+
+
+def numba_ufunc_solution(body: str) -> Solution:
+    return Solution.model_validate({"name": "ufuncs", "definition": "d", "spec": {"language": "numba",
+                                   "entry_point": "main.py::run", "destination_passing_style": False},
+                                   "sources": [{"path": "main.py", "content": NUMBA_UFUNCS.format(body=body)}]})
+
+
+def test_numba_guvectorize_and_vectorize_kernels_are_counted(tmp_path):
+    sol = numba_ufunc_solution(UFUNC_HONEST)
+    counter, out, inputs = run_calls(sol, tmp_path, calls=2)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert counter.by_kernel == {"rows": 2, "scaled": 2} and counter.kernels == ["rows", "scaled"]
+    assert decoy_findings(counter, sol, calls=2) == []
+
+
+def test_a_decoy_defining_numba_ufuncs_but_computing_with_torch_is_caught(tmp_path):
+    sol = numba_ufunc_solution(UFUNC_DECOY)
+    counter, out, inputs = run_calls(sol, tmp_path, calls=2)
+    torch.testing.assert_close(out, reference(**inputs))  # right answer, wrong route
+    assert counter.count == 0
+    assert [(f.guard, f.message) for f in decoy_findings(counter, sol, calls=2)] == [
+        ("decoy", "decoy: declared numba but launched none of its own kernels in 2 calls (it defines rows, scaled)")]
+
 LIBRARY = '''
 import triton
 import triton.language as tl

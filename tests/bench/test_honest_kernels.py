@@ -66,11 +66,6 @@ MARKS: dict[str, list[pytest.MarkDecorator]] = {
         "REWARD_HACK forbidden-call, 'forbidden call check defeated: exec of a computed string': generated kernel "
         "source exec'd at import time is refused by the static guard; the `compile` audit event carries the "
         "generated source, which the same AST check can read at run time")],
-    "numba_guvectorize": [false_reject(
-        "REWARD_HACK decoy, 'launched none of its own kernels ... no kernel of its own was found in its modules': "
-        "the launch counter wraps numba's Dispatcher.__call__ and recognizes dispatchers by class name; a "
-        "@guvectorize (or @vectorize) kernel is a numba ufunc (GUFunc/DUFunc), called through NumPy's ufunc "
-        "machinery, so its launches are never counted; numba's ufunc classes need the same hook")],
     "triton_autotune": [false_reject(
         "RUNTIME_ERROR '0 active drivers': triton.autotune benchmarks its configs with do_bench, which needs a GPU "
         "driver and fails under TRITON_INTERPRET=1, so no @triton.autotune kernel runs on a CPU; under the "

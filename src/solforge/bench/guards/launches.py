@@ -11,9 +11,13 @@ launch, per language:
   method is wrapped once per process, so kernels built inside functions count too.
   Triton's `knobs.runtime.launch_enter_hook` was not used: the interpreter never calls it
   and its type changed between 3.x releases.
-- numba: a Python-level call of a dispatcher (`@njit`, `@jit`, `parallel=True`) or a
-  CUDA launch (`CUDADispatcher.call`) of a function defined in the solution's modules.
-  Calls between jitted functions are compiled in and do not count: the outer call did.
+- numba: a Python-level call of a dispatcher (`@njit`, `@jit`, `parallel=True`), of a
+  numba ufunc (`@vectorize`: `DUFunc.__call__`; `@guvectorize`: `GUFunc.__call__`, both
+  the Python classes numba returns in 0.5x through 0.6x) or a CUDA launch
+  (`CUDADispatcher.call`) of a function defined in the solution's modules. Calls
+  between jitted functions are compiled in and do not count: the outer call did.
+  A ufunc's `.reduce`/`.accumulate`, or its raw NumPy `.ufunc` called directly, are not
+  counted (a false reject, not a hole).
 - CUDA C++ (`file.cu::fn`, built with load_inline): a call of a function of the built
   extension, wrapped in the namespaces handed over. On a CUDA device `LaunchCounter.profile()`
   also records, with torch.profiler, the kernels that ran during one call, and the
@@ -34,6 +38,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import importlib
 import importlib.machinery
 import os
 import re
@@ -226,12 +231,26 @@ def patch_numba(cuda: bool) -> None:
     # Wrapping the C base's __call__ slot on the Python class: calls between jitted
     # functions are compiled in and never reach it.
     _wrap_method(Dispatcher, "__call__", lambda self, args, kwargs: self.py_func)
+    # @vectorize / @guvectorize kernels: numba ufuncs whose Python `__call__` hands over to
+    # NumPy's ufunc machinery (a compiled loop), never to a Dispatcher's __call__.
+    for module, name in (("numba.np.ufunc.dufunc", "DUFunc"), ("numba.np.ufunc.gufunc", "GUFunc")):
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        _wrap_method(cls, "__call__", lambda self, args, kwargs: _ufunc_py_func(self))
     if cuda:
         try:
             from numba.cuda.dispatcher import CUDADispatcher
         except ImportError:
             return
         _wrap_method(CUDADispatcher, "call", lambda self, args, kwargs: self.py_func)
+
+
+def _ufunc_py_func(ufunc: object) -> types.FunctionType | None:
+    """The Python function a numba DUFunc/GUFunc was built from (kept by its dispatcher)."""
+    fn = getattr(getattr(ufunc, "_dispatcher", None), "py_func", None)
+    return fn if isinstance(fn, types.FunctionType) else None
 
 
 def _wrap_method(cls: type, name: str, kernel_of) -> None:
@@ -252,8 +271,8 @@ def _wrap_method(cls: type, name: str, kernel_of) -> None:
 
 
 def _kernel_function(value: object) -> types.FunctionType | None:
-    """The Python function behind a Triton kernel (through Autotuner/Heuristics) or a numba
-    dispatcher; None for anything else. Recognized by class name: no import of either."""
+    """The Python function behind a Triton kernel (through Autotuner/Heuristics), a numba
+    dispatcher or a numba ufunc; None for anything else. Recognized by class name: no import of either."""
     kind = type(value).__name__
     if kind in ("JITFunction", "InterpretedFunction", "Autotuner", "Heuristics"):
         fn = value
@@ -265,6 +284,8 @@ def _kernel_function(value: object) -> types.FunctionType | None:
     if kind in ("CPUDispatcher", "Dispatcher", "CUDADispatcher"):
         fn = getattr(value, "py_func", None)
         return fn if isinstance(fn, types.FunctionType) else None
+    if kind in ("DUFunc", "GUFunc"):
+        return _ufunc_py_func(value)
     return None
 
 
