@@ -193,6 +193,79 @@ def test_kernels_built_at_call_time_and_wrapped_kernels_count(interpret, tmp_pat
     assert decoy_findings(counter, sol, calls=1) == []
 
 
+
+AUTOTUNED = '''
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.autotune(configs=[triton.Config({"BLOCK": 64}), triton.Config({"BLOCK": 128})], key=["n"])
+@triton.jit
+def copy(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=mask), mask=mask)
+
+
+def run(x, weight):
+    y = torch.empty_like(x)
+    {body}
+'''
+
+
+def autotuned_solution(body: str) -> Solution:
+    return Solution.model_validate({"name": "autotuned", "definition": "d", "spec": {"language": "triton",
+                                   "entry_point": "main.py::run", "destination_passing_style": False},
+                                   "sources": [{"path": "main.py", "content": AUTOTUNED.replace("{body}", body)}]})
+
+
+def test_an_autotuned_kernel_runs_its_first_config_under_the_interpreter(interpret, tmp_path):
+    sol = autotuned_solution("copy[(triton.cdiv(x.numel(), 64),)](x, y, x.numel())\n    return y")
+    namespaces = import_solution(sol, tmp_path)
+    counter = launch_counter(namespaces, sol, "cpu")
+    fn = entry(namespaces, sol)
+    for seed in range(2):
+        inputs = make_inputs(seed)
+        torch.testing.assert_close(fn(**inputs), inputs["x"])
+    counter.close()
+    tuner = next(ns["copy"] for ns in namespaces if "copy" in ns)
+    assert tuner.best_config.kwargs == {"BLOCK": 64}  # the first config; nothing was benchmarked
+    assert counter.by_kernel == {"copy": 2}  # the calls' launches only: no config was launched to be timed
+
+
+def test_a_decoy_defining_an_autotuned_kernel_is_still_caught(interpret, tmp_path):
+    sol = autotuned_solution("return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight")
+    counter, out, inputs = run_calls(sol, tmp_path)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert [(f.guard, f.message) for f in decoy_findings(counter, sol, calls=2)] == [
+        ("decoy", "decoy: declared triton but launched none of its own kernels in 2 calls (it defines copy)")]
+
+
+def test_compiled_kernels_keep_their_autotune_benchmark(tmp_path, monkeypatch):
+    import triton
+    import triton.language as tl
+
+    from solforge.bench.languages.triton import first_config_under_interpreter
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    first_config_under_interpreter()
+    timed = []
+
+    def bench(kernel_call, quantiles):  # stands in for the GPU's do_bench; launches nothing
+        timed.append(quantiles)
+        return [3.0, 2.0, 4.0]
+
+    @triton.autotune(configs=[triton.Config({"BLOCK": 64}), triton.Config({"BLOCK": 128})], key=["n"],
+                     do_bench=bench)
+    @triton.jit
+    def compiled(x_ptr, n, BLOCK: tl.constexpr):
+        pass
+
+    assert type(compiled.fn).__name__ == "JITFunction"
+    compiled.nargs = {"x_ptr": None, "n": 1}  # what Autotuner.run sets before it benchmarks
+    assert compiled._bench(config=compiled.configs[1]) == [3.0, 2.0, 4.0] and len(timed) == 1
+
 def test_a_closed_counter_stops_counting(interpret, tmp_path):
     sol = solution("honest_triton", "triton")
     namespaces = import_solution(sol, tmp_path)

@@ -66,11 +66,6 @@ MARKS: dict[str, list[pytest.MarkDecorator]] = {
         "REWARD_HACK forbidden-call, 'forbidden call check defeated: exec of a computed string': generated kernel "
         "source exec'd at import time is refused by the static guard; the `compile` audit event carries the "
         "generated source, which the same AST check can read at run time")],
-    "triton_autotune": [false_reject(
-        "RUNTIME_ERROR '0 active drivers': triton.autotune benchmarks its configs with do_bench, which needs a GPU "
-        "driver and fails under TRITON_INTERPRET=1, so no @triton.autotune kernel runs on a CPU; under the "
-        "interpreter the Triton plugin could skip the benchmark (its times mean nothing there) and take the first "
-        "config")],
 }
 
 
