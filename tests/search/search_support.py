@@ -126,7 +126,7 @@ class ScriptedBackend:
         return [scripted_trace(self.definition, solution, w, score) for w in workloads]
 
     def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str], device: str):
-        return {"eager": {}}, {}
+        return {"eager": {}}, {}, {}
 
 
 class ScriptedEvaluator(LocalEvaluator):

@@ -233,3 +233,49 @@ def test_the_harness_never_cuts_the_best_itself_at_three_times_its_latency(cache
     again = evaluate(definition, search, solution, "cpu", FAST_BENCH, cutoff_ms=cut)
     assert [t.evaluation.status.value for t in again] == ["PASSED", "PASSED"]
     assert not any(t.evaluation.solforge.timing.cut for t in again)
+
+
+def test_the_evolve_table_shows_the_stability_of_each_figure(tmp_path):
+    """Each timed figure carries its spread (IQR / median); one the harness marked unstable
+    is flagged and footnoted, so a noisy figure is never read as a sound one."""
+    from solforge.cli.evolve import summary_table
+    import dataclasses
+
+    from solforge.search.evolve import EvolveResult, WorkloadRow
+
+    rows = [WorkloadRow("decode b=64", False, 0.5, 0.3, 0.2, 0.07, 0.35, "PASSED", floor_ms=0.002,
+                        eager_spread=(0.031, False), compile_spread=(0.5, True), best_spread=(0.004, False)),
+            WorkloadRow("prefill t=512", False, 2.0, None, 1.5, 0.55, 0.37, "PASSED",
+                        compile_failure="not measured (--baselines)")]
+    result = EvolveResult("r", tmp_path, 2, 0.5, 1, 0.6, 1, True, 1.0, rows, {}, "2 candidates evaluated")
+    table, notes = summary_table(result)
+    eager, compiled, best = (list(table.columns[i].cells) for i in (3, 4, 5))
+    assert eager == ["0.5000 ±3%", "2.0000"] and best == ["0.2000 ±0%", "1.5000"]
+    assert compiled == ["0.3000 ±50%!", "[1]"]
+    assert notes[-1].startswith("±: the spread of the timed samples (IQR / median); !: unstable")
+
+    steady = dataclasses.replace(rows[0], compile_spread=(0.02, False))
+    _, notes = summary_table(dataclasses.replace(result, rows=[steady]))
+    assert notes == ["±: the spread of the timed samples (IQR / median)"]  # no '!' note without an unstable figure
+
+
+def test_the_summary_rows_carry_the_spread_of_the_baselines_and_of_the_best(tmp_path):
+    from solforge.roofline.attach import timing_spread
+    from solforge.search.evolve import summary_rows
+
+    definition, _ = small_problem()
+    stats = TimingStats(method="x", median_ms=2.0, iqr_ms=0.5, min_ms=1.5, count=9, unstable=True)
+    trace = _trace_with(stats)
+    wl = trace.workload
+    assert timing_spread(trace) == (0.25, True)
+    archive = Archive.create(definition.name, device="cpu", strategy="lineage", operators=["seed"], seed=0,
+                             runs_root=tmp_path, run_id="run")
+    added = archive.add_candidate(seeds_for(definition, "numba")[0].to_solution(definition),
+                                  operator="seed", family=ROWS)
+    archive.start_evaluation(added.candidate.id)
+    archive.record_evaluation(added.candidate.id, [trace])
+    (row,) = summary_rows(archive, added.candidate.id, [wl], {"eager": {wl.uuid: 3.0}}, {},
+                          {"eager": {wl.uuid: [0.1, False]}})
+    assert row.eager_spread == (0.1, False) and row.best_spread == (0.25, True) and row.compile_spread is None
+    (bare,) = summary_rows(archive, added.candidate.id, [wl], {"eager": {wl.uuid: 3.0}})
+    assert bare.eager_spread is None  # a run recorded before spreads were kept shows the figure alone

@@ -100,6 +100,17 @@ def fmt_or_dash(value: float | None, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
+def timed_cell(ms: float | None, spread: tuple[float, bool] | None) -> str:
+    """A latency with its stability: '0.2100 ±3%' (IQR / median of the timed samples), and
+    a trailing '!' when the harness marked the figure unstable (not a sound figure)."""
+    if ms is None:
+        return "-"
+    if spread is None:
+        return f"{ms:.4f}"
+    fraction, unstable = spread
+    return f"{ms:.4f} ±{100 * fraction:.0f}%" + ("!" if unstable else "")
+
+
 def _geomean(values: list[float | None]) -> float | None:
     from solforge.search.fitness import geometric_mean  # the one geometric mean
 
@@ -107,7 +118,10 @@ def _geomean(values: list[float | None]) -> float | None:
 
 
 def trace_table(title: str, traces: list[Trace]) -> Table:
-    """One row per workload of one solution's traces."""
+    """One row per workload of one solution's traces; the latency with its spread (IQR /
+    median of the timed samples) and '!' where the harness marked it unstable."""
+    from solforge.roofline.attach import timing_spread
+
     table = Table(title=title, title_justify="left")
     for col in ("workload", "status", "latency_ms", "TFLOP/s", "GB/s", "SOL_ms", "SOL frac", "SOL score",
                 "x eager", "x compile"):
@@ -132,7 +146,7 @@ def trace_table(title: str, traces: list[Trace]) -> Table:
         table.add_row(
             t.workload.label,
             status,
-            fmt_or_dash(latency, ".4f"),
+            timed_cell(latency, timing_spread(t)) if latency is not None else "-",
             fmt_or_dash(sol.achieved_tflops if sol else None, ".2f"),
             fmt_or_dash(sol.achieved_gb_s if sol else None, ".1f"),
             fmt_or_dash(sol_ms, ".4f") + (f" ({sol.binding[:3]})" if sol and sol.binding else ""),

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 import solforge.agent  # noqa: F401 - registers the agent operators in the search's registry
-from solforge.cli.bench import fmt_or_dash
+from solforge.cli.bench import fmt_or_dash, timed_cell
 from solforge.search.operators import describe_defaults, describe_registry
 from solforge.spec import SpecError
 
@@ -49,9 +49,10 @@ def progress_view(s) -> Group:
 
 
 def summary_table(result) -> tuple[Table, list[str]]:
-    """The per-workload table (eager, torch.compile, best, SOL, the overhead floor, in ms)
-    and its footnotes: where torch.compile has no figure the cell names a footnote that
-    says why, never a bare '-'."""
+    """The per-workload table (eager, torch.compile, best, SOL, the overhead floor, in ms;
+    each timed figure with its spread, IQR / median) and its footnotes: where
+    torch.compile has no figure the cell names a footnote that says why, never a bare
+    '-'; an unstable figure is marked '!' and footnoted."""
     sol = f"SOL ({result.sol_source})" if result.sol_source else "SOL"
     title = ("per workload: best vs eager vs torch.compile vs SOL vs the harness's call-overhead floor (ms)"
              if not result.compile_only else "per workload: compile-only run, no timings")
@@ -61,17 +62,23 @@ def summary_table(result) -> tuple[Table, list[str]]:
     notes: list[str] = []
     for r in result.rows:
         speedup = r.eager_ms / r.best_ms if r.eager_ms and r.best_ms else None
-        compile_cell = fmt_or_dash(r.compile_ms, ".4f")
+        compile_cell = timed_cell(r.compile_ms, r.compile_spread)
         if r.compile_ms is None:
             why = r.compile_failure or "not measured"
             if why not in notes:
                 notes.append(why)
             compile_cell = f"[{notes.index(why) + 1}]"
         status = r.status + (f" ({r.verdict})" if r.verdict and r.verdict not in ("scored", "failed") else "")
-        table.add_row(r.label, "held-out" if r.held_out else "search", status, fmt_or_dash(r.eager_ms, ".4f"),
-                      compile_cell, fmt_or_dash(r.best_ms, ".4f"), fmt_or_dash(r.sol_ms, ".4f"),
+        table.add_row(r.label, "held-out" if r.held_out else "search", status, timed_cell(r.eager_ms, r.eager_spread),
+                      compile_cell, timed_cell(r.best_ms, r.best_spread), fmt_or_dash(r.sol_ms, ".4f"),
                       fmt_or_dash(r.floor_ms, ".4f"), fmt_or_dash(r.sol_fraction, ".3f"), fmt_or_dash(speedup, ".2f"))
-    return table, [f"[{i + 1}] torch.compile: {why}" for i, why in enumerate(notes)]
+    footnotes = [f"[{i + 1}] torch.compile: {why}" for i, why in enumerate(notes)]
+    spreads = [s for r in result.rows for s in (r.eager_spread, r.compile_spread, r.best_spread) if s is not None]
+    if spreads:
+        footnotes.append("±: the spread of the timed samples (IQR / median)"
+                         + ("; !: unstable even after a re-run (too few samples or too wide a spread): not a sound "
+                            "figure" if any(unstable for _, unstable in spreads) else ""))
+    return table, footnotes
 
 
 _OPERATORS_HELP = "Comma-separated, of: " + "; ".join(f"{n} ({s})" for n, s in describe_registry().items()) + \

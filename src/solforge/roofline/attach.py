@@ -38,6 +38,25 @@ def baseline_latencies(baselines: dict[str, list[Trace]]) -> dict[str, dict[str,
     }
 
 
+def timing_spread(trace: Trace) -> tuple[float, bool] | None:
+    """(IQR / median of the trace's timed samples, a fraction; whether the harness marked
+    the timing unstable: too few samples or too wide a spread even after its re-run), for a
+    trace with a real measurement; None otherwise."""
+    ms = measured_latency_ms(trace)
+    timing = trace.evaluation.solforge.timing if trace.evaluation is not None else None
+    if ms is None or timing is None or timing.median_ms <= 0:
+        return None
+    return timing.iqr_ms / timing.median_ms, timing.unstable
+
+
+def baseline_spreads(baselines: dict[str, list[Trace]]) -> dict[str, dict[str, tuple[float, bool]]]:
+    """Baseline name -> workload uuid -> `timing_spread`, over the traces that have one."""
+    return {
+        name: {t.workload.uuid: s for t in traces if (s := timing_spread(t)) is not None}
+        for name, traces in baselines.items()
+    }
+
+
 _WORK: dict[tuple[str, str, str], Work | str] = {}
 _WORK_LOCK = threading.Lock()
 

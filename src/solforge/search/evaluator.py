@@ -43,9 +43,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from solforge.bench import BenchConfig, attach_sol, baseline_latencies, detect_device, evaluate, run_bench
+from solforge.roofline.attach import baseline_spreads
 from solforge.spec import Definition, EvaluationStatus, Solution, SpecError, Trace, Workload
 
 Baselines = dict[str, dict[str, float]]  # baseline name -> workload uuid -> latency, ms
+Spreads = dict[str, dict[str, tuple[float, bool]]]  # baseline name -> workload uuid -> (IQR / median, unstable)
 
 
 class EvaluationError(Exception):
@@ -155,10 +157,11 @@ class HarnessBackend:
         return traces
 
     def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str],
-                          device: str) -> tuple[Baselines, dict[str, dict[str, str]]]:  # fmt: skip
+                          device: str) -> tuple[Baselines, dict[str, dict[str, str]], Spreads]:  # fmt: skip
         """(median latency per workload uuid of each baseline ("eager", "compile"), in ms,
         measured with the same harness as every candidate; baseline -> workload uuid ->
-        why there is no figure, one line, for those that have none)."""
+        why there is no figure, one line, for those that have none; baseline -> workload
+        uuid -> (IQR / median, unstable), the stability of each figure)."""
         self.prepare()
         result = run_bench(self.definition, list(workloads), [], device, baselines=tuple(names), config=self.config)
         latencies = baseline_latencies(result.baselines)
@@ -176,7 +179,7 @@ class HarnessBackend:
                     first = next((ln.strip() for ln in ev.log.splitlines() if ln.strip()), "")
                     why = f"{ev.status.value}: {first[:160]}" if first else ev.status.value
                 failures.setdefault(name, {})[t.workload.uuid] = why
-        return latencies, failures
+        return latencies, failures, baseline_spreads(result.baselines)
 
     # -- the cross-compile ------------------------------------------------------------------
     def _cross_compile(self, solution: Solution, workloads: list[Workload]):
@@ -255,6 +258,7 @@ class LocalEvaluator:
         self.capacity = len(self.devices)
         self.baselines: Baselines | None = None
         self.baseline_failures: dict[str, dict[str, str]] = {}
+        self.baseline_spreads: Spreads = {}  # baseline -> workload uuid -> (IQR / median, unstable)
         self.description = f"local: {', '.join(self.devices)}"
         self._free: queue.Queue[str] = queue.Queue()
         for d in self.devices:
@@ -270,7 +274,8 @@ class LocalEvaluator:
             ensure_ceilings(device_kind(self.devices[0]))
 
     def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str]) -> Baselines:
-        measured, self.baseline_failures = self.backend.measure_baselines(workloads, names, self.devices[0])
+        measured, self.baseline_failures, spreads = self.backend.measure_baselines(workloads, names, self.devices[0])
+        self.baseline_spreads = _merged(self.baseline_spreads, spreads)
         self.baselines = _merged(self.baselines, measured)
         return self.baselines
 
@@ -312,6 +317,7 @@ class RayEvaluator:
         self.backend = backend
         self.baselines: Baselines | None = None
         self.baseline_failures: dict[str, dict[str, str]] = {}
+        self.baseline_spreads: Spreads = {}  # baseline -> workload uuid -> (IQR / median, unstable)
         _connect(ray, address)
         gpu = device_kind(device) != "cpu"
         resources = ray.cluster_resources()
@@ -345,9 +351,11 @@ class RayEvaluator:
 
         actor = self._idle.get()
         try:
-            measured, self.baseline_failures = ray.get(actor.measure_baselines.remote(list(workloads), list(names)))
+            measured, self.baseline_failures, spreads = ray.get(
+                actor.measure_baselines.remote(list(workloads), list(names)))
         finally:
             self._idle.put(actor)
+        self.baseline_spreads = _merged(self.baseline_spreads, spreads)
         self.baselines = _merged(self.baselines, measured)
         return self.baselines
 
@@ -397,7 +405,7 @@ class _EvaluationActor:
     def evaluate(self, request: EvaluationRequest, baselines: Baselines) -> list[Trace]:
         return self.backend.evaluate(request, self.device, baselines)
 
-    def measure_baselines(self, workloads: list[Workload], names: list[str]) -> tuple[Baselines, dict]:
+    def measure_baselines(self, workloads: list[Workload], names: list[str]) -> tuple[Baselines, dict, Spreads]:
         return self.backend.measure_baselines(workloads, names, self.device)
 
     def ensure_ceilings(self) -> None:
@@ -407,7 +415,7 @@ class _EvaluationActor:
         return os.getpid()
 
 
-def _merged(old: Baselines | None, new: Baselines) -> Baselines:
+def _merged(old: dict | None, new: dict) -> dict:
     out = {name: dict(v) for name, v in (old or {}).items()}
     for name, v in new.items():
         out.setdefault(name, {}).update(v)

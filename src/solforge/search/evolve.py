@@ -26,7 +26,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,6 +223,11 @@ class WorkloadRow:
     floor_ms: float | None = None  # the harness's call-overhead floor (the bare handshake's median), ms
     compile_failure: str | None = None  # why there is no torch.compile figure (one line), when there is none
     verdict: str | None = None  # the round's `fitness.Verdict` value: "cut"/"unstable" figures are not sound
+    # the stability of each figure: (IQR / median of its timed samples, a fraction; whether
+    # the harness marked it unstable), None where there is no figure or no record of it
+    eager_spread: tuple[float, bool] | None = None
+    compile_spread: tuple[float, bool] | None = None
+    best_spread: tuple[float, bool] | None = None
 
 
 @dataclass
@@ -268,9 +273,19 @@ def export_winner(archive: Archive, candidate_id: int) -> dict[str, Path]:
 
 def summary_rows(archive: Archive, candidate_id: int | None, workloads: list[Workload],
                  baselines: dict[str, dict[str, float]],
-                 baseline_failures: dict[str, dict[str, str]] | None = None) -> list[WorkloadRow]:  # fmt: skip
+                 baseline_failures: dict[str, dict[str, str]] | None = None,
+                 baseline_spreads: dict[str, dict[str, Sequence]] | None = None) -> list[WorkloadRow]:  # fmt: skip
     """Per workload: best vs eager vs torch.compile vs SOL vs the overhead floor (ms),
-    search then held-out; where torch.compile has no figure, why (`compile_failure`)."""
+    search then held-out; where torch.compile has no figure, why (`compile_failure`); the
+    spread of each figure (`baseline_spreads`: baseline -> uuid -> (IQR / median, unstable))."""
+    from solforge.roofline.attach import timing_spread
+
+    spreads = baseline_spreads or {}
+
+    def spread_of(name: str, uuid: str) -> tuple[float, bool] | None:
+        s = spreads.get(name, {}).get(uuid)
+        return (float(s[0]), bool(s[1])) if s is not None else None
+
     by_uuid, verdicts = {}, {}
     if candidate_id is not None:
         for held_out in (False, True):
@@ -298,7 +313,8 @@ def summary_rows(archive: Archive, candidate_id: int | None, workloads: list[Wor
             label=wl.label, held_out=wl.held_out, eager_ms=baselines.get("eager", {}).get(wl.uuid),
             compile_ms=compile_ms, best_ms=w.latency_ms, sol_ms=sol_ms, sol_fraction=w.sol_fraction,
             status=w.status.value, floor_ms=timing.overhead_ms if timing is not None else None,
-            compile_failure=why, verdict=verdicts.get(wl.uuid),
+            compile_failure=why, verdict=verdicts.get(wl.uuid), eager_spread=spread_of("eager", wl.uuid),
+            compile_spread=spread_of("compile", wl.uuid), best_spread=timing_spread(w.trace),
         ))
     return rows
 
@@ -318,6 +334,7 @@ def _open_archive(plan: RunPlan) -> Archive:
         if missing:
             evaluator.measure_baselines(missing, names)
             archive.set_fact("baselines", evaluator.baselines)
+            archive.set_fact("baseline_spreads", getattr(evaluator, "baseline_spreads", {}))
         archive.set_status(RunStatus.running)
         return archive
     baselines = evaluator.measure_baselines(workloads, names) if names else {}
@@ -326,12 +343,22 @@ def _open_archive(plan: RunPlan) -> Archive:
         plan.definition.name, device=config.device, strategy=config.strategy, operators=list(config.operators),
         seed=config.random_seed, budget=config.budget,
         config={**config.stored(), "baselines": baselines,
-                "baseline_failures": getattr(evaluator, "baseline_failures", {})},
+                "baseline_failures": getattr(evaluator, "baseline_failures", {}),
+                "baseline_spreads": getattr(evaluator, "baseline_spreads", {})},
         runs_root=config.runs_root,
     )
     archive.set_fact("search_workloads", [w.uuid for w in plan.split.search])
     archive.set_fact("device", _device_fact(config))
     return archive
+
+
+def _merged_spreads(archive: Archive) -> dict[str, dict[str, Sequence]]:
+    """The baselines' spreads the run recorded: at its start, and for any workload measured
+    on a resume."""
+    out = {k: dict(v) for k, v in (archive.run.config.get("baseline_spreads") or {}).items()}
+    for k, v in (archive.fact("baseline_spreads") or {}).items():
+        out.setdefault(k, {}).update(v)
+    return out
 
 
 def _device_fact(config: EvolveConfig) -> dict:
@@ -405,7 +432,8 @@ def _run(plan: RunPlan, archive: Archive, on_progress: Callable[[ProgressSnapsho
     if reached is not None:
         seconds_to_best = reached.evaluated_at - archive.run.created_at
     rows = summary_rows(archive, winner_id if winner_id is not None else best_id, split.search + split.held_out,
-                        plan.evaluator.baselines or {}, archive.run.config.get("baseline_failures") or {})
+                        plan.evaluator.baselines or {}, archive.run.config.get("baseline_failures") or {},
+                        _merged_spreads(archive))
     archive.set_status(RunStatus.finished)
     device = archive.fact("device") or {}
     return EvolveResult(
