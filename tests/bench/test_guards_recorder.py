@@ -13,6 +13,7 @@ from solforge.bench.guards.recorder import (
     canonical_name,
     forbidden_findings,
     forbidden_names,
+    record_findings,
     torch_compute_ops,
 )
 from solforge.bench.messages import OpRecord
@@ -91,3 +92,27 @@ def test_a_recorder_removed_during_the_call_is_reported():
     record = recorded(pop_modes)
     assert not record.intact
     assert any(m.startswith("harness tamper: the op recorder was removed") for m in guards_of(record))
+
+
+def test_a_record_the_recorder_made_carries_its_mark_in_every_witness():
+    """The judge's reading of an honest record: no forged-reply finding, and the mark is
+    neither compute (decoy share) nor a forbidden call."""
+    record = recorded(lambda: X * W)
+    assert record_findings(record, WANTED) == []
+    assert "solforge::recorded" in record.profiled
+    assert recorded(lambda: torch.empty_like(X)).compute_ms == 0.0
+
+
+def test_a_missing_or_emptied_record_is_a_forged_reply():
+    """A reply rewritten on its way out of the solution's process: the record dropped,
+    replaced by an empty one, or its profiler list stripped to hide an op."""
+    honest = recorded(lambda: torch.rms_norm(X, [64], W, 1e-6))
+    stripped = honest.model_copy(update={"profiled": ["aten::mul"], "functions": [], "aten": {}})
+    for record, phrase in ((None, "came without its op record"),
+                           (OpRecord(functions=["torch.Tensor.mul"], aten={"aten::mul.Tensor": 1}),
+                            "lacks the recorder's own mark in the torch function mode, the dispatch mode"),
+                           (stripped, "lacks the recorder's own mark")):
+        found = record_findings(record, WANTED)
+        assert [f.guard for f in found] == ["forged-reply"], found
+        assert phrase in found[0].message, found
+    assert any("forbidden call" in f.message for f in record_findings(honest, WANTED))

@@ -57,7 +57,13 @@ from solforge.bench.arena import Arena, plan, slot_bytes
 from solforge.bench.config import BenchConfig
 from solforge.bench.correctness import CheckResult, compare_outputs, poison_, same_bits
 from solforge.bench.guards.findings import Guard, dedupe, finding
-from solforge.bench.guards.recorder import forbidden_findings, forbidden_names, torch_compute_ops
+from solforge.bench.guards.recorder import (
+    TIMED_MARK,
+    forbidden_findings,
+    forbidden_names,
+    record_findings,
+    torch_compute_ops,
+)
 from solforge.bench.inputs import DISTRIBUTIONS, make_inputs
 from solforge.bench.handshake import CallRaised, HotLine, OutOfStep, stop
 from solforge.bench.messages import (
@@ -496,8 +502,7 @@ class WorkloadRun:
             result = compare_outputs(outs, expected, self.definition, self.judge.dps)
             if not self.judge.trusted:
                 found = self._cache_findings(k, slot, outs, result, history, reply, seeds, dists)
-                if reply.record is not None:
-                    found += forbidden_findings(reply.record, self.judge.wanted)
+                found += record_findings(reply.record, self.judge.wanted)
                 if found:
                     raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in found), found,
                                   max_abs, max_rel)
@@ -695,6 +700,10 @@ class WorkloadRun:
         if not self.judge.trusted:
             from solforge.bench.messages import OpRecord
 
+            if run.profiled and TIMED_MARK not in reply.profiled:
+                found.append(finding(Guard.FORGED_REPLY, f"forged reply: {len(run.profiled)} timed call(s) ran under "
+                                     "the profiler, but the reply lists none of their marks (emptied or rewritten on "
+                                     "its way out)"))
             found += forbidden_findings(OpRecord(profiled=reply.profiled), self.judge.wanted)
             started = _tasks(child) - threads_before
             if started and threads_before:

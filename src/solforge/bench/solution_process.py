@@ -58,6 +58,26 @@ PROTECTED: tuple[str, ...] = (
     "solforge.bench.handshake.serve_rounds", "solforge.bench.handshake.SignalPage.get",
     "solforge.bench.handshake.SignalPage.set", "solforge.bench.timing.time_on_device",
     "solforge.bench.timing.device_loop", "solforge.bench.guards.recorder.OpRecorder.record",
+    *(f"solforge.bench.solution_process.Session.{name}"
+      for name in ("handle", "calibrate", "attach", "detach", "_same_storage", "_with_audit")),
+    "solforge.bench.solution_process.serve",
+    *(f"solforge.bench.guards.recorder.OpRecorder.{name}" for name in ("__init__", "__enter__", "__exit__")),
+    # The reply path: every reply leaves as JSON made by its model's serializer and written
+    # by multiprocessing's Connection (os.write on a socket's fd); the timed frames go
+    # through the socket's own methods. A solution that rebinds one of these rewrites
+    # what the judge reads (an op record stripped, a finding dropped).
+    *(f"multiprocessing.connection.Connection.{name}"
+      for name in ("send_bytes", "_send_bytes", "_send", "recv_bytes", "_recv_bytes", "_recv", "send", "recv",
+                   "poll", "_poll", "fileno", "_check_closed", "_check_readable", "_check_writable")),
+    *(f"multiprocessing.reduction.{name}" for name in ("send_handle", "recv_handle", "sendfds", "recvfds")),
+    *(f"socket.socket.{name}" for name in ("send", "sendall", "recv", "sendmsg", "recvmsg")),
+    "os.write", "os.read",
+    "pydantic.main.BaseModel.model_dump_json", "pydantic.main.BaseModel.__init__",
+    "pydantic.type_adapter.TypeAdapter.validate_json", "solforge.bench.messages.REQUEST",
+    *(f"solforge.bench.messages.{model}.{part}"
+      for model in ("Ready", "Calibrated", "Loaded", "Attached", "Called", "Cooled", "TimedOnDevice", "Detached",
+                    "Failed", "OpRecord")
+      for part in ("__pydantic_serializer__", "__pydantic_validator__", "model_dump_json", "__init__")),
 )
 
 
@@ -357,6 +377,9 @@ class Session:
         slot `slot` -> ARMED -> GO -> the call, outputs into output slot `slot` -> DONE,
         until STOP. Nothing here is a verdict. A call that raises is answered with
         ERROR_BIT; the reason comes with the reply after STOP."""
+        from torch.profiler import record_function
+
+        from solforge.bench.guards.recorder import TIMED_MARK
         from solforge.bench.handshake import serve_rounds
         from solforge.bench.tracebacks import format_exception
 
@@ -386,6 +409,8 @@ class Session:
             kwargs = state.arena.read(layout.inputs[slot])  # written by the judge after ARMED (scalars too)
             if profiler is not None:
                 profiler.__enter__()
+                with record_function(TIMED_MARK):
+                    pass
             try:
                 if dps:
                     fn(**kwargs, **dps)

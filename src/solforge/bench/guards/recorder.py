@@ -49,6 +49,21 @@ NON_COMPUTE_ATEN = frozenset({
 })
 
 
+# The recorder's own mark: a `record_function` it runs once every witness is on, so a
+# record it made shows it in each witness (the modes see its enter op, the profiler its
+# name). A record without it was not made by the recorder: emptied or rewritten on its
+# way out (`record_findings`).
+MARK = "solforge::recorded"
+MARK_OP = "profiler::_record_function_enter_new"
+TIMED_MARK = "solforge::timed"  # the same, around each profiled timed call (`solution_process.Session.hot`)
+
+
+def is_compute(op: str) -> bool:
+    """Whether an op name the dispatch mode saw is math (`aten::mul.Tensor`), not an
+    allocation, view, copy (`NON_COMPUTE_ATEN`) or the profiler's own marks (`profiler::`)."""
+    return not op.startswith("profiler::") and op.removeprefix("aten::").split(".")[0] not in NON_COMPUTE_ATEN
+
+
 def canonical_name(obj: Any) -> str:
     """One name per torch callable, the same in every process: `torch.Tensor.softmax`
     for a Tensor method, `torch.rms_norm` for a function of torch's C module,
@@ -99,7 +114,7 @@ class OpRecorder:
                 aten[name] = aten.get(name, 0) + 1
                 t0 = time.perf_counter_ns()
                 out = func(*args, **(kwargs or {}))
-                if name.removeprefix("aten::").split(".")[0] not in NON_COMPUTE_ATEN:
+                if is_compute(name):
                     recorder._compute_ns += time.perf_counter_ns() - t0
                 return out
 
@@ -125,6 +140,8 @@ class OpRecorder:
             self._profiler.__enter__()
         self._function_mode.__enter__()
         self._dispatch_mode.__enter__()
+        with torch.profiler.record_function(MARK):
+            pass
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -190,6 +207,24 @@ def forbidden_names(definition: Definition) -> dict[str, str]:
     return out
 
 
+def record_findings(record: OpRecord | None, wanted: dict[str, str]) -> list[GuardFinding]:
+    """The judge's reading of a recorded call's record: a missing record, or one without
+    the recorder's mark in each witness that ran (`MARK`), is a forged reply (the reply
+    was rewritten in the solution's process); otherwise `forbidden_findings`. A record
+    whose profiler list is empty had no profiler of its own (another was running: the
+    GPU's decoy check), so only the modes' marks are asked of it."""
+    if record is None:
+        return [finding(Guard.FORGED_REPLY, "forged reply: the reply to a recorded call came without its op record")]
+    missing = [witness for witness, seen in (("the torch function mode", MARK_OP in record.functions),
+                                             ("the dispatch mode", MARK_OP in record.aten),
+                                             ("the profiler", not record.profiled or MARK in record.profiled))
+               if not seen]
+    if missing:
+        return [finding(Guard.FORGED_REPLY, f"forged reply: the op record of a recorded call lacks the recorder's own "
+                                            f"mark in {', '.join(missing)} (emptied or rewritten on its way out)")]
+    return forbidden_findings(record, wanted)
+
+
 def forbidden_findings(record: OpRecord, wanted: dict[str, str]) -> list[GuardFinding]:
     """Findings for every forbidden callable the record shows, by the name the
     definition forbids and the name the recorder saw."""
@@ -208,6 +243,5 @@ def forbidden_findings(record: OpRecord, wanted: dict[str, str]) -> list[GuardFi
 
 def torch_compute_ops(record: OpRecord, limit: int = 4) -> str:
     """The most called compute aten ops of a record, for a finding's message."""
-    ops = sorted(((n, c) for n, c in record.aten.items() if n.removeprefix("aten::").split(".")[0]
-                  not in NON_COMPUTE_ATEN), key=lambda item: -item[1])
+    ops = sorted(((n, c) for n, c in record.aten.items() if is_compute(n)), key=lambda item: -item[1])
     return ", ".join(n for n, _ in ops[:limit]) or "none"
