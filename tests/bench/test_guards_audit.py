@@ -56,6 +56,19 @@ def run_as(directory: Path, source: str) -> object:
      "subprocess.Popen"),
     ("import socket\ndef run():\n    s = socket.socket()\n    try:\n        s.connect(('127.0.0.1', 9))\n"
      "    except OSError:\n        pass\n    finally:\n        s.close()\n", "network", "socket.connect"),
+    # torch's natives by symbol: its libraries, its C ABI and mangled C++ names anywhere, the linker's lookups
+    ("import ctypes, os, torch\ndef run():\n    lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "
+     "'lib', 'libc10.so'))\n    return getattr(lib, 'any_symbol', None)\n", "forbidden-call", "in libc10.so"),
+    ("import ctypes\ndef run():\n    return getattr(ctypes.CDLL(None), 'aoti_torch_' + 'cpu_mm', None)\n",
+     "forbidden-call", "'aoti_torch_cpu_mm'"),
+    ("import ctypes\ndef run():\n    return getattr(ctypes.CDLL(None), '_ZN2at6native3addERKNS_6TensorE', None)\n",
+     "forbidden-call", "_ZN2at6native3add"),
+    ("import ctypes\ndef run():\n    return ctypes.CDLL('libc.so.6').dlsym\n",
+     "forbidden-call", "'dlsym'"),
+    ("import ctypes, os, torch\ndef run():\n    f = ctypes.CFUNCTYPE(ctypes.c_bool)\n"
+     "    lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), 'lib', 'libtorch_cpu.so'))\n"
+     "    return f(('aoti_torch_grad_mode_is_enabled', lib))\n", "forbidden-call",
+     "aoti_torch_grad_mode_is_enabled"),
 ])
 def test_the_solutions_own_events_are_named(audit, tmp_path, source, guard, phrase):
     run_as(tmp_path / "solution", source)
@@ -78,6 +91,9 @@ def test_a_helper_written_elsewhere_and_imported_is_the_solutions_code_too(audit
     "import torch\ndef run():\n    torch.manual_seed(0)\n    return torch.randn(2)\n",
     "import collections\ndef run():\n    return collections.namedtuple('P', 'a b')(1, 2)\n",
     "import os\ndef run():\n    return open('/proc/self/status').read()[:10]\n",
+    # ctypes into a C library of one's own or libc's math: not torch's natives
+    "import ctypes\ndef run():\n    m = ctypes.CDLL('libm.so.6')\n"
+    "    m.cos.restype = ctypes.c_double\n    return m.cos(ctypes.c_double(0.0))\n",
 ])
 def test_honest_code_is_not_blamed(audit, tmp_path, source):
     import warnings

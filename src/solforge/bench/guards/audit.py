@@ -18,6 +18,12 @@ event as `tb.tb_frame`):
   Python threads during calls, the judge counts the process's threads around the timed
   loop);
 - network: `socket.connect`, `socket.bind`, `socket.sendto`, `socket.getaddrinfo`;
+- torch's natives by symbol: a ctypes symbol lookup (`ctypes.dlsym`, however the
+  function pointer is made) in one of torch's own libraries, of a symbol of torch's C++
+  or C ABI anywhere (`aoti_torch_*`, mangled `at::`, `c10::`, `torch::` names), or of the
+  dynamic linker's own lookup functions: an op run that way (AOTInductor's C shims call
+  an op's implementation directly) skips the dispatcher, where the op recorder and the
+  profiler see ops, so it is named as a forbidden call whatever the op;
 - filesystem (only when `writable_root` is set, as under `--sandbox`): opening for
   writing, removing or renaming outside the solution's working directory and /tmp.
 
@@ -62,6 +68,11 @@ _LIBRARIES = tuple(sorted({
 _PROCESS_EVENTS = frozenset({"os.fork", "os.forkpty", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn",
                              "os.spawn", "pty.spawn", "_thread.start_new_thread", "_thread.start_joinable_thread"})
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+# torch's C ABI for AOTInductor and the Itanium-mangled prefixes of its C++ namespaces
+# (at::, c10::, torch::; `K` for const methods), and the linker's own lookups.
+_TORCH_SYMBOLS = re.compile(r"^(aoti_torch_|_ZN[KVr]*(2at|3c10|5torch)(\d|[A-Z]))")
+_LINKER_SYMBOLS = frozenset({"dlsym", "dlvsym", "dlopen", "dlmopen", "dladdr", "dladdr1", "dlinfo"})
+_TORCH_LIBRARIES = re.compile(r"^lib(torch|c10|shm|aoti)[\w.-]*\.so")
 
 
 class AuditGuard:
@@ -161,6 +172,9 @@ class AuditGuard:
                 target = repr(args[1]) if len(args) > 1 else ""
                 self._add(Guard.NETWORK, f"network: {event} {target} at {where}".replace("  ", " "))
             return
+        if event in ("ctypes.dlsym", "ctypes.dlsym/handle") and len(args) >= 2:
+            self._symbol(args[0], args[1], caller)
+            return
         if event == "open" and args and isinstance(args[0], (str, bytes)):
             path = os.fsdecode(args[0])
             flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
@@ -170,6 +184,23 @@ class AuditGuard:
         if event in ("os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.truncate") and args:
             if self.writable_root is not None and isinstance(args[0], (str, bytes)):
                 self._write(os.fsdecode(args[0]), event, caller)
+
+    def _symbol(self, library: object, symbol: object, caller: FrameType | None) -> None:
+        """A ctypes symbol lookup: `library` is the CDLL (or a raw handle), `symbol` a name
+        or an ordinal."""
+        path = getattr(library, "_name", None)
+        path = os.path.realpath(path) if isinstance(path, str) else ""
+        name = os.fsdecode(symbol) if isinstance(symbol, (str, bytes)) else ""
+        torch_library = bool(path) and (_TORCH_LIBRARIES.match(os.path.basename(path)) is not None
+                                        or f"{os.sep}torch{os.sep}lib{os.sep}" in path)
+        if not (torch_library or _TORCH_SYMBOLS.match(name) or name in _LINKER_SYMBOLS):
+            return
+        where = self._nearest_outside_stdlib(caller)
+        if where:
+            shown = f"{name or symbol!r}" + (f" in {os.path.basename(path)}" if path else "")
+            self._add(Guard.FORBIDDEN_CALL, f"forbidden call: a native symbol of torch or the linker ({shown}) looked "
+                                            f"up through ctypes at {where}: torch's ops run that way skip the "
+                                            "dispatcher, where the op recorder sees them")
 
     def _open(self, path: str, flags: int, mode: str, caller: FrameType | None) -> None:
         absolute = os.path.abspath(path)
