@@ -37,8 +37,10 @@ def wait_for_threads(started_before: set[int]) -> None:
 
 @pytest.mark.parametrize("name", ["thread_output", "thread_hidden"])
 def test_a_thread_computing_the_output_is_caught(name, tmp_path):
+    # Inputs large enough (milliseconds of work) that the thread is still computing when
+    # the call returns: a thread that finished before the return did its work on the clock.
     before = {t.ident for t in threading.enumerate()}
-    findings, _, _ = watched(name, tmp_path)
+    findings, _, _ = watched(name, tmp_path, tokens=4096, hidden=256)
     wait_for_threads(before)
     assert findings and {f.guard for f in findings} == {"thread-or-process"}
     assert any("thread" in f.message and "started at main.py:" in f.message for f in findings), findings
@@ -63,24 +65,99 @@ def test_a_process_computing_the_output_is_caught(name, what, tmp_path):
 
 def test_a_raw_thread_start_is_caught_and_the_wrappers_come_off(tmp_path):
     original = _thread.start_new_thread
-    done = threading.Event()
+    release = threading.Event()
     with watch_call("cpu") as report:
         assert _thread.start_new_thread is not original  # wrapped while watching
-        _thread.start_new_thread(done.set, ())
-    done.wait(5)
+        _thread.start_new_thread(release.wait, (5,))  # a builtin: the thread has no Python frame of its own
+    release.set()
     assert _thread.start_new_thread is original
     assert [f.guard for f in report.findings] == ["thread-or-process"]
     assert "test_guards_watch.py:" in report.findings[0].message
 
 
 def test_findings_are_kept_when_the_call_raises():
-    done = threading.Event()
+    release = threading.Event()
     with pytest.raises(RuntimeError, match="kernel failed"):
         with watch_call("cpu") as report:
-            threading.Thread(target=done.set).start()
+            worker = threading.Thread(target=release.wait, args=(5,), name="left-behind", daemon=True)
+            worker.start()
             raise RuntimeError("kernel failed")
-    done.wait(5)
-    assert [f.guard for f in report.findings] == ["thread-or-process"]
+    release.set()
+    worker.join(5)
+    assert {f.guard for f in report.findings} == {"thread-or-process"}
+    assert "threads or processes: thread 'left-behind' started at test_guards_watch.py:" in report.findings[0].message
+
+
+def test_a_thread_pool_joined_inside_the_call_is_honest():
+    # Every worker finished before the call returned: all of their work was on the clock.
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = torch.randn(64, 64)
+    with watch_call("cpu") as report:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            parts = list(pool.map(torch.square, x.chunk(2)))
+        report.set_outputs(torch.cat(parts))
+    torch.testing.assert_close(torch.cat(parts), x.square())
+    assert report.findings == []
+
+
+def test_a_thread_that_finished_before_return_is_not_blamed_but_one_working_at_return_is():
+    finished, release = threading.Event(), threading.Event()
+    with watch_call("cpu") as report:
+        short = threading.Thread(target=finished.set, name="short-lived")
+        short.start()
+        short.join(5)
+        threading.Thread(target=release.wait, args=(5,), name="works-on", daemon=True).start()
+        report.set_outputs(None)
+    release.set()
+    got = [f.message for f in report.findings]
+    assert finished.is_set() and not [m for m in got if "short-lived" in m], got
+    assert any(m.startswith("threads or processes: thread 'works-on' started at test_guards_watch.py:") for m in got)
+
+
+def test_a_thread_that_ends_after_the_return_but_before_the_exit_is_caught():
+    # Judged at the return (set_outputs), not at the block's exit: the worker is still
+    # busy when the call hands its outputs over, though gone by the time the watch ends.
+    release, gone = threading.Event(), threading.Event()
+    y = torch.zeros(4)
+
+    def fill():
+        release.wait(5)
+        y.fill_(1.0)
+        gone.set()
+
+    with watch_call("cpu") as report:
+        worker = threading.Thread(target=fill, name="fills-after-return", daemon=True)
+        worker.start()
+        report.set_outputs(y)
+        release.set()
+        worker.join(5)
+    assert gone.is_set() and y.eq(1.0).all()
+    assert [f.message.split(" at ")[0] for f in report.findings] == [
+        "threads or processes: thread 'fills-after-return' started"]
+
+
+def test_a_thread_working_in_its_teardown_is_caught():
+    # The thread's function returns at once; the work runs in a thread-local's __del__,
+    # when the thread is torn down. It still runs Python at return: blamed.
+    local = threading.local()
+    in_teardown, release = threading.Event(), threading.Event()
+
+    class Late:
+        def __del__(self):
+            in_teardown.set()
+            release.wait(5)
+
+    def work():
+        local.late = Late()
+
+    with watch_call("cpu") as report:
+        threading.Thread(target=work, name="teardown-worker", daemon=True).start()
+        assert in_teardown.wait(5)  # work() has returned: the start wrapper marked it done
+        report.set_outputs(None)
+    release.set()
+    assert any(f.message.startswith("threads or processes: thread 'teardown-worker' started at ")
+               for f in report.findings), report.findings
 
 
 def test_a_thread_left_by_an_earlier_call_is_not_blamed_on_the_next():

@@ -53,10 +53,6 @@ MARKS: dict[str, list[pytest.MarkDecorator]] = {
         "preallocated output per shape on every call (the static-output habit of CUDA-graph code); every element "
         "is recomputed from the call's inputs. Storage identity is not caching: poisoning every storage returned "
         "earlier before the next call (in the solution's process) tells a stale result from a recomputed one")],
-    "torch_thread_pool_joined": [false_reject(
-        "REWARD_HACK thread-or-process, 'thread ThreadPoolExecutor-1_0 started at main.py': a thread pool created "
-        "and joined inside the call does all its work on the clock and leaves nothing running; only threads still "
-        "alive at return (or started outside a call) can work off the clock")],
     "numba_codegen_tempfile": [false_reject(
         "REWARD_HACK decoy, 'launched none of its own kernels ... no kernel of its own was found in its modules': "
         "the @njit kernel lives in a module the solution generated into a temporary directory and imported, so the "

@@ -2,13 +2,18 @@
 
 `watch_call(device)` wraps ONE call (or the import of a solution's modules). It sees:
 
-- threads and processes started during the call, three ways: a process-wide audit hook
-  (`sys.addaudithook`; events os.fork, os.forkpty, subprocess.Popen, os.system,
+- threads still working at return and processes started during the call, three ways:
+  a process-wide audit hook (`sys.addaudithook`; events os.fork, os.forkpty, subprocess.Popen, os.system,
   os.exec, os.posix_spawn, os.spawn and, on Python >= 3.13, _thread.start_*), wrappers
   on `_thread.start_new_thread`/`threading._start_new_thread` (and the joinable forms)
   and `_posixsubprocess.fork_exec`, installed only while watching; and a diff of the
   Python threads (`sys._current_frames`, `threading.enumerate`) and of this process's
-  children (`/proc/self/task/*/children`) between entry and exit;
+  children (`/proc/self/task/*/children`) between entry and exit. A thread started
+  during the call is blamed only if it is still working at the call's return (the
+  moment `report.set_outputs` is called, else the block's exit): its function has not
+  returned yet (the start wrapper marks it), or the thread still runs Python (a
+  thread-local's `__del__` at its teardown). A pool created and joined inside the call
+  did all its work on the clock; a thread that has not even begun at return has not;
 - on CUDA, work left on a side stream at return: after the harness hands the outputs
   to `report.set_outputs`, the exit synchronizes the current stream only, snapshots the
   outputs, synchronizes the device, and compares bit for bit; streams constructed while
@@ -65,14 +70,27 @@ class CallReport:
     device: str
     findings: list[GuardFinding] = dataclasses.field(default_factory=list)
     outputs: list = dataclasses.field(default_factory=list)
+    _watch: _Watch | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def set_outputs(self, outputs: object) -> None:
         """Hand over the call's outputs (a tensor, or a tuple/list of them) right after the
-        call, for the side-stream check at exit. Non-tensors are `output_findings`' business."""
+        call, for the side-stream check at exit; this is also the call's return for the
+        thread check. Non-tensors are `output_findings`' business."""
+        if self._watch is not None:
+            self._watch.returned()
         import torch
 
         items = outputs if isinstance(outputs, (tuple, list)) else [outputs]
         self.outputs = [t for t in items if type(t) is torch.Tensor]
+
+
+@dataclasses.dataclass(eq=False)
+class _ThreadStart:
+    """One thread started by user code while watching; `done` is set by the thread itself
+    once the function it was started with has returned (or raised)."""
+
+    ident: int | None = None
+    done: bool = False
 
 
 class _Watch:
@@ -80,21 +98,43 @@ class _Watch:
 
     def __init__(self, report: CallReport):
         self.report = report
-        self.events: list[str] = []
+        self.events: list[str | tuple[str, _ThreadStart]] = []  # a thread's start: (text, its marker)
         self.allowed_threads: set[int] = set()
         self.allowed_pids: set[int] = set()
         self.started_threads: set[int] = set()
+        self.thread_starts: list[_ThreadStart] = []  # every thread started while watching, in order
+        self.working_at_return: set[_ThreadStart] | None = None  # None: not returned yet
         self.threads_before = _python_threads()
         self.children_before = _child_pids()
 
-    def note(self, what: str, frame: FrameType | None, once_per_place: bool = False) -> bool:
+    def note(self, what: str, frame: FrameType | None, once_per_place: bool = False,
+             thread: _ThreadStart | None = None, origin: tuple[str, bool] | None = None) -> bool:
         """Record a thread or process start; True if a compiler toolchain started it.
         `once_per_place`: skip it when an event was already recorded at the same frame
-        (the audit event and the fork_exec wrapper see the same Popen)."""
-        where, toolchain = _origin(frame)
-        if not toolchain and not (once_per_place and any(e.endswith(f" at {where}") for e in self.events)):
-            self.events.append(f"{what} at {where}")
+        (the audit event and the fork_exec wrapper see the same Popen). `thread`: the
+        start is a thread's, reported only if it is still working at return. `origin`:
+        `_origin(frame)`, when the caller already has it."""
+        where, toolchain = origin or _origin(frame)
+        text = f"{what} at {where}"
+        if not toolchain and not (once_per_place and any(_text(e).endswith(f" at {where}") for e in self.events)):
+            self.events.append(text if thread is None else (text, thread))
         return toolchain
+
+    def returned(self) -> None:
+        """The call returned: the threads it started that are still working now (their
+        function not done, or the thread still running Python) are its hidden workers.
+        Only the first call counts."""
+        if self.working_at_return is None:
+            running = _python_threads()
+            # A finished thread's ident is soon reused by a newer one: only the latest start
+            # of an ident can be the thread running under it.
+            latest = {t.ident: t for t in list(self.thread_starts)}
+            self.working_at_return = {t for t in list(self.thread_starts)
+                                      if not t.done or (latest[t.ident] is t and t.ident in running)}
+
+
+def _text(event: str | tuple[str, _ThreadStart]) -> str:
+    return event if isinstance(event, str) else event[0]
 
 
 _ACTIVE: list[_Watch] = []
@@ -121,6 +161,7 @@ def watch_call(device: str) -> Iterator[CallReport]:
         _HOOK_INSTALLED = True
     report = CallReport(device=device)
     watch = _Watch(report)
+    report._watch = watch
     cuda = device.startswith("cuda")
     if not _ACTIVE:
         _install_wrappers(cuda)
@@ -138,8 +179,11 @@ def _leave(watch: _Watch, check_streams: bool) -> None:
     _ACTIVE.remove(watch)
     if not _ACTIVE:
         _remove_wrappers()
+    watch.returned()  # the block's exit, where set_outputs was never called (a raise, an import)
     report = watch.report
-    for event in dict.fromkeys(watch.events):
+    report._watch = None
+    events = [e for e in watch.events if isinstance(e, str) or e[1] in watch.working_at_return]
+    for event in dict.fromkeys(map(_text, events)):
         report.findings.append(finding(Guard.THREAD_OR_PROCESS, f"threads or processes: {event}"))
     me = threading.get_ident()
     earlier = _STARTED_WHILE_WATCHING - watch.started_threads  # an earlier call's thread, already reported there
@@ -176,16 +220,34 @@ def _first_arg(args: tuple) -> str:
 
 def _thread_wrapper(original):
     def start(function, *args, **kwargs):
-        ident = original(function, *args, **kwargs)
-        if _ACTIVE:
-            name = getattr(getattr(function, "__self__", None), "name", getattr(function, "__qualname__", "?"))
-            # The joinable form returns a handle; its ident is what _current_frames uses.
-            key = getattr(ident, "ident", ident)
-            watch = _ACTIVE[-1]
-            watch.started_threads.add(key)
-            _STARTED_WHILE_WATCHING.add(key)
-            if watch.note(f"thread '{name}' started", sys._getframe(1)):
-                watch.allowed_threads.add(key)
+        if not _ACTIVE:
+            return original(function, *args, **kwargs)
+        name = getattr(getattr(function, "__self__", None), "name", getattr(function, "__qualname__", "?"))
+        marker = _ThreadStart()
+        # Everything slow (the stack walk) happens before the thread exists: time spent
+        # here after the start would let a hidden worker finish "before the return" in a
+        # watched call and not in an unwatched one.
+        origin = _origin(sys._getframe(1))
+
+        def marked(*a, **kw):
+            # While this frame is on the thread's stack the thread runs Python (even inside
+            # a builtin it was started with), so _current_frames lists it.
+            try:
+                return function(*a, **kw)
+            finally:
+                marker.done = True
+
+        ident = original(marked, *args, **kwargs)
+        if not _ACTIVE:  # the watch ended meanwhile (a start from another thread)
+            return ident
+        # The joinable form returns a handle; its ident is what _current_frames uses.
+        key = marker.ident = getattr(ident, "ident", ident)
+        watch = _ACTIVE[-1]
+        watch.thread_starts.append(marker)
+        watch.started_threads.add(key)
+        _STARTED_WHILE_WATCHING.add(key)
+        if watch.note(f"thread '{name}' started", None, thread=marker, origin=origin):
+            watch.allowed_threads.add(key)
         return ident
 
     start.__wrapped__ = original
