@@ -26,6 +26,7 @@ torch's mode stacks; the timed calls are checked by outputs, not by this recorde
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -173,7 +174,10 @@ def forbidden_names(definition: Definition) -> dict[str, str]:
     import in this process (never in the solution's) and canonicalized, so an alias
     (`torch.nn.functional.gelu` is `torch._C._nn.gelu`) matches what the recorder saw.
     Names that do not resolve here (a library that is not installed) stay as written:
-    the static guard covers them."""
+    the static guard covers them. A torch function is also forbidden by implementation:
+    its aten op and the ops that op runs directly (`implementation_ops`:
+    `torch.rms_norm` -> `aten::_fused_rms_norm`), so the same library code under a name
+    the definition did not list is still the forbidden call."""
     import importlib
 
     out: dict[str, str] = {}
@@ -204,13 +208,100 @@ def forbidden_names(definition: Definition) -> dict[str, str]:
 
             if hasattr(torch.ops.aten, parts[-1]):
                 out.setdefault(f"aten::{parts[-1]}", name)
+                for op in implementation_ops(parts[-1]):
+                    out.setdefault(op, name)
     return out
+
+
+# Argument shapes tried, in order, for a forbidden op's sample call (`implementation_ops`).
+_SAMPLE_SHAPES = ((2, 4, 8, 8), (4, 8), (2, 4, 8))
+
+
+@functools.lru_cache(maxsize=None)
+def implementation_ops(aten_name: str) -> tuple[str, ...]:
+    """The aten ops that carry out `aten::<aten_name>` here: each overload is called once
+    on small float32 CPU samples made from its schema (tensors of one of
+    `_SAMPLE_SHAPES`, the last dimension for a size list, -1 for an int, defaults for
+    the rest) under torch's profiler, and the ops it calls directly are kept unless
+    they are building blocks (tagged pointwise or reduction, allocations, views, copies:
+    `is_compute`). So `rms_norm` gives `aten::_fused_rms_norm` where torch has it (and
+    nothing where rms_norm is pow, mean, rsqrt and mul), `softmax` gives `aten::_softmax`,
+    `scaled_dot_product_attention` its fused kernels. Overloads no sample fits, and a
+    profiler already running, give nothing (the names stay forbidden as written).
+    Runs in the judge's process only; cached per name."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    packet = getattr(torch.ops.aten, aten_name, None)
+    if packet is None:
+        return ()
+    found: dict[str, None] = {}
+    for overload in packet.overloads():
+        op = getattr(packet, overload)
+        for shape in _SAMPLE_SHAPES:
+            args = _sample_args(op._schema, shape)
+            if args is None:
+                break
+            try:
+                with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+                    op(*args)
+            except Exception:  # noqa: BLE001 — a sample that does not fit the op, or a profiler already on
+                continue
+            top = [e for e in prof.events() if e.cpu_parent is None and e.name == f"aten::{aten_name}"]
+            for event in top:
+                for child in event.cpu_children:
+                    if _implementation(child.name):
+                        found.setdefault(child.name)
+            break
+    return tuple(found)
+
+
+def _implementation(op: str) -> bool:
+    import torch
+
+    if not op.startswith("aten::") or not is_compute(op):
+        return False
+    packet = getattr(torch.ops.aten, op.removeprefix("aten::"), None)
+    if packet is None:
+        return False
+    tags = {tag for overload in packet.overloads() for tag in getattr(packet, overload).tags}
+    return not tags & {torch.Tag.pointwise, torch.Tag.reduction}
+
+
+def _sample_args(schema: Any, shape: tuple[int, ...]) -> list[Any] | None:
+    """Positional arguments for `schema` up to its first defaulted one, or None when one
+    is of a type no sample is made for."""
+    import torch
+
+    args: list[Any] = []
+    for arg in schema.arguments:
+        if arg.has_default_value() or arg.kwarg_only:
+            break
+        kind = str(arg.type)
+        if kind == "Tensor":
+            args.append(torch.randn(shape))
+        elif kind.startswith("Optional["):
+            args.append(None)
+        elif kind in ("List[int]", "List[SymInt]"):
+            args.append([shape[-1]])
+        elif kind in ("int", "SymInt"):
+            args.append(-1)
+        elif kind == "float":
+            args.append(1e-5)
+        elif kind == "bool":
+            args.append(False)
+        elif kind == "List[Tensor]":
+            args.append([torch.randn(shape), torch.randn(shape)])
+        else:
+            return None
+    return args
 
 
 def record_findings(record: OpRecord | None, wanted: dict[str, str]) -> list[GuardFinding]:
     """The judge's reading of a recorded call's record: a missing record, or one without
     the recorder's mark in each witness that ran (`MARK`), is a forged reply (the reply
-    was rewritten in the solution's process); otherwise `forbidden_findings`. A record
+    was rewritten in the solution's process), before the `forbidden_findings` of what
+    the record still shows. A record
     whose profiler list is empty had no profiler of its own (another was running: the
     GPU's decoy check), so only the modes' marks are asked of it."""
     if record is None:
@@ -219,10 +310,12 @@ def record_findings(record: OpRecord | None, wanted: dict[str, str]) -> list[Gua
                                              ("the dispatch mode", MARK_OP in record.aten),
                                              ("the profiler", not record.profiled or MARK in record.profiled))
                if not seen]
+    found = forbidden_findings(record, wanted)  # what a witness left intact still shows
     if missing:
-        return [finding(Guard.FORGED_REPLY, f"forged reply: the op record of a recorded call lacks the recorder's own "
-                                            f"mark in {', '.join(missing)} (emptied or rewritten on its way out)")]
-    return forbidden_findings(record, wanted)
+        found.insert(0, finding(Guard.FORGED_REPLY, f"forged reply: the op record of a recorded call lacks the "
+                                                    f"recorder's own mark in {', '.join(missing)} (emptied or "
+                                                    "rewritten on its way out)"))
+    return found
 
 
 def forbidden_findings(record: OpRecord, wanted: dict[str, str]) -> list[GuardFinding]:
