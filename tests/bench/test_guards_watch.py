@@ -4,6 +4,7 @@ on side streams; numba prange, torch's intra-op threads and compiler subprocesse
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 import time
@@ -13,6 +14,8 @@ import torch
 from exploits import RMSNORM, entry, import_solution, make_inputs, reference, solution
 
 from solforge.bench.guards import static_findings, watch_call
+
+HERE = "test_guards_watch.py"
 
 
 def watched(name: str, tmp_path, device: str = "cpu", **input_kwargs):
@@ -169,6 +172,68 @@ def test_a_thread_left_by_an_earlier_call_is_not_blamed_on_the_next():
     release.set()
     assert first.findings and second.findings == []
 
+
+
+def _compiled_at(path, source: str, **namespace) -> dict:
+    """`source` executed as if it were the file `path` (its frames carry that file name)."""
+    namespace = {"threading": threading, **namespace}
+    exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - a test fixture's own code
+    return namespace
+
+
+def _library_and_toolchain(tmp_path) -> tuple[dict, dict]:
+    """A stand-in for an installed library (a file under site-packages) whose `service`
+    starts a thread running `target`, and a compiler toolchain (a file under numba's
+    package, like test_guards_watch_mutants) whose `compile_with` calls a function and
+    `compile_showing_progress` the library's service."""
+    import numba
+
+    library = _compiled_at(tmp_path / "site-packages" / "progress_lib.py",
+                           "def service(target, name):\n"
+                           "    t = threading.Thread(target=target, name=name, daemon=True)\n"
+                           "    t.start()\n"
+                           "    return t\n")
+    toolchain = _compiled_at(os.path.join(os.path.dirname(os.path.realpath(numba.__file__)), "_solforge_origin.py"),
+                             "def compile_with(callback):\n"
+                             "    return callback()\n"
+                             "def compile_showing_progress(service, wait):\n"
+                             "    return service(wait, 'monitor')\n")
+    return library, toolchain
+
+
+def test_a_librarys_service_thread_started_under_a_toolchain_is_the_toolchains(tmp_path):
+    # An inductor compile shows a tqdm bar whose monitor thread outlives the call: tqdm's
+    # frame is the innermost, the compiler's the first that decides.
+    library, toolchain = _library_and_toolchain(tmp_path)
+    release = threading.Event()
+    with watch_call("cpu") as report:
+        worker = toolchain["compile_showing_progress"](library["service"], release.wait)
+        report.set_outputs(None)
+    release.set()
+    worker.join(5)
+    assert report.findings == []
+
+
+def test_a_thread_started_through_a_library_or_a_toolchains_callback_is_still_the_solutions(tmp_path):
+    library, toolchain = _library_and_toolchain(tmp_path)
+    release = threading.Event()
+    workers = []
+    with watch_call("cpu") as report:
+        line = sys._getframe().f_lineno + 1
+        workers.append(library["service"](lambda: release.wait(5), "through-a-library"))
+
+        def callback():  # the solution's code, called by the toolchain: the solution answers for it
+            workers.append(threading.Thread(target=release.wait, args=(5,), name="from-a-callback", daemon=True))
+            workers[-1].start()
+
+        toolchain["compile_with"](callback)
+        report.set_outputs(None)
+    release.set()
+    for t in workers:
+        t.join(5)
+    got = [f.message for f in report.findings]
+    assert f"threads or processes: thread 'through-a-library' started at {HERE}:{line}" in got, got
+    assert f"threads or processes: thread 'from-a-callback' started at {HERE}:{line + 4}" in got, got
 
 def test_numba_prange_is_honest(tmp_path):
     findings, out, inputs = watched("honest_numba_prange", tmp_path, tokens=64)

@@ -40,12 +40,7 @@ MARKS: dict[str, list[pytest.MarkDecorator]] = {
     # > 20 s on a 2-core machine from a cold cache (inductor's C++ compile, g++ through ninja)
     "torch_compile_own": [pytest.mark.slow],
     "torch_cpp_extension": [pytest.mark.slow],
-    "torch_compile_at_import": [pytest.mark.slow, false_reject(
-        "REWARD_HACK thread-or-process, \"thread 'tqdm_monitor' started at _monitor.py\": a cold inductor compile at "
-        "import shows a tqdm progress bar, whose monitor thread (a tqdm daemon that only sleeps) is blamed on the "
-        "solution because the thread guard looks at the innermost frame outside the standard library (tqdm's), not "
-        "at the toolchain (torch._inductor) further up the stack that asked for it; library service threads started "
-        "under a toolchain call should count as the toolchain's")],
+    "torch_compile_at_import": [pytest.mark.slow],
     "numba_parallel_tbb": [needs_module("tbb", "numba's 'tbb' threading layer needs Intel TBB (pip install tbb)")],
     "scipy_special": [needs_module("scipy", "the kernel imports SciPy")],
     "torch_output_buffer_reused": [false_reject(

@@ -3,12 +3,13 @@
 `watch_call(device)` wraps ONE call (or the import of a solution's modules). It sees:
 
 - threads still working at return and processes started during the call, three ways:
-  a process-wide audit hook (`sys.addaudithook`; events os.fork, os.forkpty, subprocess.Popen, os.system,
-  os.exec, os.posix_spawn, os.spawn and, on Python >= 3.13, _thread.start_*), wrappers
-  on `_thread.start_new_thread`/`threading._start_new_thread` (and the joinable forms)
-  and `_posixsubprocess.fork_exec`, installed only while watching; and a diff of the
-  Python threads (`sys._current_frames`, `threading.enumerate`) and of this process's
-  children (`/proc/self/task/*/children`) between entry and exit. A thread started
+  a process-wide audit hook (`sys.addaudithook`; events os.fork, os.forkpty,
+  subprocess.Popen, os.system, os.exec, os.posix_spawn, os.spawn and, on Python >= 3.13,
+  _thread.start_*), wrappers on `_thread.start_new_thread`/`threading._start_new_thread`
+  (and the joinable forms) and `_posixsubprocess.fork_exec`, installed only while
+  watching; and a diff of the Python threads (`sys._current_frames`,
+  `threading.enumerate`) and of this process's children (`/proc/self/task/*/children`)
+  between entry and exit. A thread started
   during the call is blamed only if it is still working at the call's return (the
   moment `report.set_outputs` is called, else the block's exit): its function has not
   returned yet (the start wrapper marks it), or the thread still runs Python (a
@@ -23,7 +24,10 @@
 Honest by design: native threads that run no Python (numba's `prange` threading layer,
 torch's intra-op pool) are invisible to all three; threads and processes whose
 originating frame lies in a compiler toolchain (triton's ptxas calls, torch._inductor's
-compile workers, torch.utils.cpp_extension builds) are allowed.
+compile workers, torch.utils.cpp_extension builds), directly or through installed
+libraries it calls (the tqdm progress bar of an inductor compile), are allowed: the
+first frame up the stack that is neither the standard library nor such a library
+decides (`_origin`).
 
 Not covered: native threads started from C/C++ (`pthread_create` in an extension; the
 static guard searches C++ sources for it), processes started before the watch that
@@ -302,21 +306,42 @@ def _remove_wrappers() -> None:
 
 
 def _origin(frame: FrameType | None) -> tuple[str, bool]:
-    """`file:line` of the innermost frame outside the standard library and this module,
-    and whether that frame belongs to a compiler toolchain."""
+    """`file:line` of the frame that answers for a start, and whether it is a compiler
+    toolchain's (allowed).
+
+    From the innermost frame outward, frames of the standard library, of this module and
+    of installed libraries other than the toolchains (site-packages: tqdm's monitor
+    thread, a pool library) are passed over; the first frame left decides: a toolchain's
+    allows the start, anything else (the solution's own code, a callback it handed to a
+    toolchain) is blamed. So a library's service thread started under a compile is the
+    compiler's, and a thread the solution starts through a library is the solution's.
+    With no deciding frame, the innermost frame outside the standard library is named
+    (or "<standard library>"), and blamed."""
     toolchain_dirs = _toolchain_dirs()
+    innermost = None
     while frame is not None:
-        path = os.path.realpath(frame.f_code.co_filename)
-        if path != _THIS_FILE and not _is_stdlib(path, frame.f_code.co_filename):
-            return f"{os.path.basename(path)}:{frame.f_lineno}", path.startswith(toolchain_dirs)
+        raw = frame.f_code.co_filename
+        path = os.path.realpath(raw)
+        if path != _THIS_FILE and not _is_stdlib(path, raw):
+            where = f"{os.path.basename(path)}:{frame.f_lineno}"
+            if path.startswith(toolchain_dirs):
+                return where, True
+            if not _is_installed(path):
+                return where, False
+            innermost = innermost or where
         frame = frame.f_back
-    return "<standard library>", False
+    return innermost or "<standard library>", False
+
+
+def _is_installed(path: str) -> bool:
+    """A file of an installed package (site-packages or dist-packages)."""
+    return "site-packages" in path or "dist-packages" in path
 
 
 def _is_stdlib(path: str, raw: str) -> bool:
     if raw.startswith("<frozen"):
         return True
-    return path.startswith(_STDLIB_DIRS) and "site-packages" not in path and "dist-packages" not in path
+    return path.startswith(_STDLIB_DIRS) and not _is_installed(path)
 
 
 def _toolchain_dirs() -> tuple[str, ...]:
