@@ -124,6 +124,80 @@ def test_a_decoy_defining_numba_ufuncs_but_computing_with_torch_is_caught(tmp_pa
     assert [(f.guard, f.message) for f in decoy_findings(counter, sol, calls=2)] == [
         ("decoy", "decoy: declared numba but launched none of its own kernels in 2 calls (it defines rows, scaled)")]
 
+
+NUMBA_ROWS = '''
+import numba
+import numpy as np
+
+
+@numba.njit(cache=False)
+def rows(x, weight, out):
+    for r in range(x.shape[0]):
+        inv = 1.0 / np.sqrt((x[r] * x[r]).sum() / x.shape[1] + 1e-6)
+        out[r] = x[r] * inv * weight
+'''
+
+LOADS_A_FILE = '''
+import importlib.util
+import os
+import tempfile
+
+import torch
+
+SOURCE = {source!r}
+_dir = tempfile.mkdtemp(prefix="guard-test-codegen-")
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location("guard_test_rows_" + str(abs(hash(path))), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.rows
+
+
+def run(x, weight):
+    {body}
+    out = torch.empty_like(x)
+    rows(x.numpy(), weight.numpy(), out.numpy())
+    return out
+'''
+
+
+def loads_a_file(body: str) -> Solution:
+    code = LOADS_A_FILE.format(source=NUMBA_ROWS, body=body)
+    return Solution.model_validate({"name": "codegen", "definition": "d", "spec": {"language": "numba",
+                                   "entry_point": "main.py::run", "destination_passing_style": False},
+                                   "sources": [{"path": "main.py", "content": code}]})
+
+
+def test_a_kernel_the_solution_generates_into_a_file_and_imports_is_its_own(tmp_path):
+    from solforge.bench.guards.launches import record_written_sources
+
+    record_written_sources()  # the numba plugin's build does this before the import
+    sol = loads_a_file("path = os.path.join(_dir, 'rows.py')\n"
+                       "    with open(path, 'w') as f:\n"
+                       "        f.write(SOURCE)\n"
+                       "    rows = _load(path)")
+    counter, out, inputs = run_calls(sol, tmp_path / "sol", calls=2)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert counter.by_kernel == {"rows": 2} and decoy_findings(counter, sol, calls=2) == []
+
+
+def test_a_library_file_first_imported_by_the_solutions_code_is_not_its_own(tmp_path):
+    # The solution's code is on the stack when the library is first imported (at call
+    # time, from a file path): still not a kernel it wrote.
+    from solforge.bench.guards.launches import record_written_sources
+
+    record_written_sources()
+    (tmp_path / "lib").mkdir()
+    library = tmp_path / "lib" / "guard_test_numba_library.py"
+    library.write_text(NUMBA_ROWS)  # written by someone else (this test), before the solution ran
+    sol = loads_a_file(f"rows = _load({str(library)!r})")
+    counter, out, inputs = run_calls(sol, tmp_path / "sol", calls=2)
+    torch.testing.assert_close(out, reference(**inputs))  # the library computed it
+    assert counter.count == 0
+    assert [f.guard for f in decoy_findings(counter, sol, calls=2)] == ["decoy"]
+
 LIBRARY = '''
 import triton
 import triton.language as tl

@@ -27,9 +27,20 @@ launch, per language:
   then computes the result with torch still passes (correctness does not catch that,
   and neither does this guard).
 
+A kernel's Python function is the solution's own when it was defined in one of the
+solution's modules, or in a `.py` file the solution's own code wrote in this process
+(code generation: a kernel specialized per shape, written to a temporary directory and
+imported). `record_written_sources()`, installed by the numba and Triton plugins before
+the solution is imported, notes every `.py` file opened for writing and the file of the
+first frame outside the standard library that opened it; a file counts when that writer
+is the solution's own (transitively: generated code may generate more).
+
 Not covered: a solution that launches its own kernel once for show and computes with
 torch (the count is not zero); kernels whose Python function lives outside the
-solution's modules (a library's kernel is not the solution's own).
+solution's modules (a library's kernel is not the solution's own, however and whenever
+the solution imports it: first importing a library from the solution's code does not
+make it the solution's); a library's source the solution copies into a file it writes
+(it then launches that copy: the work still runs in a kernel of the declared language).
 """
 
 from __future__ import annotations
@@ -76,11 +87,21 @@ class LaunchCounter:
     closed: bool = False
 
     def owns(self, fn: object) -> bool:
-        """Whether a kernel's Python function was defined in the solution's modules."""
+        """Whether a kernel's Python function was defined in the solution's modules, or in
+        a `.py` file the solution's code wrote (see the module docstring)."""
         if getattr(fn, "__module__", None) in self.modules:
             return True
         code = getattr(fn, "__code__", None)
-        return code is not None and os.path.realpath(code.co_filename) in self.files
+        if code is None:
+            return False
+        path = os.path.realpath(code.co_filename)
+        for _ in range(8):  # a generated file's writer may itself be generated
+            if path in self.files:
+                return True
+            path = _WRITTEN.get(path)
+            if path is None:
+                return False
+        return False
 
     def record(self, name: str) -> None:
         if not self.closed:
@@ -184,6 +205,44 @@ def decoy_findings(counter: LaunchCounter, solution: Solution, calls: int) -> li
                                      f"({', '.join(sorted(counter.own_kernel_names))}) ran on the device "
                                      f"(the profiler saw {seen})")]
     return []
+
+
+# -- sources the solution writes ------------------------------------------------------------
+
+_WRITTEN: dict[str, str] = {}  # realpath of a .py file opened for writing -> realpath of the writer's file
+_RECORDING: list[bool] = []
+_STDLIB = os.path.dirname(os.path.realpath(os.__file__)) + os.sep
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def record_written_sources() -> None:
+    """From now on, note every `.py` file this process opens for writing, with the file
+    of the first frame outside the standard library that opened it (`open`, `os.open`,
+    `pathlib`, `tempfile` all raise the `open` audit event). Idempotent; a process-wide
+    audit hook (PEP 578 hooks cannot be removed) that returns at once for other events."""
+    if not _RECORDING:
+        _RECORDING.append(True)
+        sys.addaudithook(_note_write)
+
+
+def _note_write(event: str, args: tuple) -> None:
+    if event != "open" or not args or not isinstance(args[0], (str, bytes)):
+        return
+    path = os.fsdecode(args[0])
+    if not path.endswith(".py"):
+        return
+    mode = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
+    flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+    if not (set(mode) & set("wax+") or flags & _WRITE_FLAGS):
+        return
+    frame = sys._getframe(1)  # the frame that opened it
+    while frame is not None:
+        raw = frame.f_code.co_filename
+        real = os.path.realpath(raw)
+        if not raw.startswith("<frozen") and not (real.startswith(_STDLIB) and "-packages" not in real):
+            _WRITTEN[os.path.realpath(path)] = real
+            return
+        frame = frame.f_back
 
 
 # -- the launch paths ----------------------------------------------------------------------
