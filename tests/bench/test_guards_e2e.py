@@ -39,12 +39,21 @@ def verdict(name: str, language: str = "pytorch"):
     ("cache_address", "pytorch", "caching", "caching results across calls (by address)"),
     ("cache_call_count", "pytorch", "caching", "caching results across calls (by call count)"),
     ("cache_content", "pytorch", "caching", "caching results across calls (by content)"),
+    ("cache_reused_buffer", "pytorch", "caching", "returned the storage call 0 returned"),
 ])
 def test_exploits_are_reward_hacks(name, language, guard, phrase):
     ev = verdict(name, language)
     assert ev.status is EvaluationStatus.REWARD_HACK, ev.log
     assert guard in {f.guard for f in ev.solforge.guard_findings}, ev.solforge.guard_findings
     assert phrase in ev.log, ev.log
+
+
+def test_a_reused_output_buffer_left_partly_stale_fails():
+    # Every storage returned earlier is poisoned before the next call: the rows the
+    # kernel did not rewrite come back as NaN, not as an earlier call's answer.
+    ev = verdict("cache_reused_buffer_partial")
+    assert ev.status is EvaluationStatus.INCORRECT_NUMERICAL, ev.log
+    assert ev.log.startswith("call 1 "), ev.log
 
 
 @pytest.mark.parametrize("name, language", [("decoy_triton", "triton"), ("decoy_numba", "numba")])

@@ -59,7 +59,7 @@ PROTECTED: tuple[str, ...] = (
     "solforge.bench.handshake.SignalPage.set", "solforge.bench.timing.time_on_device",
     "solforge.bench.timing.device_loop", "solforge.bench.guards.recorder.OpRecorder.record",
     *(f"solforge.bench.solution_process.Session.{name}"
-      for name in ("handle", "calibrate", "attach", "detach", "_same_storage", "_with_audit")),
+      for name in ("handle", "calibrate", "attach", "detach", "_same_storage", "_probe_returned", "_with_audit")),
     "solforge.bench.solution_process.serve",
     *(f"solforge.bench.guards.recorder.OpRecorder.{name}" for name in ("__init__", "__enter__", "__exit__")),
     # The reply path: every reply leaves as JSON made by its model's serializer and written
@@ -270,6 +270,8 @@ class Session:
                 and self.solution.spec.language.launches_own_kernels):
             profile = self.counter.profile()
         findings: list[GuardFinding] = []
+        probes = self._probe_returned(state, [*inputs.values(), *shared_out.values()]) \
+            if not dps and not self.trusted else ([], set())
         t0 = time.perf_counter()
         try:
             with profile, watch as report:
@@ -286,7 +288,7 @@ class Session:
         same_as = None
         if not dps and not self.trusted:
             findings += self.guards.output_findings(ret, self.device)
-            same_as = self._same_storage(state, index, ret)
+            same_as = self._same_storage(state, index, ret, probes)
         if not findings:
             self._hand_over(ret, dps, shared_out)
         if not self.trusted:
@@ -322,17 +324,64 @@ class Session:
         except BaseException as exc:
             raise _Verdict(EvaluationStatus.RUNTIME_ERROR, f"the solution raised {format_exception(exc)}") from None
 
-    def _same_storage(self, state: _Workload, index: int, ret: Any) -> int | None:
-        """The earlier call that returned the same storage as this one (kept alive, so an
-        honest allocator cannot hand the address out again), or None."""
+    def _probe_returned(self, state: _Workload, arguments: list[Any]) -> tuple[list[tuple[int, Any, Any]], set]:
+        """Before a call: poison every tensor an earlier call returned (all kept alive),
+        keeping a copy of each. Reusing a storage is not caching (one static output per
+        shape, overwritten on every call, is a CUDA-graph habit); handing back what was
+        returned before is: after the call, a probe still all poison was not rewritten
+        (`_same_storage`). Not probed (returning them again counts as stale): tensors
+        sharing storage with this call's arguments, bool and complex dtypes (no poison).
+        Returns (earlier call, tensor, saved copy) for each probe, and the (earlier call,
+        storage) pairs left unprobed."""
         import torch
 
+        from solforge.bench.correctness import poison_
+
+        taken = {t.untyped_storage().data_ptr() for t in arguments if type(t) is torch.Tensor}
+        probes, keys, unprobed = [], set(), set()
+        for call, _, items in state.returned:
+            for t in items:
+                if type(t) is not torch.Tensor or not t.numel() or t.is_meta:
+                    continue
+                if t.dtype == torch.bool or t.is_complex() or t.untyped_storage().data_ptr() in taken:
+                    unprobed.add((call, t.untyped_storage().data_ptr()))
+                    continue
+                key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+                if key not in keys:
+                    keys.add(key)
+                    probes.append((call, t, t.detach().clone()))
+        with torch.inference_mode():  # inference tensors too
+            for _, t, _ in probes:
+                poison_(t.detach())
+        return probes, unprobed
+
+    def _same_storage(self, state: _Workload, index: int, ret: Any,
+                      probed: tuple[list[tuple[int, Any, Any]], set]) -> int | None:
+        """The earlier call whose returned result this call handed back without rewriting
+        it: a returned tensor overlapping a probe (`_probe_returned`) the call left all
+        poison, or sharing a storage an earlier call returned that was not probed; None
+        if none. Untouched probes get their content back (what the judge then compares
+        is what the solution kept). Earlier returns are kept alive, so an honest
+        allocator cannot hand their addresses out again."""
+        import torch
+
+        from solforge.bench.correctness import poison_, same_bits
+
+        probes, unprobed = probed
+        stale: list[tuple[int, int, int, int]] = []  # (call, storage, first byte, end byte) of untouched probes
+        with torch.inference_mode():
+            for call, t, saved in probes:
+                if same_bits(t, poison_(torch.empty_like(t))):
+                    torch.Tensor.copy_(t.detach(), saved)
+                    stale.append((call, t.untyped_storage().data_ptr(), *_byte_span(t)))
         items = list(ret) if type(ret) in (tuple, list) else [ret]
-        storages = {t.untyped_storage().data_ptr() for t in items
-                    if type(t) is torch.Tensor and t.numel() and not t.is_meta} - {0}
-        hit = next((call for call, seen, _ in state.returned if storages & seen), None)
+        tensors = [t for t in items if type(t) is torch.Tensor and t.numel() and not t.is_meta]
+        storages = {t.untyped_storage().data_ptr() for t in tensors} - {0}
+        hits = [call for call, ptr, start, end in stale for t in tensors
+                if t.untyped_storage().data_ptr() == ptr and _overlaps(_byte_span(t), (start, end))]
+        hits += [call for call, ptr in unprobed if ptr in storages]
         state.returned.append((index, storages, items))
-        return hit
+        return min(hits, default=None)
 
     def _hand_over(self, ret: Any, dps: dict[str, Any] | None, shared_out: dict[str, Any]) -> None:
         """Put the call's outputs into the judge's buffers: a returned tensor is copied in
@@ -454,6 +503,17 @@ class Session:
             findings += self.snapshot.verify() + self.audit.take()
         return TimedOnDevice(id=request.id, samples_ms=run.samples_ms, method=run.method, clocks=run.clocks,
                              warnings=run.warnings, findings=findings)
+
+
+def _byte_span(t: Any) -> tuple[int, int]:
+    """[first, end) bytes of a strided tensor within its storage (its extent, gaps included)."""
+    first = t.storage_offset() * t.element_size()
+    extent = 1 + sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()))
+    return first, first + extent * t.element_size()
+
+
+def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
 
 
 def serve(conn: Any, device: str) -> None:
