@@ -8,10 +8,10 @@ edits are never touched). The file's tests then run against
 the mutant; a failing run kills it. A mutant that times out counts as killed (the tests
 noticed something); one that survives is listed, with its line, to read.
 
-    python benchmarks/mutation.py [--per-file 25] [--seed 0] [--timeout 300]
+    python benchmarks/mutation.py [--per-file 25] [--seed 0] [--timeout 300] [--only static,watch]
 
-Mutants are sampled (`--per-file` per source file, a fixed seed) because each needs a
-test run. Equivalent mutants (a change that cannot alter behaviour) are listed in
+Mutants are sampled (`--per-file` per source file, a fixed seed per file, so `--only`
+draws the same sample as a full run) because each needs a test run. Equivalent mutants (a change that cannot alter behaviour) are listed in
 `EQUIVALENT`, each with the reason; they are left out before sampling, and the table
 counts them per file. A listed site that no longer exists is reported, so the list
 cannot go stale silently. Every other survivor is listed with its line, to read.
@@ -250,14 +250,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path, default=None, help="JSON of every mutant and its fate")
+    parser.add_argument("--only", default="", help="comma-separated parts of the source paths to run (e.g. "
+                        "'static,watch'); the sampling of each file is the same as in a full run")
     args = parser.parse_args()
-    rng = random.Random(args.seed)
     results = []
     skipped: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="solforge-mutation-") as tmp:
         copy = Path(tmp)
         _tree_copy(copy)
+        wanted = [part for part in args.only.split(",") if part]
         for rel, tests in TARGETS.items():
+            if wanted and not any(part in rel for part in wanted):
+                continue
             tests = [t for t in tests if (copy / t).exists()]
             path = copy / rel
             if not path.exists() or not tests:
@@ -275,7 +279,8 @@ def main() -> None:
                 print(f"{rel}: EQUIVALENT entry matches no mutant (the code changed? fix the list): {fragment!r}")
             skipped[rel] = len(equivalent)
             live = [s for i, s in enumerate(finder.sites) if i not in equivalent]
-            sites = rng.sample(live, min(args.per_file, len(live)))
+            # One generator per file: a file's sample does not depend on the files run before it.
+            sites = random.Random(f"{args.seed}/{rel}").sample(live, min(args.per_file, len(live)))
             for site in sites:
                 mutated = _Mutate(site)
                 tree = mutated.visit(ast.parse(original))
@@ -285,8 +290,10 @@ def main() -> None:
                 t0 = time.monotonic()
                 fate = _run_tests(copy, tests, args.timeout)
                 path.write_text(original)
+                removed, added = _changed_lines(original, site) or ([], [])
                 results.append({"file": rel, "kind": site.kind, "line": site.line, "fate": fate,
-                                "seconds": round(time.monotonic() - t0, 1)})
+                                "seconds": round(time.monotonic() - t0, 1),
+                                "change": [line.strip() for line in removed + added]})
                 print(f"{rel}:{site.line} {site.kind}: {fate}", flush=True)
     print()
     print("| file | mutants | killed | survived | score | equivalent sites left out |")
@@ -308,6 +315,8 @@ def main() -> None:
         print("\nsurvivors (a test that kills each, or an EQUIVALENT entry with the reason):")
         for r in survivors:
             print(f"  {r['file']}:{r['line']} {r['kind']}")
+            for line in r["change"]:
+                print(f"      {line}")
     if args.out:
         args.out.write_text(json.dumps({"mutants": results, "equivalent_left_out": skipped}, indent=1))
 

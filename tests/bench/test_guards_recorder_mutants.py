@@ -98,3 +98,33 @@ def test_an_aten_overload_counts_as_its_forbidden_op():
     record = OpRecord(aten={"aten::_softmax.default": 1, "aten::mul.Tensor": 2})
     assert [f.message for f in forbidden_findings(record, wanted)] == [
         "forbidden call torch.ops.aten._softmax (reached as aten::_softmax.default), seen at run time"]
+
+
+def test_a_profiler_broken_during_the_call_marks_the_record_not_intact():
+    # The profiler is the witness of ops inside custom ops: a call that reaches it (here
+    # through the heap) and breaks it must not leave a record that looks whole.
+    import gc
+
+    taken = []
+
+    def break_the_profiler():
+        torch.relu(X)
+        for o in gc.get_objects():
+            if isinstance(o, torch.profiler.profile) and o.profiler is not None:
+                taken.append(o.profiler)
+                o.profiler = None
+
+    try:
+        with OpRecorder() as rec:
+            break_the_profiler()
+    finally:
+        for session in taken:  # end the session the broken profiler left running, for the next tests
+            session.__exit__(None, None, None)
+    assert taken
+    record = rec.record()
+    assert not record.intact
+    assert [f.message for f in forbidden_findings(record, {})] == [
+        "harness tamper: the op recorder was removed during the call"]
+    with OpRecorder() as whole:
+        torch.relu(X)
+    assert whole.record().intact and "aten::relu" in whole.record().profiled  # the next recorder profiles again

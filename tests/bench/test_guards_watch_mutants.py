@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,76 @@ def test_the_side_stream_comparison_is_bit_for_bit():
     assert not _bitwise_equal(x, x.view(torch.int32))  # ... or another dtype
     assert _bitwise_equal(torch.empty(0, 3), torch.empty(0, 3))
     assert _bitwise_equal(x.t(), x.t().contiguous())  # the layout in memory does not matter
+
+
+def test_an_argument_of_sixty_characters_is_shown_whole_and_one_more_is_shortened():
+    # repr(b"...") adds three characters to the command: 57 -> 60, 58 -> 61.
+    for length, shown in ((57, None), (58, 57)):
+        command = "true " + "y" * (length - 5)
+        text = repr(command.encode())
+        with watch_call("cpu") as report:
+            os.system(command)
+        expected = text if shown is None else text[:shown] + "..."
+        assert [m.split(" at ")[0] for m in messages(report)] == [f"threads or processes: os.system ({expected})"]
+
+
+def test_a_process_started_by_popen_is_reported_once():
+    # The audit event (subprocess.Popen) and the fork_exec wrapper see the same start.
+    with watch_call("cpu") as report:
+        subprocess.run(["true"], check=True)
+    started = [m for m in messages(report) if " at " in m]
+    assert len(started) == 1 and started[0].startswith("threads or processes: subprocess.Popen"), started
+
+
+class _FakeEvent:
+    """torch.cuda.Event's surface the side-stream check uses; nothing to wait for."""
+
+    def record(self, stream=None) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
+class _FakeStream:
+    def __init__(self, device: torch.device, busy: bool):
+        self.device, self.busy = device, busy
+
+    def query(self) -> bool:  # True when all its work is done
+        return not self.busy
+
+
+@pytest.mark.parametrize("device, index", [("cuda", 0), ("cuda:1", 1)])
+def test_the_side_stream_check_reports_late_writes_and_busy_streams_of_its_own_device(monkeypatch, device, index):
+    # No GPU here: the CUDA runtime is stood in for by fakes, so this holds the check's
+    # decisions (which outputs changed, which streams count), not CUDA's stream semantics
+    # (tests/bench/test_bench_gpu.py runs the real thing on a GPU).
+    from solforge.bench.guards import watch as watch_module
+    from solforge.bench.guards.watch import CallReport, _side_stream_findings
+
+    late: list = []  # work of a side stream that finishes only at the device-wide synchronize
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: "the current stream")
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: [write() for write in late])
+    mine = torch.device("cuda", index)
+    elsewhere = torch.device("cuda", 1 - index)
+    streams = [_FakeStream(mine, busy=True), _FakeStream(mine, busy=False), _FakeStream(elsewhere, busy=True),
+               _FakeStream(mine, busy=True)]
+    monkeypatch.setattr(watch_module, "_STREAMS", weakref.WeakSet(streams))
+
+    report = CallReport(device=device)
+    written, untouched = torch.zeros(4), torch.ones(2)
+    report.outputs = [untouched, written]
+    late.append(lambda: written.add_(1))
+    assert [f.message for f in _side_stream_findings(report)] == [
+        "work left on a side stream: outputs [1] changed after the current stream finished",
+        "work left on a side stream: 2 stream(s) created by the solution still busy when the current stream finished"]
+    assert [f.guard for f in _side_stream_findings(CallReport(device=device))] == ["side-stream"]  # the busy streams
+
+    late.clear()
+    for s in streams:
+        s.busy = False
+    quiet = CallReport(device=device)
+    quiet.outputs = [untouched, written]
+    assert _side_stream_findings(quiet) == []

@@ -189,3 +189,44 @@ def test_options_and_registry_entries_cannot_be_changed_in_place():
                                     evaluate=lambda s: [])
     with pytest.raises(dataclasses.FrozenInstanceError):
         setup.device = "cuda"  # type: ignore[misc]
+
+
+def test_tune_builds_on_the_best_parent_most_of_the_time(rmsnorm):
+    # Parents come best first; the best is the usual material, the others now and then.
+    definition, kernels = rmsnorm
+    parents = [scored(10 + i, ROWS, {**kernels[ROWS].params, "ROWS_PER_CHUNK": rows}, definition, kernels)
+               for i, rows in enumerate((1, 2, 4, 16))]
+    picks = [TuneOperator("random").propose(context(definition, kernels, parents=parents, seed=i)).parent_ids
+             for i in range(200)]
+    best = picks.count((10,)) / len(picks)
+    assert best > 0.65, best  # at least the 0.7 of always-the-best, short of sampling noise
+    assert {(11,), (12,), (13,)} <= set(picks)
+
+
+def test_tune_learns_only_from_points_of_the_parents_family_inside_its_space(rmsnorm):
+    from solforge.search.context import Trial
+
+    definition, kernels = rmsnorm
+    base = dict(kernels[ROWS].params)
+    parent = scored(1, ROWS, base, definition, kernels)
+    trials = (
+        Trial(1, ROWS, base, 0.5, "scored"),  # the parent's own point: known
+        Trial(2, ROWS, {**base, "ACCUMULATORS": 4}, 0.6, "scored"),  # known
+        Trial(3, ROWS, {**base, "ACCUMULATORS": 3}, 0.9, "scored"),  # outside the declared space
+        Trial(4, "numba/rmsnorm_tiled", {"ROWS_PER_CHUNK": 4, "PARALLEL": True}, 0.9, "scored"),  # another family
+        Trial(5, "numba/rmsnorm_tiled", {}, 0.9, "scored"),
+        Trial(6, ROWS, {**base, "TILE": 64}, 0.9, "scored"),  # a parameter its family does not declare
+    )
+    ctx = SearchContext(definition=definition, workloads=(), seed_kernels=kernels, parents=(parent,), elites=(),
+                        tried_families={}, rng=random.Random(0), trials=trials)
+    p = TuneOperator("random").propose(ctx)
+    assert p.rationale.startswith(f"tune (random, 2 points known) {ROWS}: "), p.rationale
+    assert p.params not in (base, {**base, "ACCUMULATORS": 4})
+
+
+def test_tunes_rationale_names_each_parameter_it_changed(rmsnorm):
+    definition, kernels = rmsnorm
+    kernels = narrowed(kernels, PARALLEL=(False, True))
+    parent = scored(3, ROWS, kernels[ROWS].params, definition, kernels)
+    p = TuneOperator().propose(context(definition, kernels, parents=[parent]))
+    assert p.rationale == f"tune (tpe, 0 points known) {ROWS}: PARALLEL False -> True"
