@@ -14,10 +14,12 @@ Two measurements, both through the real controller, operators (tune, seed) and
    with other work (two evaluations at once also share its two cores).
 
 candidates/min = evaluated candidates / the search's wall time (first proposal to last
-result, baselines excluded) x 60; efficiency = candidates/min / (workers x the
-1-worker figure).
+result; the actors' start and the baselines are before it) x 60; efficiency =
+candidates/min / (workers x the 1-worker figure). Each configuration has a limit
+(`--limit-s`): past it the evaluations in flight are abandoned (the actors killed), and
+the row's stop column says so, with what was evaluated by then.
 
-    .venv/bin/python benchmarks/scaling.py [--sleep-s 1.0] [--per-worker 8] [--real 8]
+    .venv/bin/python benchmarks/scaling.py [--sleep-s 1.0] [--per-worker 8] [--real 8] [--limit-s 600]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,7 +68,7 @@ class SleepBackend:
                 for w in request.workloads]
 
 
-def run(backend, workers: int, candidates: int, workloads, root: Path, name: str) -> dict:
+def run(backend, workers: int, candidates: int, workloads, root: Path, name: str, limit_s: float) -> dict:
     from solforge.knowledge import seeds_for
     from solforge.problems import load_builtin
     from solforge.search import Archive, OperatorSetup, build_operators
@@ -75,6 +78,7 @@ def run(backend, workers: int, candidates: int, workloads, root: Path, name: str
 
     definition, _ = load_builtin(PROBLEM)
     evaluator = RayEvaluator(backend, "cpu", address=None, workers=workers)
+    evaluator.actor_pids()  # wait until every actor has started: the timing is of the search, not of Ray's start
     if isinstance(backend, SleepBackend):
         evaluator.baselines = {"eager": {}}
     else:
@@ -91,15 +95,25 @@ def run(backend, workers: int, candidates: int, workloads, root: Path, name: str
     controller = Controller(definition, list(search), [], config, archive, evaluator,
                             build_operators(operators, setup), {k.name: k for k in seeds_for(definition, "numba")})
     controller.restore()
+
+    def give_up() -> None:  # an evaluation that never returns would hold the benchmark forever
+        controller.halt = f"benchmark limit of {limit_s:.0f} s: the evaluations in flight were abandoned"
+        evaluator.close()  # kills the actors: their futures fail, the loop ends
+
+    watchdog = threading.Timer(limit_s, give_up)
+    watchdog.start()
     t0 = time.monotonic()
     reason = controller.run_search()
     wall = time.monotonic() - t0
+    watchdog.cancel()
     evaluator.close()
     evaluated = len(archive.evaluated_ids())
     first_rounds = [sum(1 for r in archive.evaluations(c.id) if r.round_index == 0) for c in archive.candidates()]
     out = {"workers": workers, "evaluated": evaluated, "wall_s": wall, "per_min": evaluated / wall * 60,
-           "stop": reason, "in_flight_left": len(archive.in_flight()),
-           "twice_in_archive": sum(1 for n in first_rounds if n > 1)}
+           "stop": reason, "in_flight_left": len(archive.in_flight()), "dropped": len(archive.candidates()) - evaluated,
+           "twice_in_archive": sum(1 for n in first_rounds if n > 1),
+           "sound": sum(1 for c in archive.candidates() if c.sound),  # a scored, stable first round
+           "verdicts": dict(collections.Counter(c.verdict or "none" for c in archive.candidates()))}
     archive.close()
     return out
 
@@ -108,7 +122,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sleep-s", type=float, default=1.0)
     parser.add_argument("--per-worker", type=int, default=8)
+    parser.add_argument("--sleep-workers", default="1,2,4,8", help="actor counts of the sleep-bound runs ('': skip)")
     parser.add_argument("--real", type=int, default=8, help="candidates per real-evaluation configuration (0: skip)")
+    parser.add_argument("--real-workers", default="1,2", help="actor counts of the real runs")
+    parser.add_argument("--limit-s", type=float, default=600.0,
+                        help="per configuration: past it, the evaluations in flight are abandoned and the row says so")
     parser.add_argument("--out", type=Path, default=Path("bench-out/scaling.json"))
     args = parser.parse_args()
     import ray
@@ -119,43 +137,53 @@ def main() -> int:
     smoke = [w for w in workloads if w.smoke and not w.held_out]
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="solforge-scaling-") as tmp:
-        root = Path(tmp)
-        for workers in (1, 2, 4, 8):
-            log = root / f"sleep-{workers}.log"
-            r = run(SleepBackend(definition, args.sleep_s, log), workers, workers * args.per_worker, smoke, root,
-                    f"sleep-{workers}")
-            names = collections.Counter(log.read_text().split())
-            r.update(kind="sleep", evaluations_logged=sum(names.values()),
-                     evaluated_twice=sum(1 for n in names.values() if n > 1),
-                     lost=workers * args.per_worker - r["evaluated"])
-            rows.append(r)
-            print(json.dumps(r), flush=True)
-        if args.real:
-            from solforge.bench import BenchConfig
-            from solforge.search.evaluator import HarnessBackend
-
-            for workers in (1, 2):
-                backend = HarnessBackend(definition, BenchConfig(device="cpu"))
-                r = run(backend, workers, args.real, smoke, root, f"real-{workers}")
-                r.update(kind="real")
+    try:
+        with tempfile.TemporaryDirectory(prefix="solforge-scaling-") as tmp:
+            root = Path(tmp)
+            for workers in (int(w) for w in args.sleep_workers.split(",") if w):
+                log = root / f"sleep-{workers}.log"
+                log.touch()
+                r = run(SleepBackend(definition, args.sleep_s, log), workers, workers * args.per_worker, smoke, root,
+                        f"sleep-{workers}", args.limit_s)
+                names = collections.Counter(log.read_text().split())
+                r.update(kind="sleep", evaluations_logged=sum(names.values()),
+                         evaluated_twice=sum(1 for n in names.values() if n > 1),
+                         lost=workers * args.per_worker - r["evaluated"])
                 rows.append(r)
                 print(json.dumps(r), flush=True)
-    ray.shutdown()
+            if args.real:
+                from solforge.bench import BenchConfig
+                from solforge.search.evaluator import HarnessBackend
+
+                for workers in (int(w) for w in args.real_workers.split(",") if w):
+                    backend = HarnessBackend(definition, BenchConfig(device="cpu"))
+                    r = run(backend, workers, args.real, smoke, root, f"real-{workers}", args.limit_s)
+                    r.update(kind="real", lost=args.real - r["evaluated"])
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
+    finally:
+        ray.shutdown()
+        table(rows, args.out)
+    return 0
+
+
+def table(rows: list[dict], out: Path) -> None:
     for kind in ("sleep", "real"):
         base = next((r for r in rows if r["kind"] == kind and r["workers"] == 1), None)
         for r in rows:
             if r["kind"] == kind and base:
                 r["efficiency"] = r["per_min"] / (r["workers"] * base["per_min"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=1))
-    print("| evaluation | workers | candidates | wall s | candidates/min | x linear | lost | evaluated twice |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    print("| evaluation | workers | candidates | wall s | candidates/min | x linear | lost | evaluated twice "
+          "| verdicts | stop |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for r in rows:
         twice = r.get("evaluated_twice", r["twice_in_archive"])
+        eff = f"{r['efficiency']:.2f}" if "efficiency" in r else "-"
         print(f"| {r['kind']} | {r['workers']} | {r['evaluated']} | {r['wall_s']:.1f} | {r['per_min']:.1f} | "
-              f"{r.get('efficiency', 0):.2f} | {r.get('lost', 0)} | {twice} |")
-    return 0
+              f"{eff} | {r.get('lost', 0)} | {twice} | "
+              f"{', '.join(f'{k} {v}' for k, v in sorted(r['verdicts'].items()))} | {r['stop']} |")
 
 
 if __name__ == "__main__":
