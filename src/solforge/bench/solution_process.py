@@ -115,6 +115,7 @@ class Session:
         import torch
 
         from solforge.bench import guards
+        from solforge.bench.guards import observation
         from solforge.bench.guards.audit import AuditGuard
 
         if device != "cpu":
@@ -122,7 +123,8 @@ class Session:
             torch.cuda.init()
         self.device = device
         self.guards = guards
-        self.snapshot = guards.IntegritySnapshot.take(PROTECTED)  # before any user code is imported
+        observation.hide_profiler()  # torch's profiler state reads the same in every call
+        self.snapshot = guards.IntegritySnapshot.take((*PROTECTED, *observation.PROTECTED))  # before any user code
         self.audit = AuditGuard()
         self.definition: Definition | None = None
         self.solution: Solution | None = None
@@ -201,6 +203,9 @@ class Session:
         findings: list[GuardFinding] = []
         try:
             if solution.spec.entry_file.endswith(".py") and not self.trusted:
+                from solforge.bench.guards.code_strings import check_code_strings
+
+                check_code_strings(definition.solforge.forbidden_calls, str(workdir))  # source compiled at run time
                 with self.guards.watch_call(self.device) as report:
                     built = build_solution(solution, definition, workdir, self.device, nvcc_timeout_s)
                 findings += report.findings
@@ -428,6 +433,7 @@ class Session:
         ERROR_BIT; the reason comes with the reply after STOP."""
         from torch.profiler import record_function
 
+        from solforge.bench.guards.observation import conceal
         from solforge.bench.guards.recorder import TIMED_MARK
         from solforge.bench.handshake import serve_rounds
         from solforge.bench.tracebacks import format_exception
@@ -458,6 +464,7 @@ class Session:
             kwargs = state.arena.read(layout.inputs[slot])  # written by the judge after ARMED (scalars too)
             if profiler is not None:
                 profiler.__enter__()
+                conceal()  # the call sees no profiler, as in every other call (guards.observation)
                 with record_function(TIMED_MARK):
                     pass
             try:

@@ -21,7 +21,8 @@ are forbidden. A recorder removed during the call is itself reported (`intact=Fa
 Not covered: code that runs no torch op (numba, Triton, a C extension's own kernels
 are the point of a solution and are invisible here by design); a solution that
 behaves differently when it detects it is observed (the static guard flags reading
-torch's mode stacks; the timed calls are checked by outputs, not by this recorder).
+torch's mode stacks; torch's profiler state reads the same in every call,
+`guards.observation`; the timed calls are checked by outputs and a profiled sample).
 """
 
 from __future__ import annotations
@@ -133,12 +134,15 @@ class OpRecorder:
             cls = type(module)
             self._modules.setdefault(f"{cls.__module__}.{cls.__qualname__}")
 
+        from solforge.bench.guards.observation import conceal, profiler_running
+
         self._hook = torch.nn.modules.module.register_module_forward_pre_hook(pre_hook)
-        if not torch.autograd.profiler._is_profiler_enabled:  # one profiler at a time (the GPU decoy check's)
+        if not profiler_running():  # one profiler at a time (the GPU decoy check's)
             from torch.profiler import ProfilerActivity, profile
 
             self._profiler = profile(activities=[ProfilerActivity.CPU])
             self._profiler.__enter__()
+        conceal()  # the call sees no profiler, as in every other call (guards.observation)
         self._function_mode.__enter__()
         self._dispatch_mode.__enter__()
         with torch.profiler.record_function(MARK):
