@@ -181,3 +181,15 @@ def test_another_process_proc_entries_are_refused_and_ones_own_status_is_not(sol
     run_as(solution_dir, "import os\ndef run():\n    return open('/proc/1/status').read()[:10]\n")
     found = [f.message for f in g.take()]
     assert found and found[0].startswith("harness tamper: opens /proc/1/status at m_"), found
+
+
+def test_truncating_an_open_file_by_its_descriptor_is_honest_under_a_writable_root(solution_dir):
+    # os.truncate takes a descriptor as well as a path: the descriptor was opened (and
+    # judged) already, and the call must still work.
+    g = armed(solution_dir, writable=solution_dir)
+    target = solution_dir / "scratch.bin"
+    source = (f"import os\ndef run():\n    fd = os.open('{target}', os.O_RDWR | os.O_CREAT)\n"
+              "    try:\n        os.write(fd, b'abcd')\n        os.truncate(fd, 1)\n        return os.fstat(fd).st_size\n"
+              "    finally:\n        os.close(fd)\n")
+    assert run_as(solution_dir, source) == 1
+    assert g.take() == []

@@ -128,3 +128,21 @@ def test_a_profiler_broken_during_the_call_marks_the_record_not_intact():
     with OpRecorder() as whole:
         torch.relu(X)
     assert whole.record().intact and "aten::relu" in whole.record().profiled  # the next recorder profiles again
+
+
+def test_a_call_recorded_under_another_profiler_is_no_forged_reply():
+    # On a GPU the decoy check's profiler may already run: the recorder then has no
+    # profiler of its own, and only the modes' marks are asked of its record.
+    from solforge.bench.guards.recorder import record_findings
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+        with OpRecorder() as rec:
+            torch.relu(X)
+    record = rec.record()
+    assert record.profiled == [] and record.intact
+    assert record_findings(record, {}) == []
+    # ...but a profiler list that is there must carry the mark.
+    unmarked = record.model_copy(update={"profiled": ["aten::relu"]})
+    assert [f.message for f in record_findings(unmarked, {})] == [
+        "forged reply: the op record of a recorded call lacks the recorder's own mark in the profiler "
+        "(emptied or rewritten on its way out)"]

@@ -36,6 +36,10 @@ def lookup(expr: str) -> list[tuple[str, str]]:
     "'{}_{}_product_attention'.format('scaled', 'dot')",
     "'_'.join(['scaled', 'dot', 'product', 'attention'])",
     "'_'.join(('scaled', 'dot', 'product', 'attention'))",
+    "f'scaled_dot_{\"product\"}_attention'",
+    "'noitnetta_tcudorp_tod_delacs'[::-1]",
+    "'xscaled_dot_product_attention'[1:]",
+    "'scaled_dot_product_attentionxx'[:-2]",
 ])
 def test_a_name_built_from_constants_resolves_to_the_forbidden_name_itself(expr):
     # Resolved: one finding naming the call, not the "could reach it" of a lookup the
@@ -50,11 +54,34 @@ def test_a_name_built_from_constants_resolves_to_the_forbidden_name_itself(expr)
     "'{s}_dot_product_attention'.format(s='scaled')",
     "'_'.join(['scaled', name, 'product', 'attention'])",
     "name.join(['scaled', 'dot', 'product', 'attention'])",
+    "f'scaled_dot_{name}_attention'",
+    "name[::-1]",
+    "'xscaled_dot_product_attention'[len(name):]",
 ])
 def test_a_name_built_from_anything_but_constants_is_a_dynamic_lookup(expr):
     # A piece the guard cannot evaluate makes the whole name unknown: never a guess with
     # the piece left out or printed as None.
     assert lookup(expr) == [("forbidden-call", DYNAMIC)]
+
+
+@pytest.mark.parametrize("callee", [
+    "__import__('torch.nn.functional', None, None, ['x']).scaled_dot_product_attention",
+    "__import__('torch.nn.functional', fromlist=['x']).scaled_dot_product_attention",
+    "__import__('torch.nn.functional').nn.functional.scaled_dot_product_attention",
+    "(G := torch.nn.functional).scaled_dot_product_attention",
+    "F.scaled_dot_product_attention.__call__",
+])
+def test_other_spellings_of_the_callee_resolve_to_one_finding_of_the_forbidden_name(callee):
+    code = f"import torch\nimport torch.nn.functional as F\ndef run(q):\n    return {callee}(q, q, q)\n"
+    assert findings(code, SDPA) == [("forbidden-call", f"forbidden call {SDPA} at main.py:4")]
+
+
+def test_a_call_that_is_not_getattr_looks_up_no_attribute():
+    # A builder handed the module and a name is the solution's own function (judged where
+    # it is defined), not a lookup of that name.
+    code = ("import torch.nn.functional as F\ndef run(q):\n"
+            "    attention = make_kernel(F, 'scaled_dot_product_attention')\n    return attention(q)\n")
+    assert findings(code, SDPA) == []
 
 
 def test_strings_the_guard_cannot_evaluate_are_left_alone():
@@ -190,6 +217,10 @@ def test_the_same_object_is_found_in_a_process_that_has_not_imported_torch():
      ("timer-patch", "timer patch: setattr on torch.cuda.Event.elapsed_time at main.py:2")),
     ("import time\ntime.__delattr__('perf_counter')\n",
      ("timer-patch", "timer patch: setattr on time.perf_counter at main.py:2")),
+    ("import time\nvars(time)['monotonic'] = print\n",
+     ("timer-patch", "timer patch: assignment to time.monotonic at main.py:2")),
+    ("import time\ndef f(key):\n    time.__dict__[key] = print\n",
+     ("timer-patch", "timer patch: assignment to time.* at main.py:3")),
     ("import time\nobject.__delattr__(time, 'perf_counter')\n",
      ("timer-patch", "timer patch: setattr on time.perf_counter at main.py:2")),
     ("import torch\ndef f(n):\n    object.__setattr__(torch.cuda, n, print)\n",

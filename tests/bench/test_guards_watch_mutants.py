@@ -270,3 +270,20 @@ def test_the_side_stream_check_reports_late_writes_and_busy_streams_of_its_own_d
     quiet = CallReport(device=device)
     quiet.outputs = [untouched, written]
     assert _side_stream_findings(quiet) == []
+
+
+def test_a_start_function_kept_from_a_watch_still_starts_threads_after_it():
+    # Code that took `_thread.start_new_thread` while watched holds the wrapper: after the
+    # watch it must behave as the original (start the thread, return its ident).
+    with watch_call("cpu"):
+        kept = _thread.start_new_thread
+    done = threading.Event()
+    seen: list[int] = []
+
+    def body():
+        seen.append(threading.get_ident())
+        done.set()
+
+    ident = kept(body, ())
+    assert done.wait(5)
+    assert seen == [ident]
