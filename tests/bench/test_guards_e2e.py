@@ -29,6 +29,13 @@ def verdict(name: str, language: str = "pytorch"):
     ("patch_cuda_timing", "pytorch", "timer-patch", "timer patch: assignment to torch.cuda.synchronize"),
     ("swap_code", "pytorch", "harness-tamper", "code swap"),
     # caught in the solution's process or by the judge, at run time
+    ("forbidden_exec_computed", "pytorch", "forbidden-call",
+     "forbidden call torch.nn.functional.rms_norm or torch.rms_norm at <source compiled at main.py:8>:2 "
+     "(attribute .rms_norm)"),
+    ("forbidden_generated_file", "pytorch", "forbidden-call",
+     "forbidden call torch.nn.functional.rms_norm at <kernel.py compiled at main.py:14>:5"),
+    ("forbidden_code_replace", "pytorch", "forbidden-call",
+     "forbidden call check defeated: a code object built at run time (code.__new__) at main.py:12"),
     ("process_fork", "pytorch", "thread-or-process", "threads or processes: os.fork"),
     ("process_subprocess", "pytorch", "thread-or-process", "threads or processes: "),
     ("thread_output", "pytorch", "thread-or-process", "threads or processes: thread"),

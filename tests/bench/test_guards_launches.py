@@ -171,9 +171,9 @@ def loads_a_file(body: str) -> Solution:
 
 
 def test_a_kernel_the_solution_generates_into_a_file_and_imports_is_its_own(tmp_path):
-    from solforge.bench.guards.launches import record_written_sources
+    from solforge.bench.guards.launches import record_generated_sources
 
-    record_written_sources()  # the numba plugin's build does this before the import
+    record_generated_sources()  # the numba plugin's build does this before the import
     sol = loads_a_file("path = os.path.join(_dir, 'rows.py')\n"
                        "    with open(path, 'w') as f:\n"
                        "        f.write(SOURCE)\n"
@@ -186,15 +186,45 @@ def test_a_kernel_the_solution_generates_into_a_file_and_imports_is_its_own(tmp_
 def test_a_library_file_first_imported_by_the_solutions_code_is_not_its_own(tmp_path):
     # The solution's code is on the stack when the library is first imported (at call
     # time, from a file path): still not a kernel it wrote.
-    from solforge.bench.guards.launches import record_written_sources
+    from solforge.bench.guards.launches import record_generated_sources
 
-    record_written_sources()
+    record_generated_sources()
     (tmp_path / "lib").mkdir()
     library = tmp_path / "lib" / "guard_test_numba_library.py"
     library.write_text(NUMBA_ROWS)  # written by someone else (this test), before the solution ran
     sol = loads_a_file(f"rows = _load({str(library)!r})")
     counter, out, inputs = run_calls(sol, tmp_path / "sol", calls=2)
     torch.testing.assert_close(out, reference(**inputs))  # the library computed it
+    assert counter.count == 0
+    assert [f.guard for f in decoy_findings(counter, sol, calls=2)] == ["decoy"]
+
+
+def test_a_kernel_the_solution_execs_from_a_generated_string_is_its_own(tmp_path):
+    from solforge.bench.guards.launches import record_generated_sources
+
+    record_generated_sources()
+    sol = loads_a_file("namespace = {}\n"
+                       "    exec(SOURCE.replace('cache=False', 'cache=False '), namespace)  # a computed string\n"
+                       "    rows = namespace['rows']")
+    counter, out, inputs = run_calls(sol, tmp_path / "sol", calls=2)
+    torch.testing.assert_close(out, reference(**inputs))
+    assert counter.by_kernel == {"rows": 2} and decoy_findings(counter, sol, calls=2) == []
+
+
+def test_a_library_kernel_reached_through_an_execd_string_is_not_its_own(tmp_path, monkeypatch):
+    # The string the solution compiles only imports the library's kernel: the function's
+    # code is the library's, not the string's.
+    from solforge.bench.guards.launches import record_generated_sources
+
+    record_generated_sources()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "guard_test_numba_library_2.py").write_text(NUMBA_ROWS)
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    sol = loads_a_file("namespace = {}\n"
+                       "    exec('from guard_test_numba_library_' + str(2) + ' import rows', namespace)\n"
+                       "    rows = namespace['rows']")
+    counter, out, inputs = run_calls(sol, tmp_path / "sol", calls=2)
+    torch.testing.assert_close(out, reference(**inputs))
     assert counter.count == 0
     assert [f.guard for f in decoy_findings(counter, sol, calls=2)] == ["decoy"]
 

@@ -28,12 +28,17 @@ launch, per language:
   and neither does this guard).
 
 A kernel's Python function is the solution's own when it was defined in one of the
-solution's modules, or in a `.py` file the solution's own code wrote in this process
-(code generation: a kernel specialized per shape, written to a temporary directory and
-imported). `record_written_sources()`, installed by the numba and Triton plugins before
-the solution is imported, notes every `.py` file opened for writing and the file of the
-first frame outside the standard library that opened it; a file counts when that writer
-is the solution's own (transitively: generated code may generate more).
+solution's modules, in a `.py` file the solution's own code wrote in this process, or
+in source the solution's own code compiled from a string and ran (code generation: a
+kernel specialized per shape, written to a temporary directory and imported, or
+`exec`'d). `record_generated_sources()`, installed by the numba and Triton plugins
+before the solution is imported, notes every `.py` file opened for writing, and every
+module-level code object run by `exec` that was compiled from a string (file name
+`<...>`), with the file of the first frame outside the standard library (and outside
+code generated from strings) that did it; such code counts when that file is the
+solution's own (transitively: generated code may generate more). An existing code
+object (a library kernel's) is never adopted: only a module compiled from a string is,
+with the functions defined in it.
 
 Not covered: a solution that launches its own kernel once for show and computes with
 torch (the count is not zero); kernels whose Python function lives outside the
@@ -94,7 +99,8 @@ class LaunchCounter:
         code = getattr(fn, "__code__", None)
         if code is None:
             return False
-        path = os.path.realpath(code.co_filename)
+        executed = _EXECUTED.get(id(code))
+        path = executed[1] if executed is not None and executed[0] is code else os.path.realpath(code.co_filename)
         for _ in range(8):  # a generated file's writer may itself be generated
             if path in self.files:
                 return True
@@ -210,22 +216,51 @@ def decoy_findings(counter: LaunchCounter, solution: Solution, calls: int) -> li
 # -- sources the solution writes ------------------------------------------------------------
 
 _WRITTEN: dict[str, str] = {}  # realpath of a .py file opened for writing -> realpath of the writer's file
+# id of a code object compiled from a string and run by exec (and of those nested in it)
+# -> (the code object, kept alive so that its id is not reused; realpath of the exec caller's file)
+_EXECUTED: dict[int, tuple[object, str]] = {}
 _RECORDING: list[bool] = []
 _STDLIB = os.path.dirname(os.path.realpath(os.__file__)) + os.sep
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-def record_written_sources() -> None:
-    """From now on, note every `.py` file this process opens for writing, with the file
-    of the first frame outside the standard library that opened it (`open`, `os.open`,
-    `pathlib`, `tempfile` all raise the `open` audit event). Idempotent; a process-wide
-    audit hook (PEP 578 hooks cannot be removed) that returns at once for other events."""
+def record_generated_sources() -> None:
+    """From now on, note every `.py` file this process opens for writing (`open`,
+    `os.open`, `pathlib`, `tempfile` all raise the `open` audit event) and every module
+    compiled from a string that `exec` runs, each with the file of the first frame
+    outside the standard library that did it. Idempotent; a process-wide audit hook
+    (PEP 578 hooks cannot be removed) that returns at once for other events."""
     if not _RECORDING:
         _RECORDING.append(True)
-        sys.addaudithook(_note_write)
+        sys.addaudithook(_note_generated)
 
 
-def _note_write(event: str, args: tuple) -> None:
+def _caller_file(frame: types.FrameType | None) -> str | None:
+    """realpath of the first frame's file outside the standard library and outside code
+    compiled from strings; None if there is none."""
+    while frame is not None:
+        raw = frame.f_code.co_filename
+        if not raw.startswith("<"):
+            real = os.path.realpath(raw)
+            if not (real.startswith(_STDLIB) and "-packages" not in real):
+                return real
+        frame = frame.f_back
+    return None
+
+
+def _note_generated(event: str, args: tuple) -> None:
+    if event == "exec":
+        code = args[0] if args else None
+        if isinstance(code, types.CodeType) and code.co_name == "<module>" and code.co_filename.startswith("<") \
+                and not code.co_filename.startswith("<frozen"):
+            caller = _caller_file(sys._getframe(1))
+            if caller is not None:
+                stack = [code]
+                while stack:
+                    c = stack.pop()
+                    _EXECUTED[id(c)] = (c, caller)
+                    stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        return
     if event != "open" or not args or not isinstance(args[0], (str, bytes)):
         return
     path = os.fsdecode(args[0])
@@ -235,14 +270,9 @@ def _note_write(event: str, args: tuple) -> None:
     flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
     if not (set(mode) & set("wax+") or flags & _WRITE_FLAGS):
         return
-    frame = sys._getframe(1)  # the frame that opened it
-    while frame is not None:
-        raw = frame.f_code.co_filename
-        real = os.path.realpath(raw)
-        if not raw.startswith("<frozen") and not (real.startswith(_STDLIB) and "-packages" not in real):
-            _WRITTEN[os.path.realpath(path)] = real
-            return
-        frame = frame.f_back
+    writer = _caller_file(sys._getframe(1))  # from the frame that opened it
+    if writer is not None:
+        _WRITTEN[os.path.realpath(path)] = writer
 
 
 # -- the launch paths ----------------------------------------------------------------------

@@ -21,6 +21,9 @@
   watching (`torch.cuda.Stream`) are remembered for the process and must be idle once
   the current stream is.
 
+At exit it also hands over what `code_strings` found in source the solution compiled at
+run time since the last watch ended.
+
 Honest by design: native threads that run no Python (numba's `prange` threading layer,
 torch's intra-op pool) are invisible to all three; threads and processes whose
 originating frame lies in a compiler toolchain (triton's ptxas calls, torch._inductor's
@@ -49,6 +52,7 @@ import weakref
 from collections.abc import Iterator
 from types import FrameType
 
+from solforge.bench.guards.code_strings import take_code_string_findings
 from solforge.bench.guards.findings import Guard, finding
 from solforge.spec import GuardFinding
 
@@ -200,6 +204,7 @@ def _leave(watch: _Watch, check_streams: bool) -> None:
     for pid in sorted(_child_pids() - watch.children_before - watch.allowed_pids):
         report.findings.append(finding(
             Guard.THREAD_OR_PROCESS, f"threads or processes: child process {pid} started during the call"))
+    report.findings += take_code_string_findings()  # strings the solution compiled meanwhile (or since the last watch)
     if check_streams:
         report.findings += _side_stream_findings(report)
 

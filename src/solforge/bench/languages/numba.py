@@ -25,9 +25,9 @@ class NumbaLanguage(LanguagePlugin):
     def build(self, solution: Solution, definition: Definition, workdir: Path, device: str, timeout_s: float) -> Built:
         """Import the `.py` entry file, recording the `.py` files its code writes first: a
         kernel generated into a file it imports is its own (`guards.launches`)."""
-        from solforge.bench.guards.launches import record_written_sources
+        from solforge.bench.guards.launches import record_generated_sources
 
-        record_written_sources()
+        record_generated_sources()
         return super().build(solution, definition, workdir, device, timeout_s)
 
     def install_launch_hooks(self, device: str) -> None:

@@ -36,10 +36,10 @@ class TritonLanguage(LanguagePlugin):
     def build(self, solution: Solution, definition: Definition, workdir: Path, device: str, timeout_s: float) -> Built:
         """Import the `.py` entry file, the autotuner already told to skip its benchmark
         under the interpreter (a kernel autotuned at import time must run too)."""
-        from solforge.bench.guards.launches import record_written_sources
+        from solforge.bench.guards.launches import record_generated_sources
 
         first_config_under_interpreter()
-        record_written_sources()  # a kernel generated into a file it imports is its own
+        record_generated_sources()  # a kernel generated into a file it imports is its own
         return super().build(solution, definition, workdir, device, timeout_s)
 
     def install_launch_hooks(self, device: str) -> None:
