@@ -112,3 +112,41 @@ def test_library_code_acting_on_its_own_is_not_blamed(audit):
 
     torch.manual_seed(0)
     assert audit.take() == []
+
+
+def test_unsandboxed_writes_are_the_solutions_whoever_writes_them(audit, tmp_path, monkeypatch):
+    """Without the sandbox: a write into solforge's cache (even in /tmp) through a
+    library's writer (the solution's frame is further down the stack), and a write
+    outside the working directory, the temporary directories and the per-user caches,
+    are named."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("SOLFORGE_CACHE_DIR", str(cache))
+    audit.arm(str(tmp_path / "solution"))
+    run_as(tmp_path / "solution", f"import numpy\ndef run():\n    numpy.save({str(cache / 'x')!r}, numpy.zeros(2))\n")
+    found = audit.take()
+    assert any(f.guard == "filesystem" and "solforge's cache" in f.message for f in found), found
+    outside = Path.home() / f".solforge-audit-{uuid.uuid4().hex[:8]}"
+    try:
+        run_as(tmp_path / "solution", f"import numpy\ndef run():\n    numpy.save({str(outside)!r}, numpy.zeros(2))\n")
+        found = audit.take()
+        assert any(f.guard == "filesystem" and "outside the working directory" in f.message and str(outside) in f.message
+                   for f in found), found
+    finally:
+        for leftover in outside.parent.glob(outside.name + "*"):
+            leftover.unlink()
+
+
+def test_unsandboxed_honest_writes_are_not_named(audit, tmp_path, monkeypatch):
+    """The working directory, /tmp and a library's per-user cache are where code writes."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path / "solution")
+    cache = Path.home() / ".cache" / f"solforge-audit-{uuid.uuid4().hex[:8]}"
+    try:
+        run_as(tmp_path / "solution", "import os, tempfile\ndef run():\n    open('out.log', 'a').close()\n"
+               "    with tempfile.NamedTemporaryFile('w') as f:\n        f.write('x')\n"
+               f"    os.makedirs({str(cache)!r}, exist_ok=True)\n    open(os.path.join({str(cache)!r}, 'k'), 'w').close()\n")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    assert audit.take() == []

@@ -24,8 +24,15 @@ event as `tb.tb_frame`):
   dynamic linker's own lookup functions: an op run that way (AOTInductor's C shims call
   an op's implementation directly) skips the dispatcher, where the op recorder and the
   profiler see ops, so it is named as a forbidden call whatever the op;
-- filesystem (only when `writable_root` is set, as under `--sandbox`): opening for
-  writing, removing or renaming outside the solution's working directory and /tmp.
+- filesystem: under `--sandbox` (`writable_root` set), opening for writing, removing or
+  renaming outside the solution's working directory and /tmp. Without it, the same
+  events when the solution's code is anywhere on the stack (a write through solforge's
+  own writer, or any library's, is still the solution's) and the path is solforge's
+  cache (ceilings every later run reads) or outside the places code writes honestly:
+  the working directory, the temporary directories, /dev, and the per-user caches of
+  compilers and libraries (`$XDG_CACHE_HOME` or ~/.cache, ~/.triton, ~/.nv, and the
+  TRITON/TORCH/NUMBA/CUDA cache variables). The import system's own bytecode writes
+  are not the solution's.
 
 Whose code asked decides: an event counts when the frame that raised it (or, for a
 frame walk done by `traceback` or `inspect` and for heap, process and network events,
@@ -75,6 +82,27 @@ _LINKER_SYMBOLS = frozenset({"dlsym", "dlvsym", "dlopen", "dlmopen", "dladdr", "
 _TORCH_LIBRARIES = re.compile(r"^lib(torch|c10|shm|aoti)[\w.-]*\.so")
 
 
+def _honest_write_roots(workdir: str) -> tuple[str, ...]:
+    """Where code writes without being named when unsandboxed: the working directory,
+    the temporary directories, /dev, and the per-user caches of compilers and libraries."""
+    import tempfile
+
+    home = os.path.expanduser("~")
+    roots = [workdir, tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/",
+             os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"),
+             os.path.join(home, ".triton"), os.path.join(home, ".nv")]
+    roots += [v for k, v in os.environ.items()
+              if v and k in ("TRITON_CACHE_DIR", "TRITON_DUMP_DIR", "TORCH_EXTENSIONS_DIR", "TORCHINDUCTOR_CACHE_DIR",
+                             "NUMBA_CACHE_DIR", "CUDA_CACHE_PATH", "PYTHONPYCACHEPREFIX")]
+    return tuple(os.path.realpath(r).rstrip(os.sep) + os.sep for r in roots)
+
+
+def _imports_bytecode(caller: FrameType | None, path: str) -> bool:
+    """A bytecode file the import system writes for a module it just compiled."""
+    return (caller is not None and caller.f_code.co_filename.startswith("<frozen importlib")
+            and f"{os.sep}__pycache__{os.sep}" in path and ".pyc" in os.path.basename(path))
+
+
 class AuditGuard:
     """One per solution's process; `arm(files_root)` once the solution's directory is
     known, then `take()` the findings after each step."""
@@ -82,14 +110,20 @@ class AuditGuard:
     def __init__(self) -> None:
         self.root: str | None = None
         self.writable_root: str | None = None
+        self.harness_files: tuple[str, ...] = ()  # written only by the judge: any write by the solution is named
+        self.honest_files: tuple[str, ...] = ()  # where code writes honestly (see the module docstring)
         self.armed = False
         self._findings: list[GuardFinding] = []
         self._busy = False
         sys.addaudithook(self._hook)
 
     def arm(self, files_root: str, writable_root: str | None = None) -> None:
+        from solforge.cache import cache_root
+
         self.root = os.path.realpath(files_root) + os.sep
         self.writable_root = os.path.realpath(writable_root) + os.sep if writable_root else None
+        self.harness_files = (os.path.realpath(cache_root()) + os.sep,)
+        self.honest_files = _honest_write_roots(self.root)
         self.armed = True
 
     def take(self) -> list[GuardFinding]:
@@ -184,6 +218,10 @@ class AuditGuard:
         if event in ("os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.truncate") and args:
             if self.writable_root is not None and isinstance(args[0], (str, bytes)):
                 self._write(os.fsdecode(args[0]), event, caller)
+            elif self.writable_root is None:
+                for path in args[:2] if event == "os.rename" else args[:1]:
+                    if isinstance(path, (str, bytes)):
+                        self._write_anywhere(os.fsdecode(path), event, caller)
 
     def _symbol(self, library: object, symbol: object, caller: FrameType | None) -> None:
         """A ctypes symbol lookup: `library` is the CDLL (or a raw handle), `symbol` a name
@@ -213,6 +251,24 @@ class AuditGuard:
         writing = bool(flags & _WRITE_FLAGS) or any(c in mode for c in "wax+")
         if writing and self.writable_root is not None:
             self._write(absolute, "open for writing", caller)
+        elif writing:
+            self._write_anywhere(absolute, "open for writing", caller)
+
+    def _write_anywhere(self, path: str, what: str, caller: FrameType | None) -> None:
+        """A write without the sandbox: named when it goes to the harness's files, or
+        outside `honest_files`, with the solution's code anywhere on the stack."""
+        real = os.path.realpath(os.path.abspath(path))
+        harness = (real + os.sep).startswith(self.harness_files)
+        if not harness and ((real + os.sep).startswith(self.honest_files) or _imports_bytecode(caller, real)):
+            return
+        frame = caller
+        while frame is not None:
+            where = None if self._is_stdlib(frame.f_code.co_filename) else self._own(frame)
+            if where:
+                whose = "solforge's cache, which the judge reads" if harness else "outside the working directory"
+                self._add(Guard.FILESYSTEM, f"filesystem: {what} {real} ({whose}) from the solution's code at {where}")
+                return
+            frame = frame.f_back
 
     def _write(self, path: str, what: str, caller: FrameType | None) -> None:
         real = os.path.realpath(os.path.abspath(path))
