@@ -150,3 +150,39 @@ def test_unsandboxed_honest_writes_are_not_named(audit, tmp_path, monkeypatch):
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     assert audit.take() == []
+
+
+@pytest.mark.parametrize("source, phrase", [
+    ("import os\ndef run():\n    os.kill(os.getppid(), 0)\n", "os.kill("),
+    ("import os\ndef run():\n    os.killpg(1, 0)\n", "os.killpg(1, 0)"),  # init's group: never the solution's
+    ("import ctypes\ndef run():\n    return ctypes.CDLL(None).kill\n", "libc's kill through ctypes"),
+    ("import ctypes\ndef run():\n    return getattr(ctypes.CDLL('libc.so.6'), 'op' + 'en')\n",
+     "libc's open through ctypes"),
+])
+def test_signals_to_other_processes_are_refused_and_named(audit, tmp_path, source, phrase):
+    """A signal to a process outside the solution's own tree (the harness's) never leaves:
+    the hook raises, and names it."""
+    with pytest.raises(PermissionError):
+        run_as(tmp_path / "solution", source)
+    found = audit.take()
+    assert any(f.guard == "harness-tamper" and phrase in f.message for f in found), found
+
+
+def test_signals_to_its_own_process_are_allowed(audit, tmp_path):
+    run_as(tmp_path / "solution", "import os\ndef run():\n    os.kill(os.getpid(), 0)\n    os.killpg(0, 0)\n")
+    assert audit.take() == []
+
+
+def test_a_pidfd_to_another_process_is_refused_and_named(audit, tmp_path):
+    """os.pidfd_open raises no audit event of its own; the guard's wrapper does, so the
+    pidfd that signal.pidfd_send_signal needs is refused for the harness's processes."""
+    import os
+
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no os.pidfd_open here")
+    with pytest.raises(PermissionError):
+        run_as(tmp_path / "solution", "import os, signal\ndef run():\n"
+                                      "    signal.pidfd_send_signal(os.pidfd_open(os.getppid()), 0)\n")
+    assert any(f.guard == "harness-tamper" and "os.pidfd_open(" in f.message for f in audit.take())
+    run_as(tmp_path / "solution", "import os\ndef run():\n    os.close(os.pidfd_open(os.getpid()))\n")
+    assert audit.take() == []

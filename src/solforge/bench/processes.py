@@ -194,6 +194,9 @@ class Child:
             self.process: Any = _start_sandboxed(theirs, role, device, sandbox_dir)
         else:
             ctx = _context()
+            template = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_forkserver_pid", None)
+            if template and resume_if_stopped(template):  # else the fork request would wait forever
+                log.warning("the template process (pid %s) was stopped by a signal: resumed", template)
             self.process = ctx.Process(target=_child_entry, args=(theirs, role, device),
                                        name=f"solforge-{role}-{device}", daemon=False)
             with _SPAWN_LOCK, _main_hidden():
@@ -219,7 +222,10 @@ class Child:
         return self._next_id
 
     def send(self, message: _Message, fds: tuple[int, ...] = ()) -> None:
-        """Send `message`, then each of `fds` (their numbers are the child's to learn)."""
+        """Send `message`, then each of `fds` (their numbers are the child's to learn). A
+        child found stopped (SIGSTOP from another process) is resumed first."""
+        if resume_if_stopped(self.process.pid):
+            log.warning("the %s process (pid %s) was stopped by a signal: resumed", self.role, self.process.pid)
         try:
             self.conn.send_bytes(message.model_dump_json().encode())
             for fd in fds:
@@ -340,6 +346,23 @@ class Child:
 
 
 _LIVE: set[Child] = set()
+
+
+def resume_if_stopped(pid: int | None) -> bool:
+    """SIGCONT `pid` when /proc/<pid>/stat says it is stopped by a signal (state 'T'):
+    a harness process a solution stopped. True when it was stopped."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state != b"T":
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGCONT)
+    return True
 
 
 @atexit.register

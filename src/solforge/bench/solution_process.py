@@ -116,6 +116,7 @@ class Session:
 
         from solforge.bench import guards
         from solforge.bench.guards import observation
+        from solforge.bench.guards.audit import PROTECTED as AUDITED
         from solforge.bench.guards.audit import AuditGuard
 
         if device != "cpu":
@@ -124,8 +125,9 @@ class Session:
         self.device = device
         self.guards = guards
         observation.hide_profiler()  # torch's profiler state reads the same in every call
-        self.snapshot = guards.IntegritySnapshot.take((*PROTECTED, *observation.PROTECTED))  # before any user code
-        self.audit = AuditGuard()
+        self.audit = AuditGuard()  # installs its os.pidfd_open, which the snapshot then protects
+        # Before any user code is imported:
+        self.snapshot = guards.IntegritySnapshot.take((*PROTECTED, *observation.PROTECTED, *AUDITED))
         self.definition: Definition | None = None
         self.solution: Solution | None = None
         self.fn: Any = None

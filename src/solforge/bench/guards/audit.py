@@ -24,6 +24,13 @@ event as `tb.tb_frame`):
   dynamic linker's own lookup functions: an op run that way (AOTInductor's C shims call
   an op's implementation directly) skips the dispatcher, where the op recorder and the
   profiler see ops, so it is named as a forbidden call whatever the op;
+- signals to the harness: `os.kill`, `os.killpg` and `os.pidfd_open` (wrapped to raise
+  an event: the pidfd `signal.pidfd_send_signal` needs) from the solution's code (anywhere
+  on the stack, an exit finalizer included) to a process outside its own tree (the
+  template, the reference process, the judge) are refused (the hook raises
+  PermissionError, so the signal is never sent) and named; so is a ctypes lookup of
+  libc's signal, ptrace, raw-syscall or file-opening functions, through which the same
+  would leave no audit event;
 - filesystem: under `--sandbox` (`writable_root` set), opening for writing, removing or
   renaming outside the solution's working directory and /tmp. Without it, the same
   events when the solution's code is anywhere on the stack (a write through solforge's
@@ -79,6 +86,13 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # (at::, c10::, torch::; `K` for const methods), and the linker's own lookups.
 _TORCH_SYMBOLS = re.compile(r"^(aoti_torch_|_ZN[KVr]*(2at|3c10|5torch)(\d|[A-Z]))")
 _LINKER_SYMBOLS = frozenset({"dlsym", "dlvsym", "dlopen", "dlmopen", "dladdr", "dladdr1", "dlinfo"})
+# libc functions that do, with no audit event, what the events here watch: signals,
+# another process's memory, raw system calls, opening files (/proc of the harness).
+_UNAUDITED_SYMBOLS = frozenset({
+    "kill", "killpg", "tgkill", "tkill", "sigqueue", "pidfd_send_signal", "pidfd_open", "pidfd_getfd", "ptrace",
+    "process_vm_readv", "process_vm_writev", "syscall", "open", "open64", "openat", "openat64", "creat", "creat64",
+    "fopen", "fopen64", "freopen",
+})
 _TORCH_LIBRARIES = re.compile(r"^lib(torch|c10|shm|aoti)[\w.-]*\.so")
 
 
@@ -95,6 +109,53 @@ def _honest_write_roots(workdir: str) -> tuple[str, ...]:
               if v and k in ("TRITON_CACHE_DIR", "TRITON_DUMP_DIR", "TORCH_EXTENSIONS_DIR", "TORCHINDUCTOR_CACHE_DIR",
                              "NUMBA_CACHE_DIR", "CUDA_CACHE_PATH", "PYTHONPYCACHEPREFIX")]
     return tuple(os.path.realpath(r).rstrip(os.sep) + os.sep for r in roots)
+
+
+# os.pidfd_open as the audit guard installs it (see _audit_pidfd_open); the integrity
+# snapshot of the solution's process protects these names.
+PROTECTED: tuple[str, ...] = ("os.pidfd_open", "posix.pidfd_open")
+
+
+def _audit_pidfd_open() -> None:
+    """os.pidfd_open raises no audit event of its own, and a pidfd is how
+    signal.pidfd_send_signal reaches another process: wrap it (in os and posix) so that
+    it raises "os.pidfd_open" with the pid first. Idempotent."""
+    import posix
+
+    original = getattr(posix, "pidfd_open", None)
+    if original is None or getattr(original, "__wrapped__", None) is not None:
+        return
+
+    def pidfd_open(pid: int, flags: int = 0) -> int:
+        sys.audit("os.pidfd_open", pid, flags)
+        return original(pid, flags)
+
+    pidfd_open.__wrapped__ = original  # type: ignore[attr-defined]
+    pidfd_open.__doc__ = original.__doc__
+    posix.pidfd_open = pidfd_open
+    os.pidfd_open = pidfd_open
+
+
+def _own_target(event: str, target: int) -> bool:
+    """Whether a signal's target is this process, its own process group, or a process
+    it started (a descendant, by the parent links in /proc)."""
+    me = os.getpid()
+    if target in (0, me) or (event != "os.killpg" and target == -os.getpgid(0)):
+        return True
+    if event == "os.killpg" or target < 0:
+        return abs(target) == os.getpgid(0)
+    pid = target
+    for _ in range(64):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                pid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == me:
+            return True
+        if pid <= 1:
+            return False
+    return False
 
 
 def _imports_bytecode(caller: FrameType | None, path: str) -> bool:
@@ -116,6 +177,7 @@ class AuditGuard:
         self._findings: list[GuardFinding] = []
         self._busy = False
         sys.addaudithook(self._hook)
+        _audit_pidfd_open()
 
     def arm(self, files_root: str, writable_root: str | None = None) -> None:
         from solforge.cache import cache_root
@@ -209,6 +271,9 @@ class AuditGuard:
         if event in ("ctypes.dlsym", "ctypes.dlsym/handle") and len(args) >= 2:
             self._symbol(args[0], args[1], caller)
             return
+        if event in ("os.kill", "os.killpg", "os.pidfd_open") and args and isinstance(args[0], int):
+            self._signal(event, args[0], args[1] if len(args) > 1 else "pidfd", caller)
+            return
         if event == "open" and args and isinstance(args[0], (str, bytes)):
             path = os.fsdecode(args[0])
             flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
@@ -223,12 +288,39 @@ class AuditGuard:
                     if isinstance(path, (str, bytes)):
                         self._write_anywhere(os.fsdecode(path), event, caller)
 
+    def _signal(self, event: str, target: int, sig: object, caller: FrameType | None) -> None:
+        """os.kill(target, sig) or os.killpg(target, sig): refused and named when the
+        target is outside this process's own tree and the solution's code asked."""
+        if _own_target(event, target):
+            return
+        where = self._anywhere_on_stack(caller)
+        if where:
+            self._add(Guard.HARNESS_TAMPER, f"harness tamper: {event}({target}, {sig}) signals a process outside the "
+                                            f"solution's own at {where} (refused)")
+            raise PermissionError(f"solforge: {event} of a process outside the solution's own is not allowed")
+
+    def _anywhere_on_stack(self, frame: FrameType | None) -> str | None:
+        """`file:line` of the innermost frame of the solution's code on the stack, or None."""
+        while frame is not None:
+            where = None if self._is_stdlib(frame.f_code.co_filename) else self._own(frame)
+            if where:
+                return where
+            frame = frame.f_back
+        return None
+
     def _symbol(self, library: object, symbol: object, caller: FrameType | None) -> None:
         """A ctypes symbol lookup: `library` is the CDLL (or a raw handle), `symbol` a name
         or an ordinal."""
         path = getattr(library, "_name", None)
         path = os.path.realpath(path) if isinstance(path, str) else ""
         name = os.fsdecode(symbol) if isinstance(symbol, (str, bytes)) else ""
+        if name in _UNAUDITED_SYMBOLS:
+            where = self._nearest_outside_stdlib(caller)
+            if where:
+                self._add(Guard.HARNESS_TAMPER, f"harness tamper: looks up libc's {name} through ctypes at {where}, "
+                                                "which does what the audit hook watches without its event (refused)")
+                raise PermissionError(f"solforge: ctypes lookup of {name} is not allowed")
+            return
         torch_library = bool(path) and (_TORCH_LIBRARIES.match(os.path.basename(path)) is not None
                                         or f"{os.sep}torch{os.sep}lib{os.sep}" in path)
         if not (torch_library or _TORCH_SYMBOLS.match(name) or name in _LINKER_SYMBOLS):
@@ -261,14 +353,10 @@ class AuditGuard:
         harness = (real + os.sep).startswith(self.harness_files)
         if not harness and ((real + os.sep).startswith(self.honest_files) or _imports_bytecode(caller, real)):
             return
-        frame = caller
-        while frame is not None:
-            where = None if self._is_stdlib(frame.f_code.co_filename) else self._own(frame)
-            if where:
-                whose = "solforge's cache, which the judge reads" if harness else "outside the working directory"
-                self._add(Guard.FILESYSTEM, f"filesystem: {what} {real} ({whose}) from the solution's code at {where}")
-                return
-            frame = frame.f_back
+        where = self._anywhere_on_stack(caller)
+        if where:
+            whose = "solforge's cache, which the judge reads" if harness else "outside the working directory"
+            self._add(Guard.FILESYSTEM, f"filesystem: {what} {real} ({whose}) from the solution's code at {where}")
 
     def _write(self, path: str, what: str, caller: FrameType | None) -> None:
         real = os.path.realpath(os.path.abspath(path))
