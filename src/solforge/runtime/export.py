@@ -33,6 +33,7 @@ from pathlib import Path
 
 from solforge.runtime.dispatch import DEFAULT_MARGIN
 from solforge.runtime.winners import Winner, load_winners
+from solforge.search.archive_schema import source_hash
 from solforge.spec import Language, SpecError
 
 PACKAGE_NAME = "solforge-kernels"
@@ -87,10 +88,7 @@ def export_hf_kernels(winners: list, out: str | Path, datasets: list[str | Path]
     digest_all = hashlib.sha256()
     files: dict[str, str] = {}
     for w, fam in exported:
-        h = hashlib.sha256()
-        for s in sorted(w.solution.sources, key=lambda s: s.path):
-            h.update(s.path.encode() + b"\0" + s.content.encode())
-        digest = h.hexdigest()[:8]
+        digest = source_hash(w.solution)[:8]  # the one source hash: what runs
         digest_all.update(digest.encode())
         folder = f"sol_{digest}"
         for s in w.solution.sources:

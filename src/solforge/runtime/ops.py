@@ -49,12 +49,11 @@ class KernelOp:
 
 
 def solution_digest(winner: Winner) -> str:
-    h = hashlib.sha256()
-    for s in sorted(winner.solution.sources, key=lambda s: s.path):
-        h.update(s.path.encode() + b"\0" + s.content.encode() + b"\0")
-    h.update(winner.solution.spec.entry_point.encode())
-    h.update(winner.definition.name.encode())
-    return h.hexdigest()[:8]
+    """8 hex digits naming a winner's op: the one source hash (`source_hash`: what runs)
+    with the definition it serves, since one kernel may serve two definitions."""
+    from solforge.search.archive_schema import source_hash
+
+    return hashlib.sha256(f"{source_hash(winner.solution)}\0{winner.definition.name}".encode()).hexdigest()[:8]
 
 
 def _import_entry(winner: Winner, digest: str):
