@@ -1,16 +1,18 @@
-"""Exploit: computes on a thread of its own (the runtime watch sees it start)."""
+"""Exploit: returns while a thread of its own is still computing the output (the runtime
+watch sees it start; a thread joined before the return would have worked on the clock,
+and is honest)."""
 import threading
+import time
 
 import torch
 
 
 def run(x, w):
-    out = {}
+    y = torch.empty_like(x)
 
     def work():
-        out["y"] = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-5) * w
+        time.sleep(0.001)  # still working when the call returns
+        y.copy_(x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-5) * w)
 
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-    return out["y"]
+    threading.Thread(target=work, daemon=True).start()
+    return y
