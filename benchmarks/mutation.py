@@ -83,6 +83,14 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     (_G + "audit.py", "rsplit(os.sep, 2)[0]",
      "the parent of the solforge package is src/ (which holds only solforge) in a checkout and site-packages "
      "(already a library root) when installed: the same files are libraries either way"),
+    (_G + "launches.py", "_RECORDING.append(False)",
+     "_RECORDING is a once-flag: only whether the list is empty is read (`if not _RECORDING`), never what it "
+     "holds"),
+    (_G + "launches.py", "flags = args[2] if len(args) > 2 or isinstance(args[2], int)", _OPEN_FLAGS),
+    (_G + "launches.py", "isinstance(args[2], int) else 1", _OPEN_FLAGS),
+    (_G + "launches.py", "mode = args[1] if len(args) <= 1", _OPEN_FLAGS),
+    (_G + "launches.py", "mode = args[1] if len(args) > 2 and", _OPEN_FLAGS),
+    (_G + "launches.py", "isinstance(args[2], str) else ''", _OPEN_FLAGS),
     (_G + "watch.py", "_HOOK_INSTALLED = False",
      "a second audit hook sees the same events as the first and notes the same strings, which _leave "
      "deduplicates: the findings are the same, only the cost grows"),

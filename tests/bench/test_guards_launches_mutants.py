@@ -234,3 +234,39 @@ def test_on_the_device_profile_records_the_kernels_that_ran():
     counter.close()
     names = counter.profiled_kernel_names
     assert names and not [n for n in names if n.startswith("aten::")], names
+
+
+def test_a_py_file_the_solution_writes_through_os_open_is_its_own(tmp_path):
+    # os.open raises the `open` audit event with no mode string: the flags alone say it
+    # writes. A file someone else wrote stays someone else's.
+    from solforge.bench.guards.launches import record_generated_sources
+
+    record_generated_sources()
+    main = tmp_path / "main.py"
+    main.write_text(textwrap.dedent("""
+        import importlib.util
+        import os
+
+        def generate(path, name):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.write(fd, b"def kernel(x):\\n    return x\\n")
+            os.close(fd)
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module.kernel
+    """))
+    spec = importlib.util.spec_from_file_location("launches_test_os_open_main", main)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generated = module.generate(str(tmp_path / "generated_kernel.py"), "launches_test_os_open_generated")
+    other_file = tmp_path / "other_kernel.py"
+    other_file.write_text("def kernel(x):\n    return x\n")  # written by this test, not by the solution
+    other_spec = importlib.util.spec_from_file_location("launches_test_os_open_other", other_file)
+    other = importlib.util.module_from_spec(other_spec)
+    other_spec.loader.exec_module(other)
+
+    counter = LaunchCounter(device="cpu", language=Language("numba"), modules=frozenset({"solution_main"}),
+                            files=frozenset({os.path.realpath(main)}))
+    assert counter.owns(generated)
+    assert not counter.owns(other.kernel)

@@ -230,3 +230,20 @@ def test_tunes_rationale_names_each_parameter_it_changed(rmsnorm):
     parent = scored(3, ROWS, kernels[ROWS].params, definition, kernels)
     p = TuneOperator().propose(context(definition, kernels, parents=[parent]))
     assert p.rationale == f"tune (tpe, 0 points known) {ROWS}: PARALLEL False -> True"
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "random", "grid", "local"])
+def test_tune_never_proposes_the_parents_own_point_even_when_no_trial_records_it(rmsnorm, strategy):
+    # A parent may come without a trial of its own point (an elite carried over): its
+    # point is still not new. Here the only other point is known, so nothing is left.
+    from solforge.search.context import Trial
+
+    definition, kernels = rmsnorm
+    kernels = narrowed(kernels, PARALLEL=(False, True))
+    base = dict(kernels[ROWS].params)
+    parent = scored(1, ROWS, base, definition, kernels)
+    for seed in range(5):
+        ctx = SearchContext(definition=definition, workloads=(), seed_kernels=kernels, parents=(parent,), elites=(),
+                            tried_families={}, rng=random.Random(seed),
+                            trials=(Trial(2, ROWS, {**base, "PARALLEL": True}, 0.4, "scored"),))
+        assert TuneOperator(strategy).propose(ctx) is None
