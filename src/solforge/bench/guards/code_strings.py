@@ -36,6 +36,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
+import threading
 from types import FrameType
 
 from solforge.bench.guards.findings import Guard, dedupe, finding
@@ -45,7 +46,8 @@ _STDLIB = os.path.dirname(os.path.realpath(os.__file__)) + os.sep
 _ARMED: dict[str, object] = {}  # "forbidden": list[str], "root": str (with a trailing separator)
 _FINDINGS: list[GuardFinding] = []
 _HOOKED: list[bool] = []
-_BUSY: list[bool] = []
+_BUSY = threading.local()  # per thread: the hook's own parse compiles too (a busy flag shared by
+# threads would let another thread's compile through unchecked)
 
 
 def check_code_strings(forbidden: list[str], root: str) -> None:
@@ -71,9 +73,9 @@ def take_code_string_findings() -> list[GuardFinding]:
 
 
 def _hook(event: str, args: tuple) -> None:
-    if event not in ("compile", "code.__new__", "marshal.loads") or not _ARMED or _BUSY:
+    if event not in ("compile", "code.__new__", "marshal.loads") or not _ARMED or getattr(_BUSY, "on", False):
         return
-    _BUSY.append(True)  # parsing below compiles nothing, but guard against re-entry anyway
+    _BUSY.on = True  # ast.parse below raises the compile event again
     try:
         # A compile may be asked for through the standard library (runpy, timeit); a code
         # object is built by the solution only when its own code calls the constructor
@@ -87,7 +89,7 @@ def _hook(event: str, args: tuple) -> None:
             _FINDINGS.append(finding(Guard.FORBIDDEN_CALL, f"forbidden call check defeated: a code object built "
                                                            f"at run time ({event}) at {where}"))
     finally:
-        _BUSY.clear()
+        _BUSY.on = False
 
 
 def _owner(frame: FrameType | None, through_stdlib: bool) -> str | None:
