@@ -83,6 +83,8 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     (_G + "audit.py", "rsplit(os.sep, 2)[0]",
      "the parent of the solforge package is src/ (which holds only solforge) in a checkout and site-packages "
      "(already a library root) when installed: the same files are libraries either way"),
+    (_G + "static.py", "d.rsplit('.', 2)[-1] in _CODE_ATTRS",
+     "the last part of a dotted name is the same whether one split or two are made from the right"),
     (_G + "launches.py", "_RECORDING.append(False)",
      "_RECORDING is a once-flag: only whether the list is empty is read (`if not _RECORDING`), never what it "
      "holds"),

@@ -56,6 +56,8 @@ def test_a_name_built_from_constants_resolves_to_the_forbidden_name_itself(expr)
     "name.join(['scaled', 'dot', 'product', 'attention'])",
     "f'scaled_dot_{name}_attention'",
     "name[::-1]",
+    "'scaled_dot_product_' + name",
+    "name + '_attention'",
     "'xscaled_dot_product_attention'[len(name):]",
 ])
 def test_a_name_built_from_anything_but_constants_is_a_dynamic_lookup(expr):
@@ -121,6 +123,12 @@ def test_a_cached_entry_point_is_caught_after_other_functions_and_lambdas(before
     assert got[0][1].startswith("caching results across calls: functools.lru_cache on the entry point run at main.py:")
 
 
+def test_a_cached_helper_bound_at_module_level_is_not_the_entry_point():
+    code = ("import functools\ndef _impl(n):\n    return n\nblock = functools.lru_cache(_impl)\n"
+            "low, high = divmod(7, 2)\nconfig.size = int('4')\ndef run(x):\n    return x * block(4)\n")
+    assert findings(code) == []
+
+
 def test_a_nested_function_named_like_the_entry_point_is_not_the_entry_point():
     code = ("import functools\ndef run(x):\n    @functools.lru_cache\n    def run(n):\n        return n\n"
             "    return run(x)\n")
@@ -132,6 +140,9 @@ def test_immutable_defaults_of_the_entry_point_are_not_a_cache():
     assert findings(code) == []
     mutable = "def run(x, eps=1e-6, seen=list()):\n    return x\n"
     assert [g for g, _ in findings(mutable)] == ["caching"]
+    keyword_only = "def run(x, *, scale, seen={}):\n    return x\n"
+    assert findings(keyword_only) == [
+        ("caching", "caching results across calls: mutable default argument of the entry point run at main.py:1")]
 
 
 # -- names judged where they are read ----------------------------------------------------------
@@ -141,6 +152,14 @@ def test_calling_what_a_call_returned_is_honest():
     code = ("import torch\ndef _build():\n    return lambda x: x * 2\n"
             "def run(x):\n    return _build()(x) + torch.compile(abs)(x)\n")
     assert findings(code, SDPA) == []
+
+
+def test_a_forbidden_tensor_method_read_without_a_call_is_its_method_form():
+    # `x.softmax` read (not called) on a value the guard cannot name; torch.softmax and
+    # other attributes are not the method.
+    code = "import torch\ndef run(x):\n    f = torch.softmax\n    g = x.softmax\n    return g(x.shape[-1])\n"
+    assert findings(code, "torch.Tensor.softmax") == [
+        ("forbidden-call", "forbidden call torch.Tensor.softmax at main.py:4 (method form)")]
 
 
 def test_handing_the_module_to_a_helper_is_no_dynamic_lookup():
@@ -160,6 +179,44 @@ def test_a_forbidden_name_read_without_a_call_is_reported_at_each_read():
     assert findings(code, SDPA) == [
         ("forbidden-call", f"forbidden call {SDPA} at main.py:1 (referenced without a call)"),
         ("forbidden-call", f"forbidden call {SDPA} at main.py:3 (referenced without a call)")]
+
+
+def test_a_namespace_entry_is_a_reference_when_read_and_a_write_when_written():
+    code = ("import torch.nn.functional as F\ndef run(q, mine):\n"
+            "    found = vars(F)['scaled_dot_product_attention']\n"
+            "    vars(F)['scaled_dot_product_attention'] = mine\n    return q\n")
+    assert findings(code, SDPA) == [
+        ("forbidden-call", f"forbidden call {SDPA} at main.py:3 (referenced without a call)"),
+        ("harness-tamper", f"harness tamper: assignment to {SDPA} at main.py:4")]
+
+
+@pytest.mark.parametrize("line, forbidden", [
+    ("import flashinfer.norm as fn", "flashinfer.norm"),
+    ("import torch.nn.functional as F; attention = F.scaled_dot_product_attention", SDPA),
+    ("import torch.nn.functional as F; attention = getattr(F, 'scaled_dot_product_attention')", SDPA),
+])
+def test_a_forbidden_name_reached_without_a_call_says_so(line, forbidden):
+    assert findings(f"{line}\n", forbidden) == [
+        ("forbidden-call", f"forbidden call {forbidden} at main.py:1 (referenced without a call)")]
+
+
+def test_a_string_handed_to_anything_but_exec_eval_or_compile_is_not_code():
+    code = ("import torch\nimport logging\ndef run(q):\n"
+            "    logging.info('torch.nn.functional.scaled_dot_product_attention')\n"
+            "    print('torch.nn.functional.scaled_dot_product_attention(q, q, q)')\n    return q\n")
+    assert findings(code, SDPA) == []
+    executed = code.replace("print(", "exec(")
+    assert findings(executed, SDPA) == [("forbidden-call", f"forbidden call {SDPA} at main.py:5")]
+
+
+def test_registering_a_kernel_for_a_torch_op_names_the_op():
+    code = ("import torch\nlib = torch.library.Library('aten', 'IMPL')\n"
+            "@torch.library.impl('aten::mul.Tensor', 'CPU')\ndef mul(a, b):\n    return a\n")
+    assert findings(code) == [
+        ("harness-tamper", "harness tamper: registers a kernel for the torch op aten, which the reference also runs, "
+                           "at main.py:2"),
+        ("harness-tamper", "harness tamper: registers a kernel for the torch op aten::mul.Tensor, which the reference "
+                           "also runs, at main.py:3")]
 
 
 # -- looking names up ----------------------------------------------------------------------------
@@ -217,6 +274,12 @@ def test_the_same_object_is_found_in_a_process_that_has_not_imported_torch():
      ("timer-patch", "timer patch: setattr on torch.cuda.Event.elapsed_time at main.py:2")),
     ("import time\ntime.__delattr__('perf_counter')\n",
      ("timer-patch", "timer patch: setattr on time.perf_counter at main.py:2")),
+    ("import time\nsetattr(time, 'perf_counter', print)\n",
+     ("timer-patch", "timer patch: setattr on time.perf_counter at main.py:2")),
+    ("import time\ndef f(name):\n    delattr(time, name)\n",
+     ("timer-patch", "timer patch: delattr on time.* at main.py:3")),
+    ("def f(g, h):\n    setattr(g, '__code__', h.__code__)\n",
+     ("harness-tamper", "harness tamper: code swap (setattr on <object>.__code__) at main.py:2")),
     ("import time\nvars(time)['monotonic'] = print\n",
      ("timer-patch", "timer patch: assignment to time.monotonic at main.py:2")),
     ("import time\ndef f(key):\n    time.__dict__[key] = print\n",
@@ -230,3 +293,20 @@ def test_the_same_object_is_found_in_a_process_that_has_not_imported_torch():
 ])
 def test_a_write_through_setattr_names_the_attribute_it_rebinds(code, finding):
     assert findings(code) == [finding]
+
+
+def test_a_hand_built_tree_without_line_numbers_is_reported_at_line_zero():
+    # Code compiled at run time may come as a tree built by hand, with no line numbers
+    # (the compile audit event hands it over before compile() would refuse it): its
+    # findings are placed at line 0, the unknown line, never at a made-up line 1.
+    import ast
+
+    from solforge.bench.guards.code_strings import code_string_findings
+
+    callee = ast.Attribute(ast.Attribute(ast.Attribute(ast.Name("torch", ast.Load()), "nn", ast.Load()), "functional",
+                                         ast.Load()), "scaled_dot_product_attention", ast.Load())
+    tree = ast.Module(body=[ast.Import(names=[ast.alias("torch")]),
+                            ast.Expr(ast.Call(func=callee, args=[], keywords=[]))], type_ignores=[])
+    got = [(f.guard, f.message) for f in code_string_findings(tree, [SDPA], "main.py")]
+    assert ("forbidden-call", f"forbidden call {SDPA} at main.py:0") in got
+    assert all(" at main.py:0" in message for _, message in got), got
