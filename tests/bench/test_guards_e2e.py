@@ -32,6 +32,9 @@ def verdict(name: str, language: str = "pytorch"):
     ("forbidden_exec_computed", "pytorch", "forbidden-call",
      "forbidden call torch.nn.functional.rms_norm or torch.rms_norm at <source compiled at main.py:8>:2 "
      "(attribute .rms_norm)"),
+    ("forbidden_exec_named_as_own_file", "pytorch", "forbidden-call",
+     "forbidden call torch.nn.functional.rms_norm or torch.rms_norm at <main.py compiled at main.py:6>:2 "
+     "(attribute .rms_norm)"),
     ("forbidden_generated_file", "pytorch", "forbidden-call",
      "forbidden call torch.nn.functional.rms_norm at <kernel.py compiled at main.py:14>:5"),
     ("forbidden_code_replace", "pytorch", "forbidden-call",

@@ -10,9 +10,10 @@ root)` is armed (at the build, before the solution is imported):
 - whose: a source is checked when the frame that compiles it, passing over the standard
   library (importlib, `runpy`, `timeit`) and code itself generated from strings, is the
   solution's own: a file under `root`, or a `.py` file its code wrote
-  (`launches.record_generated_sources`). A source compiled from a file is checked only if
-  the solution wrote that file (its own files were checked before it ran; a library's
-  are not the solution's).
+  (`launches.record_generated_sources`). A source compiled under a file's name is
+  checked unless it is that file's content and the solution's code did not write it at
+  run time (its files as submitted were checked before it ran; a library's file is not
+  the solution's).
 - what: everything `static` checks in a module (forbidden calls, timer and harness
   patching, op overrides), and, because the string runs in a namespace the solution
   fills (`exec(src, {"F": torch.nn.functional})`), whose names no AST can resolve: an
@@ -40,6 +41,7 @@ import threading
 from types import FrameType
 
 from solforge.bench.guards.findings import Guard, dedupe, finding
+from solforge.bench.guards.launches import _WRITTEN  # .py files written in this process -> the writer's file
 from solforge.spec import GuardFinding
 
 _STDLIB = os.path.dirname(os.path.realpath(os.__file__)) + os.sep
@@ -112,10 +114,20 @@ def _owner(frame: FrameType | None, through_stdlib: bool) -> str | None:
     return None
 
 
+def _is_the_file(real: str, source: object) -> bool:
+    """Whether `source` (str or bytes) is the content of the file `real`."""
+    if not isinstance(source, (str, bytes)):
+        return False
+    try:
+        with open(real, "rb") as f:
+            content = f.read()
+    except OSError:
+        return False
+    return content == (source.encode() if isinstance(source, str) else bytes(source))
+
+
 def _is_solutions(real: str) -> bool:
     """A file under the solution's root, or one its code wrote (transitively)."""
-    from solforge.bench.guards.launches import _WRITTEN
-
     root = str(_ARMED.get("root", ""))
     for _ in range(8):
         if real.startswith(root):
@@ -131,8 +143,12 @@ def _check_source(source: object, filename: object, where: str) -> None:
     name = os.fsdecode(filename) if isinstance(filename, (str, bytes)) else "<string>"
     if not name.startswith("<"):
         real = os.path.realpath(name)
-        if real.startswith(str(_ARMED.get("root", ""))) or not _is_solutions(real):
-            return  # its own file (the static guard read it before it ran), or a library's
+        generated = real in _WRITTEN and _is_solutions(_WRITTEN[real])
+        if not generated and _is_the_file(real, source):
+            # A library's file, or one of the solution's files as submitted (the static
+            # guard read it), being imported. A file name is only a label: a string
+            # compiled under one is checked unless it is that file's content.
+            return
     if isinstance(source, (str, bytes)):
         try:
             tree = ast.parse(source)
