@@ -45,7 +45,10 @@ TARGETS["src/solforge/search/operators.py"] = ["tests/search/test_search_engine_
 # Equivalent mutants: (source file, fragment, why). A mutant is equivalent when a line it
 # changes contains `fragment` after the mutation and did not before (both in `ast.unparse`
 # form, so a statement spread over several lines is one line here), which names the site
-# and the change without a line number. Only mutants no input can tell apart belong here;
+# and the change without a line number. For a change as plain as `return []`: `in NAME:
+# BEFORE -> AFTER` asks that the site lie in the function or method NAME and that the
+# line read BEFORE before the mutation and AFTER after it. Only mutants no input
+# can tell apart belong here;
 # one that a CPU test cannot reach but a GPU test can is a survivor, not an equivalent.
 _G = "src/solforge/bench/guards/"
 _OPEN_FLAGS = ("every 'open' audit event of CPython (builtins.open/FileIO, os.open, io.open_code) has three "
@@ -85,6 +88,12 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "(already a library root) when installed: the same files are libraries either way"),
     (_G + "static.py", "d.rsplit('.', 2)[-1] in _CODE_ATTRS",
      "the last part of a dotted name is the same whether one split or two are made from the right"),
+    (_G + "static.py", "in dict_owner: return set() -> return []",
+     "its callers only test the owners for truth and iterate them (`if owners:`, a set comprehension): an "
+     "empty list and an empty set behave alike"),
+    (_G + "static.py", "in write_targets: return set() -> return []",
+     "its callers only iterate the names (`judge_write`) or union them (`set().union(*...)`, which takes any "
+     "iterable): an empty list and an empty set behave alike"),
     (_G + "launches.py", "_RECORDING.append(False)",
      "_RECORDING is a once-flag: only whether the list is empty is read (`if not _RECORDING`), never what it "
      "holds"),
@@ -213,12 +222,22 @@ def _changed_lines(original: str, site: Site) -> tuple[list[str], list[str]] | N
     return removed, added
 
 
+def _function_spans(original: str) -> dict[str, list[tuple[int, int]]]:
+    """Function or method name -> the (first, last) lines of each definition of it."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for node in ast.walk(ast.parse(original)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            spans.setdefault(node.name, []).append((node.lineno, node.end_lineno or node.lineno))
+    return spans
+
+
 def equivalent_sites(rel: str, original: str, sites: list[Site]) -> tuple[set[int], list[str]]:
     """(indices into `sites` of the equivalent mutants of `rel`, `EQUIVALENT` fragments of
     `rel` that match no site: stale entries, to fix)."""
     wanted = [fragment for file, fragment, _ in EQUIVALENT if file == rel]
     if not wanted:
         return set(), []
+    spans = _function_spans(original)
     hits: set[int] = set()
     used: set[str] = set()
     for i, site in enumerate(sites):
@@ -226,10 +245,20 @@ def equivalent_sites(rel: str, original: str, sites: list[Site]) -> tuple[set[in
         if changed is None:
             continue
         removed, added = changed
-        for fragment in wanted:
-            if any(fragment in line for line in added) and not any(fragment in line for line in removed):
+        for entry in wanted:
+            fragment, function = entry, None
+            if entry.startswith("in ") and ": " in entry:
+                function, fragment = entry[3:].split(": ", 1)
+                if not any(first <= site.line <= last for first, last in spans.get(function, [])):
+                    continue
+            if " -> " in fragment:
+                before, after = fragment.split(" -> ", 1)
+                match = any(before in line for line in removed) and any(after in line for line in added)
+            else:
+                match = any(fragment in line for line in added) and not any(fragment in line for line in removed)
+            if match:
                 hits.add(i)
-                used.add(fragment)
+                used.add(entry)
     return hits, [f for f in wanted if f not in used]
 
 

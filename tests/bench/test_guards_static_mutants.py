@@ -86,6 +86,12 @@ def test_a_call_that_is_not_getattr_looks_up_no_attribute():
     assert findings(code, SDPA) == []
 
 
+def test_a_name_bound_to_a_constant_string_stands_for_that_string():
+    code = ("import torch.nn.functional as F\nNAME = 'scaled_dot_product_attention'\nN = 3\n"
+            "def run(q):\n    return getattr(F, NAME)(q, q, q)\n")
+    assert findings(code, SDPA) == [("forbidden-call", f"forbidden call {SDPA} at main.py:5")]
+
+
 def test_strings_the_guard_cannot_evaluate_are_left_alone():
     code = ("import torch\ndef run(x, sep, fmt):\n    label = sep.join(['rms', 'norm'])\n"
             "    other = fmt % 'x'\n    last = fmt.format('y')\n    return x\n")
@@ -188,6 +194,10 @@ def test_a_namespace_entry_is_a_reference_when_read_and_a_write_when_written():
     assert findings(code, SDPA) == [
         ("forbidden-call", f"forbidden call {SDPA} at main.py:3 (referenced without a call)"),
         ("harness-tamper", f"harness tamper: assignment to {SDPA} at main.py:4")]
+    attribute = "import torch.nn.functional as F\ndef run(q, mine):\n    F.scaled_dot_product_attention = mine\n"
+    assert findings(attribute, SDPA) == [("harness-tamper", f"harness tamper: assignment to {SDPA} at main.py:3")]
+    method = "def run(x, mine):\n    x.softmax = mine\n    del x.softmax\n    return x\n"
+    assert findings(method, "torch.Tensor.softmax") == []
 
 
 @pytest.mark.parametrize("line, forbidden", [
