@@ -111,11 +111,18 @@ def test_writes_inside_the_writable_root_and_tmp_are_allowed(solution_dir, tmp_p
     assert g.take() == []
 
 
-def test_without_a_writable_root_writes_are_not_judged(solution_dir):
+def test_without_a_writable_root_only_writes_outside_the_honest_places_are_named(solution_dir):
+    # Unsandboxed, the working directory and the temporary directories are where code
+    # writes honestly; a write anywhere else from the solution's code is named.
     g = armed(solution_dir)
+    scratch = f"/tmp/solforge-audit-{uuid.uuid4().hex}"
     run_as(solution_dir, attempt(f"open('{OUTSIDE}/out.bin', 'w')"))
     run_as(solution_dir, attempt(f"os.remove('{OUTSIDE}/out.bin')"))
-    assert g.take() == []
+    run_as(solution_dir, attempt(f"open('{solution_dir}/ok.bin', 'w').close(); os.remove('{solution_dir}/ok.bin')"))
+    run_as(solution_dir, attempt(f"open('{scratch}', 'w').close(); os.remove('{scratch}')"))
+    found = [(f.guard, f.message.split(" from the solution's code at ")[0]) for f in g.take()]
+    assert found == [("filesystem", f"filesystem: open for writing {OUTSIDE}/out.bin (outside the working directory)"),
+                     ("filesystem", f"filesystem: os.remove {OUTSIDE}/out.bin (outside the working directory)")]
 
 
 def test_a_process_started_through_the_frozen_os_module_is_the_solutions(solution_dir):
