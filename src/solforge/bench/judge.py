@@ -625,20 +625,34 @@ class WorkloadRun:
         flush, method = self._cpu_flush()
         self.flushed_bytes = 0
 
-        staged: dict[int, dict[str, Any]] = {}
+        staged: dict[int, tuple[int, dict[str, Any]]] = {}
+        published: dict[int, tuple[int, dict[str, Any]]] = {}  # slot -> (iteration, the inputs it was given)
+        dists: dict[int, str] = {}
+        probing: set[int] = set()
+        probe_order = chooser.sample([d for d in DISTRIBUTIONS if d != "normal"], len(DISTRIBUTIONS) - 1)
+        probes: dict[int, list[Any]] = {}  # profiled calls (not samples): inputs of any distribution, all checked
 
         def prepare(i: int, slot: int, purpose: str) -> None:
             seeds[i] = secrets.randbits(62)
-            staged[slot] = self.inputs(seeds[i], "normal")  # private until the call is armed
+            dists[i] = "normal"
+            if purpose == "probe":  # every distribution but normal once, in a secret order, then any
+                first = len(probing) < len(probe_order)
+                dists[i] = probe_order[len(probing)] if first else chooser.choice(DISTRIBUTIONS)
+                probing.add(i)
+            staged[slot] = (i, self.inputs(seeds[i], dists[i]))  # private until the call is armed
             self.poison(slot)
 
         def publish(slot: int) -> None:
-            self.sol_arena.write(self.sol_arena.layout.inputs[slot], staged.pop(slot))
+            published[slot] = staged.pop(slot)
+            self.sol_arena.write(self.sol_arena.layout.inputs[slot], published[slot][1])
 
         def keep(i: int, slot: int) -> None:
             outs = self.outputs(slot)
             last_done[slot] = (i, outs)
             if i < timed_start:  # a warm-up call: checked for changes after DONE, not against the reference
+                return
+            if i in probing:
+                probes[i] = outs
                 return
             seen_timed[0] += 1
             if len(kept) < keep_n:
@@ -650,6 +664,10 @@ class WorkloadRun:
                     kept[i] = outs
 
         def before_reuse(slot: int) -> None:
+            if slot in published:  # a timed call may not write its inputs either (in the call or after DONE)
+                i, values = published[slot]
+                self._inputs_unchanged(slot, values, f"timed call {i - timed_start}" if i >= timed_start
+                                       else f"warm-up call {i - warm_start}")
             if slot in last_done:
                 i, outs = last_done[slot]
                 now = self.outputs(slot)
@@ -668,7 +686,7 @@ class WorkloadRun:
         child.send(request, fds=line.their_fds)
         self.in_hot_loop = True  # until the reply after STOP: a failure here leaves the process mid-loop
         loop = CpuLoop(line, prepare, publish, keep, before_reuse, flush, RING, self.timeout_s,
-                       profile_every=0 if self.judge.trusted else PROFILE_EVERY)
+                       profile_every=0 if self.judge.trusted else PROFILE_EVERY, min_profiled=len(probe_order))
         threads_before = _tasks(child)
         try:
             time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
@@ -720,6 +738,7 @@ class WorkloadRun:
                        f"between its {len(run.raw_ns)} timed calls, which took {run.inside_ms:.1f} ms in all")
             raise Verdict(EvaluationStatus.REWARD_HACK, message, [finding(Guard.OUTSIDE_CALL, message)])
         self._check_timed(run.iterations, kept, seeds)
+        self._check_probes(probes, seeds, dists, timed_start)
         overhead = self.judge.overhead_for(out_bytes)
         raw_ms = [ns / 1e6 for ns in run.raw_ns]
         samples = [max(r - overhead, MIN_SAMPLE_MS) for r in raw_ms]
@@ -770,6 +789,20 @@ class WorkloadRun:
                 raise Verdict(EvaluationStatus.INCORRECT_NUMERICAL,
                               f"timed call {i - iterations[0]} (checked after the loop): {result.message}", [],
                               result.max_absolute_error, result.max_relative_error)
+
+    def _check_probes(self, probes: dict[int, list[Any]], seeds: dict[int, int], dists: dict[int, str],
+                      timed_start: int) -> None:
+        """Check every profiled timed call (a secret share, not samples) against the
+        reference on its own inputs, drawn from any distribution (`inputs.DISTRIBUTIONS`):
+        a timed path that is only right on normal inputs fails here."""
+        order = sorted(probes)
+        all_expected, _ = self.expected([self.inputs(seeds[i], dists[i]) for i in order])
+        for i, expected in zip(order, all_expected):
+            result = compare_outputs(probes[i], expected, self.definition, self.judge.dps)
+            if not result.passed:
+                raise Verdict(EvaluationStatus.INCORRECT_NUMERICAL,
+                              f"timed call {i - timed_start} ({dists[i]} inputs, checked after the loop): "
+                              f"{result.message}", [], result.max_absolute_error, result.max_relative_error)
 
     def _time_device(self, budget: Any, clocks: dict[str, Any]) -> TimingStats:
         """The GPU path (UNVERIFIED: not yet run on a GPU in this project)."""

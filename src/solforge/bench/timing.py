@@ -154,7 +154,9 @@ class CpuLoop:
     """What the judge's CPU loop needs from the judge (`judge.WorkloadRun` provides it)."""
 
     line: Any  # the handshake's HotLine
-    prepare: Callable[[int, int, str], None]  # (iteration, slot, purpose) -> fresh inputs staged, outputs poisoned
+    # (iteration, slot, purpose) -> fresh inputs staged, outputs poisoned; purpose is "warmup", "time" or "probe"
+    # (a call run under the profiler, not a sample: the judge may draw its inputs from any distribution)
+    prepare: Callable[[int, int, str], None]
     publish: Callable[[int], None]  # (slot) -> the staged inputs written into the slot (the call is armed)
     keep: Callable[[int, int], None]  # (iteration, slot) -> copy the outputs of the call just done
     before_reuse: Callable[[int], None]  # (slot) -> check the outputs left there did not change since DONE
@@ -162,6 +164,7 @@ class CpuLoop:
     ring: int
     timeout_s: float
     profile_every: int = 0  # about 1 in this many timed calls runs under torch's profiler (0: none), drawn secretly
+    min_profiled: int = 1  # with profile_every, at least this many profiled calls per loop
 
 
 @dataclass
@@ -197,23 +200,22 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
             i += 1
     start = time.perf_counter()
     last_done_cpu = child.cpu_ns()
-    forced = False  # one profiled call at least, once min_iters samples are in
     while len(run.raw_ns) < max_iters:
         n = len(run.raw_ns)
-        if n >= min_iters and time.perf_counter() - start >= max_time_s and forced:
+        owed = loop.min_profiled - len(run.profiled) if loop.profile_every > 0 else 0  # profiled calls still due
+        if n >= min_iters and time.perf_counter() - start >= max_time_s and owed <= 0:
             break
         slot = i % loop.ring
+        profile = loop.profile_every > 0 and (secrets.randbelow(loop.profile_every) == 0
+                                              or (owed > 0 and n >= min_iters - owed))
         loop.before_reuse(slot)
-        loop.prepare(i, slot, "time")
+        loop.prepare(i, slot, "probe" if profile else "time")
         ready_cpu = child.cpu_ns()
 
         def armed(slot: int = slot) -> None:
             loop.publish(slot)
             loop.flush(slot)
 
-        profile = loop.profile_every > 0 and (secrets.randbelow(loop.profile_every) == 0
-                                              or (n >= min_iters - 1 and not forced))
-        forced = forced or profile or loop.profile_every == 0
         raw = judge_round(loop.line, i, slot, loop.timeout_s, on_armed=armed, profile=profile)
         done_cpu = child.cpu_ns()
         if ready_cpu is not None and last_done_cpu is not None:
