@@ -723,6 +723,7 @@ class WorkloadRun:
                                      "the profiler, but the reply lists none of their marks (emptied or rewritten on "
                                      "its way out)"))
             found += forbidden_findings(OpRecord(profiled=reply.profiled), self.judge.wanted)
+            found += self._timed_decoy_findings(reply, len(run.raw_ns) + len(run.profiled))
             started = _tasks(child) - threads_before
             if started:  # a pool joined in the last call leaves its tasks for a millisecond or so
                 time.sleep(0.02)
@@ -745,6 +746,26 @@ class WorkloadRun:
         return stats(samples, method, True, overhead_ms=overhead, raw_samples_ms=raw_ms,
                      flushed_bytes_per_call=self.flushed_bytes // max(len(run.raw_ns) + len(run.profiled), 1), cut=run.cut,
                      solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge")
+
+    def _timed_decoy_findings(self, reply: Cooled, calls: int) -> list[GuardFinding]:
+        """The decoy rule of the correctness calls, over the timed calls: a solution
+        declared in a language that launches its own kernels must launch them in its
+        timed calls too, and torch's compute (the profiler's self time, in the profiled
+        timed calls) must not outweigh its own kernels' time there."""
+        language = self.judge.solution.spec.language
+        if not language.launches_own_kernels or calls <= 0:
+            return []
+        if reply.launches == 0:
+            return [finding(Guard.DECOY, f"decoy: declared {language.value} but launched none of its own kernels in "
+                                         f"{calls} timed calls")]
+        shares = [c / (c + o) for c, o in zip(reply.profiled_compute_ms, reply.profiled_own_ms) if c + o > 0]
+        if shares:
+            share = sorted(shares)[len(shares) // 2]
+            if share > 0.5:
+                return [finding(Guard.DECOY, f"decoy: declared {language.value} but torch compute ops took {share:.0%} "
+                                             "of the time its own kernels and torch's compute took in the profiled "
+                                             "timed calls")]
+        return []
 
     def _cpu_flush(self) -> tuple[Callable[[int], None], str]:
         """The cache flush before a timed call on a slot, and the method's name: the call's

@@ -220,6 +220,11 @@ class Cooled(_Message):
     kind: Literal["cooled"] = "cooled"
     solution_samples_ms: list[float] = Field(default_factory=list)
     profiled: list[str] = Field(default_factory=list, description="Ops the profiler saw in the profiled timed calls.")
+    profiled_compute_ms: list[float] = Field(default_factory=list, description="Per profiled timed call: self time "
+                                             "of the torch compute ops the profiler saw, ms.")
+    profiled_own_ms: list[float] = Field(default_factory=list, description="Per profiled timed call: time inside "
+                                         "the solution's own kernel launches, ms (host side).")
+    launches: int = Field(default=0, description="Launches of the solution's own kernels during this timed loop.")
     findings: list[GuardFinding] = Field(default_factory=list)
 
 

@@ -436,7 +436,7 @@ class Session:
         from torch.profiler import record_function
 
         from solforge.bench.guards.observation import conceal
-        from solforge.bench.guards.recorder import TIMED_MARK
+        from solforge.bench.guards.recorder import TIMED_MARK, is_compute
         from solforge.bench.handshake import serve_rounds
         from solforge.bench.tracebacks import format_exception
 
@@ -449,6 +449,10 @@ class Session:
         fn, hand_over = self.fn, self._hand_over
 
         profiled: set[str] = set()
+        compute_ms: list[float] = []  # per profiled call: torch compute self time (the profiler's)
+        profiled_own_ms: list[float] = []  # per profiled call: own-kernel launch time (the launch counter's)
+        counter = self.counter
+        launches_before = counter.count if counter is not None else 0
 
         def arm(slot: int, profile: bool) -> tuple[int, dict[str, Any] | None, dict[str, Any], Any]:
             _, dps, shared_out = slots[slot]
@@ -464,6 +468,7 @@ class Session:
             slot, dps, shared_out, profiler = armed
             t0 = time.perf_counter()
             kwargs = state.arena.read(layout.inputs[slot])  # written by the judge after ARMED (scalars too)
+            own_before = counter.own_ns if counter is not None else 0
             if profiler is not None:
                 profiler.__enter__()
                 conceal()  # the call sees no profiler, as in every other call (guards.observation)
@@ -477,7 +482,11 @@ class Session:
             finally:
                 if profiler is not None:
                     profiler.__exit__(None, None, None)
-                    profiled.update(e.name for e in profiler.events())
+                    events = profiler.events()
+                    profiled.update(e.name for e in events)
+                    compute_ms.append(sum(e.self_cpu_time_total for e in events
+                                          if e.name.startswith("aten::") and is_compute(e.name)) / 1e3)
+                    profiled_own_ms.append(((counter.own_ns if counter is not None else 0) - own_before) / 1e6)
             own_ms.append((time.perf_counter() - t0) * 1e3)
 
         def on_error(exc: BaseException) -> None:
@@ -497,7 +506,9 @@ class Session:
                 findings.append(finding(Guard.THREAD_OR_PROCESS, f"threads or processes: thread(s) {started} started "
                                                                  "during the timed calls are still running"))
             findings += self.snapshot.verify() + self.audit.take()
-        return Cooled(id=request.id, solution_samples_ms=own_ms, findings=findings, profiled=sorted(profiled))
+        return Cooled(id=request.id, solution_samples_ms=own_ms, findings=findings, profiled=sorted(profiled),
+                      profiled_compute_ms=compute_ms, profiled_own_ms=profiled_own_ms,
+                      launches=(counter.count - launches_before) if counter is not None else 0)
 
     # -- the CUDA-event loop (GPU) ----------------------------------------------------------------
 
