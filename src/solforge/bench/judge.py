@@ -103,6 +103,9 @@ KEEP_BYTES = 512 * 2**20  # timed outputs the judge keeps for its checks after t
 CALIBRATION_ROUNDS = 30
 MAX_CALIBRATED_COPY_BYTES = 256 * 2**20
 REFERENCE_BATCH_BYTES = 256 * 2**20
+# Torch compute inside the solution's own kernel launches (numba objmode), as a share of
+# those launches' time, past which the kernel is torch's in a numba wrapper (median over calls).
+NESTED_TORCH_SHARE = 0.05
 PROFILE_EVERY = 8  # about 1 in 8 timed calls (drawn by the judge) runs under torch's profiler: not a sample
 
 
@@ -478,6 +481,7 @@ class WorkloadRun:
         max_abs = max_rel = 0.0
         precision = "native"
         shares: list[float] = []
+        nested: list[float] = []  # per call: the share of its own kernel time that was torch inside its launches
         own_before = 0.0
         last: Called | None = None
         inputs = [self.inputs(seeds[k], dists[k]) for k in range(calls)]
@@ -513,12 +517,21 @@ class WorkloadRun:
             history.append((slot, outs, expected, True))
             own_ms = reply.own_kernel_ms - own_before
             own_before = reply.own_kernel_ms
+            if k > 0 and reply.record is not None:
+                # The solution's own kernel time exclusive of torch run inside its launches.
+                if own_ms > 0:
+                    nested.append(min(reply.record.nested_ms / own_ms, 1.0))
+                own_ms = max(own_ms - reply.record.nested_ms, 0.0)
+                found = self._counter_findings(k, own_ms, reply)
+                if found:
+                    raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in found), found,
+                                  max_abs, max_rel)
             if k > 0 and reply.record is not None and reply.record.compute_ms + own_ms > 0:
                 # Torch's compute against the solution's own kernels, both timed inside the
                 # same call: the recorder's own overhead is in neither.
                 shares.append(reply.record.compute_ms / (reply.record.compute_ms + own_ms))
         if not self.judge.trusted and last is not None:
-            found = self._decoy_findings(calls, last, shares)
+            found = self._decoy_findings(calls, last, shares, nested)
             if found:
                 raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in found), found, max_abs,
                               max_rel)
@@ -557,7 +570,23 @@ class WorkloadRun:
                                                 f"storage call {j} returned"))
         return found
 
-    def _decoy_findings(self, calls: int, last: Called, shares: list[float]) -> list[GuardFinding]:
+    def _counter_findings(self, k: int, own_ms: float, reply: Called) -> list[GuardFinding]:
+        """The launch counter against the call's wall time: the solution's own kernel time
+        (exclusive of torch inside it) and torch's compute are disjoint spans inside the
+        call, so together they fit in it (10% and 0.05 ms for the clocks). More is a
+        counter written outside a launch."""
+        if self.judge.trusted or not self.judge.solution.spec.language.launches_own_kernels:
+            return []
+        compute_ms = reply.record.compute_ms if reply.record is not None else 0.0
+        if own_ms + compute_ms <= 1.1 * reply.solution_ms + 0.05:
+            return []
+        return [finding(Guard.HARNESS_TAMPER, f"harness tamper: call {k}'s launch counters report {own_ms:.3f} ms in "
+                                              f"its own kernels beside {compute_ms:.3f} ms of torch compute, in a call "
+                                              f"of {reply.solution_ms:.3f} ms (the counters were written outside a "
+                                              "launch)")]
+
+    def _decoy_findings(self, calls: int, last: Called, shares: list[float],
+                        nested: list[float] = ()) -> list[GuardFinding]:
         language = self.judge.solution.spec.language
         if not language.launches_own_kernels:
             return []
@@ -570,6 +599,10 @@ class WorkloadRun:
             seen = ", ".join(last.profiled_names) or "no kernel"
             return [finding(Guard.DECOY, f"decoy: declared {language.value} but none of its own kernels ran on the "
                                          f"device (the profiler saw {seen})")]
+        if nested and sorted(nested)[len(nested) // 2] > NESTED_TORCH_SHARE:
+            share = sorted(nested)[len(nested) // 2]
+            return [finding(Guard.DECOY, f"decoy: declared {language.value} but torch compute ops ran inside its own "
+                                         f"kernel launches (an objmode block?): {share:.0%} of its own kernel time")]
         if shares:
             share = sorted(shares)[len(shares) // 2]
             if share > 0.5:

@@ -177,6 +177,9 @@ class OpRecord(BaseModel):
     modules: list[str] = Field(default_factory=list, description="Classes of nn.Modules whose forward ran.")
     aten: dict[str, int] = Field(default_factory=dict, description="aten op name -> calls.")
     compute_ms: float = Field(default=0.0, description="Time inside torch compute ops (not allocations, views).")
+    nested_ms: float = Field(default=0.0, description="Time in torch functions called inside a launch of the "
+                             "solution's own kernels (from a numba objmode block), recording included: also in the "
+                             "launch's own time, ms.")
     profiled: list[str] = Field(default_factory=list, description="Op names torch's profiler recorded (C++ level).")
     intact: bool = Field(default=True, description="False when the recorder was removed during the call.")
 
