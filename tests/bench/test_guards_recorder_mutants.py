@@ -146,3 +146,27 @@ def test_a_call_recorded_under_another_profiler_is_no_forged_reply():
     assert [f.message for f in record_findings(unmarked, {})] == [
         "forged reply: the op record of a recorded call lacks the recorder's own mark in the profiler "
         "(emptied or rewritten on its way out)"]
+
+
+def test_a_forbidden_function_is_carried_out_by_its_implementation_op_and_nothing_else():
+    # What `implementation_ops` promises: the op that does the work (not the allocations,
+    # views and copies around it), and nothing for ops made only of building blocks.
+    from solforge.bench.guards.recorder import implementation_ops
+
+    assert implementation_ops("softmax") == ("aten::_softmax",)
+    assert implementation_ops("log_softmax") == ("aten::_log_softmax",)
+    assert implementation_ops("layer_norm") == ("aten::native_layer_norm",)
+    assert implementation_ops("scaled_dot_product_attention") == ("aten::_scaled_dot_product_flash_attention_for_cpu",)
+    if hasattr(torch.ops.aten, "_fused_rms_norm"):
+        assert implementation_ops("rms_norm") == ("aten::_fused_rms_norm",)
+    assert implementation_ops("cross_entropy_loss") == ("aten::log_softmax",)
+    for blocks in ("gelu", "silu", "mul", "sum", "mean", "_softmax", "no_such_op_anywhere"):
+        assert implementation_ops(blocks) == (), blocks
+
+
+def test_a_forged_reply_is_reported_first_then_what_the_record_still_shows():
+    from solforge.bench.guards.recorder import record_findings
+
+    wanted = forbidden_names(forbidding("torch.rms_norm"))
+    unmarked = OpRecord(functions=["torch.rms_norm"], aten={"aten::mul.Tensor": 1})
+    assert [f.guard for f in record_findings(unmarked, wanted)] == ["forged-reply", "forbidden-call"]
