@@ -186,3 +186,40 @@ def test_a_pidfd_to_another_process_is_refused_and_named(audit, tmp_path):
     assert any(f.guard == "harness-tamper" and "os.pidfd_open(" in f.message for f in audit.take())
     run_as(tmp_path / "solution", "import os\ndef run():\n    os.close(os.pidfd_open(os.getpid()))\n")
     assert audit.take() == []
+
+
+def test_code_compiled_under_a_librarys_name_stays_the_solutions(audit, tmp_path):
+    """A file name is a label the solution chooses: code it compiles under torch's path is
+    named, and a frame walk from that code is still the solution's."""
+    import torch
+
+    spoofed = str(Path(torch.__file__).parent / "_not_a_torch_file.py")
+    run_as(tmp_path / "solution", "import types\ndef run():\n"
+           f"    code = compile('import sys\\ndef walk():\\n    return sys._getframe(1)\\n', {spoofed!r}, 'exec')\n"
+           "    ns = {}\n    exec(code, ns)\n    return ns['walk']()\n")
+    found = audit.take()
+    assert any(f.guard == "introspection" and "under a library's file name" in f.message for f in found), found
+    assert any(f.guard == "introspection" and "walks the call stack at _not_a_torch_file.py" in f.message
+               for f in found), found
+
+
+def test_code_made_with_a_replaced_file_name_stays_the_solutions(audit, tmp_path):
+    run_as(tmp_path / "solution", "import sys\ndef walk():\n    return sys._getframe(1)\n"
+           "def run():\n    fn = type(walk)(walk.__code__.replace(co_filename='<frozen importlib._bootstrap>'), "
+           "globals())\n    return fn()\n")
+    assert any(f.guard == "introspection" and "walks the call stack" in f.message for f in audit.take())
+
+
+def test_honest_generated_code_is_not_named(audit, tmp_path):
+    """exec of a generated string, and a module generated into /tmp and imported, with no
+    frame reads: nothing to name."""
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / f"g_{uuid.uuid4().hex[:8]}.py").write_text("def f(x):\n    return x + 1\n")
+    run_as(tmp_path / "solution", "import importlib.util, pathlib\ndef run():\n"
+           "    ns = {}\n    exec(compile('def g(x):\\n    return 2 * x\\n', '<generated>', 'exec'), ns)\n"
+           f"    path = next(pathlib.Path({str(gen)!r}).glob('g_*.py'))\n"
+           "    spec = importlib.util.spec_from_file_location(path.stem, path)\n"
+           "    module = importlib.util.module_from_spec(spec)\n    spec.loader.exec_module(module)\n"
+           "    return module.f(ns['g'](1))\n")
+    assert audit.take() == []
