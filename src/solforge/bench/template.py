@@ -7,8 +7,8 @@ template within 0.2 s of the judge's death by any signal; PR_SET_PDEATHSIG would
 the judge's *thread* that started it, which may end first), so that the template cannot
 outlive the judge;
 each child then dies with the template by its own PR_SET_PDEATHSIG (`child`). It makes
-the template not dumpable and a child subreaper (see below). It also loads what every
-child needs (torch, numpy, numba, solforge's child code), once.
+the template not dumpable, a child subreaper, and drops every capability (see below). It
+also loads what every child needs (torch, numpy, numba, solforge's child code), once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import signal
 
 from solforge.bench import child  # noqa: F401  (the heavy imports, once for every child)
-from solforge.bench.child import PR_SET_DUMPABLE, _prctl, tie_to_parent
+from solforge.bench.child import PR_SET_DUMPABLE, _prctl, drop_privileges, tie_to_parent
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -27,3 +27,8 @@ _prctl(PR_SET_DUMPABLE, 0)
 # A process a solution detaches (double fork, setsid) is reparented here, not to init,
 # where the judge finds and kills it when that solution's process ends.
 _prctl(PR_SET_CHILD_SUBREAPER, 1)
+# No capabilities here either: nothing the template or any child does needs one, and a
+# process forked from here (by a request to the fork server, which serves whoever finds its
+# socket) must not regain what the solution's process dropped (root's CAP_SYS_PTRACE reads
+# a non-dumpable judge's descriptors through /proc).
+drop_privileges()
