@@ -11,10 +11,12 @@ noticed something); one that survives is listed, with its line, to read.
     python benchmarks/mutation.py [--per-file 25] [--seed 0] [--timeout 300] [--only static,watch]
 
 Mutants are sampled (`--per-file` per source file, a fixed seed per file, so `--only`
-draws the same sample as a full run) because each needs a test run. Equivalent mutants (a change that cannot alter behaviour) are listed in
-`EQUIVALENT`, each with the reason; they are left out before sampling, and the table
-counts them per file. A listed site that no longer exists is reported, so the list
-cannot go stale silently. Every other survivor is listed with its line, to read.
+draws the same sample as a full run) because each needs a test run; a `--per-file`
+above a file's count takes all of its mutants. Equivalent mutants (a change that
+cannot alter behaviour) are listed in `EQUIVALENT`, each with the reason; they are
+left out before sampling, and the table counts them per file. A listed site that no
+longer exists is reported, so the list cannot go stale silently. Every other survivor
+is listed with its line and its change, to read.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ TARGETS["src/solforge/search/operators.py"] = ["tests/search/test_search_engine_
 # form, so a statement spread over several lines is one line here), which names the site
 # and the change without a line number. For a change as plain as `return []`: `in NAME:
 # BEFORE -> AFTER` asks that the site lie in the function or method NAME and that the
-# line read BEFORE before the mutation and AFTER after it. Only mutants no input
-# can tell apart belong here;
-# one that a CPU test cannot reach but a GPU test can is a survivor, not an equivalent.
+# line read BEFORE before the mutation and AFTER after it. Only mutants no input can tell
+# apart belong here; one that a CPU test cannot reach but a GPU test can is a survivor,
+# not an equivalent.
 _G = "src/solforge/bench/guards/"
 _OPEN_FLAGS = ("every 'open' audit event of CPython (builtins.open/FileIO, os.open, io.open_code) has three "
                "arguments, the third the int flags, and the flags alone say whether it writes (FileIO derives "
@@ -86,6 +88,9 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     (_G + "audit.py", "rsplit(os.sep, 2)[0]",
      "the parent of the solforge package is src/ (which holds only solforge) in a checkout and site-packages "
      "(already a library root) when installed: the same files are libraries either way"),
+    (_G + "audit.py", "(event == 'os.killpg' and target == -os.getpgid(0))",
+     "a process group id is positive, so a target equal to minus the own group is negative, and the next rule "
+     "(killpg or a negative target: is its absolute value the own group?) answers True for it either way"),
     (_G + "static.py", "d.rsplit('.', 2)[-1] in _CODE_ATTRS",
      "the last part of a dotted name is the same whether one split or two are made from the right"),
     (_G + "static.py", "in dict_owner: return set() -> return []",

@@ -11,6 +11,8 @@ each test states a rule of the guard's contract, not a line of its code.
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import tempfile
 import os
 import sys
 import uuid
@@ -200,3 +202,63 @@ def test_truncating_an_open_file_by_its_descriptor_is_honest_under_a_writable_ro
               "    finally:\n        os.close(fd)\n")
     assert run_as(solution_dir, source) == 1
     assert g.take() == []
+
+
+def signal_attempt(statement: str) -> str:
+    """A solution whose run() sends signal 0 (no signal: an existence check) as
+    `statement` says, and returns "sent" or the name of the exception it raised."""
+    return (f"import os\ndef run():\n    try:\n        {statement}\n    except Exception as e:\n"
+            "        return type(e).__name__\n    return 'sent'\n")
+
+
+@pytest.mark.parametrize("statement", [
+    "os.kill(os.getpid(), 0)",
+    "os.kill(0, 0)",  # its own process group
+    "os.kill(-os.getpgid(0), 0)",
+    "os.killpg(os.getpgid(0), 0)",
+])
+def test_signals_to_the_solutions_own_process_and_group_are_sent(solution_dir, statement):
+    g = armed(solution_dir)
+    assert run_as(solution_dir, signal_attempt(statement)) == "sent"
+    assert g.take() == []
+
+
+def test_a_signal_to_a_child_the_solution_started_is_sent(solution_dir):
+    g = armed(solution_dir)
+    source = ("import os, subprocess\ndef run():\n    child = subprocess.Popen(['sleep', '5'])\n"
+              "    try:\n        os.kill(child.pid, 0)\n        return 'sent'\n"
+              "    finally:\n        child.kill()\n        child.wait()\n")
+    assert run_as(solution_dir, source) == "sent"
+    assert [f.guard for f in g.take() if f.guard != "thread-or-process"] == []
+
+
+@pytest.mark.parametrize("statement, target", [
+    ("os.kill(1, 0)", "os.kill(1, 0)"),
+    ("os.killpg(1, 0)", "os.killpg(1, 0)"),
+    ("os.kill(4194304, 0)", "os.kill(4194304, 0)"),  # above the kernel's pid limit: no such process
+])
+def test_a_signal_to_a_process_outside_the_solutions_own_is_refused_before_it_is_sent(solution_dir, statement,
+                                                                                      target):
+    g = armed(solution_dir)
+    assert run_as(solution_dir, signal_attempt(statement)) == "PermissionError"
+    found = [(f.guard, f.message.split(" at m_")[0]) for f in g.take()]
+    assert found == [("harness-tamper", f"harness tamper: {target} signals a process outside the solution's own")]
+
+
+def test_the_import_systems_bytecode_write_is_not_the_solutions(solution_dir, monkeypatch):
+    # Importing a module from a directory outside the honest places makes the import
+    # system write its .pyc there: the solution imported, it did not write.
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    home = Path(os.path.expanduser("~"))
+    outside = Path(tempfile.mkdtemp(prefix="solforge-audit-import-", dir=home))
+    try:
+        name = f"audit_import_{uuid.uuid4().hex[:8]}"
+        (outside / f"{name}.py").write_text("VALUE = 7\n")
+        g = armed(solution_dir)
+        source = (f"import sys\ndef run():\n    sys.path.insert(0, {str(outside)!r})\n    try:\n"
+                  f"        import {name}\n        return {name}.VALUE\n    finally:\n        sys.path.remove({str(outside)!r})\n")
+        assert run_as(solution_dir, source) == 7
+        assert list((outside / "__pycache__").glob(f"{name}.*.pyc")), "the import wrote no bytecode: nothing tested"
+        assert g.take() == []
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
