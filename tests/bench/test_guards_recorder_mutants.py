@@ -170,3 +170,23 @@ def test_a_forged_reply_is_reported_first_then_what_the_record_still_shows():
     wanted = forbidden_names(forbidding("torch.rms_norm"))
     unmarked = OpRecord(functions=["torch.rms_norm"], aten={"aten::mul.Tensor": 1})
     assert [f.guard for f in record_findings(unmarked, wanted)] == ["forged-reply", "forbidden-call"]
+
+
+def test_torch_called_inside_the_solutions_own_launch_is_recorded_and_timed_apart():
+    # Torch reached from inside a launch of the solution's own kernel (numba objmode) is
+    # in that launch's own time too: the recorder keeps it apart (nested), and the call
+    # still computes what it computes. Torch next to a launch, or inside a launch no
+    # counter owns, is not nested.
+    from solforge.bench.guards import launches
+    from solforge.bench.guards.launches import LaunchCounter
+    from solforge.spec import Language
+
+    counter = LaunchCounter(device="cpu", language=Language("numba"), modules=frozenset(), files=frozenset())
+    with OpRecorder() as inside:
+        got = launches._timed([counter], torch.relu, X)
+    torch.testing.assert_close(got, torch.relu(X))
+    assert inside.record().nested_ms > 0 and "torch.relu" in inside.record().functions
+    with OpRecorder() as outside:
+        launches._timed([], torch.relu, X)
+        torch.relu(X)
+    assert outside.record().nested_ms == 0 and "torch.relu" in outside.record().functions
