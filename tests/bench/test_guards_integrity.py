@@ -167,3 +167,21 @@ def test_a_tracer_or_a_torch_mode_left_active_is_caught(harness):
     assert "harness tamper: the torch function mode stack changed (0 -> 1)" in got
     assert any(m.startswith("harness tamper: sys.gettrace() changed") for m in got)
     assert snapshot.verify() == []
+
+
+def test_a_signal_handler_or_interval_timer_left_installed_is_tamper():
+    """A handler runs the solution's code at any moment, the harness's waits included.
+    (SIGUSR1 and the virtual timer: pytest-timeout may hold SIGALRM and the real one.)"""
+    import signal
+
+    snap = IntegritySnapshot.take()
+    before = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 1000.0)
+        found = [f.message for f in snap.verify()]
+        assert any("the handler of SIGUSR1 changed" in m for m in found), found
+        assert any("the interval timer ITIMER_VIRTUAL is armed changed" in m for m in found), found
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0.0)
+        signal.signal(signal.SIGUSR1, before)
+    assert snap.verify() == []

@@ -1,11 +1,11 @@
 """Integrity of the timers and the harness: identities taken before user code is imported,
 compared after it ran.
 
-A snapshot records the process-wide hooks (tracer, profiler, the depth of torch's
-function and dispatch mode stacks) and, for each protected dotted name, the module object it lives in, the
-object it names, and for a Python function also its `__code__`, `__defaults__`,
-`__kwdefaults__`, the contents of its closure cells and the callables and modules its
-code reaches through globals. `verify()` looks every name up again through
+A snapshot records the process-wide hooks (tracer, profiler, signal handlers and
+interval timers, the depth of torch's function and dispatch mode stacks) and, for each
+protected dotted name, the module object it lives in, the object it names, and for a
+Python function also its `__code__`, `__defaults__`, `__kwdefaults__`, the contents of
+its closure cells and the callables and modules its code reaches through globals. `verify()` looks every name up again through
 `sys.modules` (never importing), so rebinding (`time.perf_counter = f`), in-place swaps
 (`fn.__code__ = g.__code__`), `sys.modules` surgery, globals rewiring
 (`fn.__globals__["torch"] = fake`), a `sys.settrace` and a TorchDispatchMode left
@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import signal
 import sys
 import types
 from collections.abc import Iterable, Mapping
@@ -150,6 +151,16 @@ def _interpreter_state() -> dict[str, object]:
     tracer or profiler (the harness's frames and locals), and a torch function or
     dispatch mode left active (every op of the reference passes through it)."""
     state: dict[str, object] = {"sys.gettrace()": sys.gettrace(), "sys.getprofile()": sys.getprofile()}
+    # Signal handlers and interval timers run the solution's code at any moment, the
+    # harness's own waits included (work done while the judge publishes a call's inputs).
+    for sig in sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}):
+        try:
+            state[f"the handler of {signal.Signals(sig).name}"] = signal.getsignal(sig)
+        except (ValueError, OSError):  # a real-time signal without a name, or one Python cannot query
+            continue
+    for which in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF"):
+        if hasattr(signal, which):
+            state[f"the interval timer {which} is armed"] = signal.getitimer(getattr(signal, which)) != (0.0, 0.0)
     torch = sys.modules.get("torch")
     if torch is not None:
         state["the torch function mode stack"] = torch._C._len_torch_function_stack()
