@@ -58,7 +58,9 @@ def test_an_infinite_loop_times_out_at_the_limit_and_the_run_goes_on():
     elapsed = time.monotonic() - start
     assert looping.status is EvaluationStatus.TIMEOUT and "within 3 s: the process was killed (SIGKILL)" in looping.log, looping.log
     assert elapsed >= 3.0  # killed at the limit, not before
-    assert evaluate(DEFN, WORKLOAD, solution("honest_rmsnorm.py"), "cpu", config)[0].evaluation.status \
+    # the next evaluation runs as usual (under the default limit: 3 s is the loop's, and a
+    # busy machine may need more for an honest first call)
+    assert evaluate(DEFN, WORKLOAD, solution("honest_rmsnorm.py"), "cpu", CONFIG)[0].evaluation.status \
         is EvaluationStatus.PASSED
 
 

@@ -427,6 +427,18 @@ def sandbox_problem() -> str | None:
     return None
 
 
+def _under_tmp_binds() -> list[str]:
+    """The places the child's Python needs the child's Python needs (the interpreter's prefix,
+    the import path) that lies under /tmp, which the sandbox covers with an empty tmpfs:
+    an install or a checkout under /tmp stays importable, read-only (bound with --ro-bind)."""
+    tops: list[str] = []
+    for p in sorted({os.path.abspath(p) for p in (sys.prefix, os.path.dirname(sys.executable), *sys.path) if p}):
+        if (p == "/tmp" or p.startswith("/tmp/")) and os.path.exists(p) and not any(
+                p == t or p.startswith(t + os.sep) for t in tops):
+            tops.append(p)
+    return tops
+
+
 def _start_sandboxed(conn: multiprocessing.connection.Connection, role: str, device: str,
                      writable: str) -> subprocess.Popen:
     bwrap = bwrap_path()
@@ -434,12 +446,15 @@ def _start_sandboxed(conn: multiprocessing.connection.Connection, role: str, dev
         raise ChildStartError("--sandbox: bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)")
     fd = conn.fileno()
     os.set_inheritable(fd, True)
+    readonly = _under_tmp_binds()
+    readonly_binds = [arg for p in readonly for arg in ("--ro-bind", p, p)]
     dev = ["--dev-bind", "/dev", "/dev"] if device != "cpu" else ["--dev", "/dev"]
-    cmd = [bwrap, "--ro-bind", "/", "/", *dev, "--proc", "/proc", "--tmpfs", "/tmp",
+    cmd = [bwrap, "--ro-bind", "/", "/", *dev, "--proc", "/proc", "--tmpfs", "/tmp", *readonly_binds,
            "--bind", writable, writable, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
            "--die-with-parent", "--new-session", "--chdir", writable,
            sys.executable, "-m", "solforge.bench.child", role, device, str(fd)]
     env = scrubbed_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env["SOLFORGE_SANDBOX_ROOT"] = writable  # the audit guard names writes outside it
+    env["SOLFORGE_SANDBOX_READONLY"] = os.pathsep.join(readonly)  # and into these, though under /tmp
     return subprocess.Popen(cmd, pass_fds=(fd,), env=env, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -173,6 +173,7 @@ class AuditGuard:
     def __init__(self) -> None:
         self.root: str | None = None
         self.writable_root: str | None = None
+        self.readonly_roots: tuple[str, ...] = ()
         self._made: set[str] = set()  # file names of code the solution's own code compiled (see _compiled)
         self.harness_files: tuple[str, ...] = ()  # written only by the judge: any write by the solution is named
         self.honest_files: tuple[str, ...] = ()  # where code writes honestly (see the module docstring)
@@ -187,6 +188,10 @@ class AuditGuard:
 
         self.root = os.path.realpath(files_root) + os.sep
         self.writable_root = os.path.realpath(writable_root) + os.sep if writable_root else None
+        # under /tmp, the sandbox's own tmpfs, except the read-only binds of an install or a
+        # checkout that lies there (`processes._under_tmp_binds`)
+        self.readonly_roots = tuple(os.path.realpath(p) + os.sep for p in
+                                    os.environ.get("SOLFORGE_SANDBOX_READONLY", "").split(os.pathsep) if p)
         self.harness_files = (os.path.realpath(cache_root()) + os.sep,)
         self.honest_files = _honest_write_roots(self.root)
         self.armed = True
@@ -384,7 +389,8 @@ class AuditGuard:
 
     def _write(self, path: str, what: str, caller: FrameType | None) -> None:
         real = os.path.realpath(os.path.abspath(path))
-        if real.startswith((self.writable_root or "", "/tmp/", "/dev/null")):
+        if real.startswith((self.writable_root or "", "/tmp/", "/dev/null")) and not (
+                (real + os.sep).startswith(self.readonly_roots) and not real.startswith(self.writable_root or "\0")):
             return
         where = self._nearest_outside_stdlib(caller)
         if where:
