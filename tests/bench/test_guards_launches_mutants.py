@@ -270,3 +270,29 @@ def test_a_py_file_the_solution_writes_through_os_open_is_its_own(tmp_path):
                             files=frozenset({os.path.realpath(main)}))
     assert counter.owns(generated)
     assert not counter.owns(other.kernel)
+
+
+def test_files_that_wrote_each_other_are_not_the_solutions_without_a_solution_file_in_the_chain(tmp_path):
+    # Ownership follows the chain of writers (a generated file's writer may itself be
+    # generated); a cycle that never reaches the solution's files is not its own.
+    from solforge.bench.guards.launches import record_generated_sources
+
+    record_generated_sources()
+    writer = ("import importlib.util\n\ndef kernel(x):\n    return x\n\n"
+              "def write(path, text):\n    with open(path, 'w') as f:\n        f.write(text)\n")
+
+    def load(path, name):
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    a_path, b_path = tmp_path / "cycle_a.py", tmp_path / "cycle_b.py"
+    a_path.write_text(writer)
+    a = load(a_path, "launches_test_cycle_a")
+    a.write(str(b_path), writer)  # b written by a
+    b = load(b_path, "launches_test_cycle_b")
+    b.write(str(a_path), writer)  # a written (again) by b: a cycle
+    counter = LaunchCounter(device="cpu", language=Language("numba"), modules=frozenset({"solution_main"}),
+                            files=frozenset({os.path.realpath(tmp_path / "main.py")}))
+    assert not counter.owns(a.kernel) and not counter.owns(b.kernel)
