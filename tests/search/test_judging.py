@@ -222,7 +222,9 @@ def test_spread_takes_the_ends_then_the_middles():
 @pytest.mark.slow
 def test_the_harness_never_cuts_the_best_itself_at_three_times_its_latency(cache_dir):
     """The real harness: the seed kernel timed again with a cut-off of 3x its own median
-    is not cut (it is as fast as the best, because it is the best)."""
+    is not cut (it is as fast as the best, because it is the best) unless the samples it
+    took this time were themselves past the cut-off (a machine whose load tripled the same
+    kernel's time): the harness cuts on what it measured, never on a guess."""
     from solforge.bench import evaluate
 
     definition, workloads = small_problem()
@@ -232,7 +234,11 @@ def test_the_harness_never_cuts_the_best_itself_at_three_times_its_latency(cache
     cut = {t.workload.uuid: 3 * t.evaluation.performance.latency_ms for t in first}
     again = evaluate(definition, search, solution, "cpu", FAST_BENCH, cutoff_ms=cut)
     assert [t.evaluation.status.value for t in again] == ["PASSED", "PASSED"]
-    assert not any(t.evaluation.solforge.timing.cut for t in again)
+    for t in again:
+        timing = t.evaluation.solforge.timing
+        if timing.cut:
+            raw = sorted(timing.raw_samples_ms)  # the judge's own readings, overhead included
+            assert raw and raw[len(raw) // 2] > cut[t.workload.uuid], timing
 
 
 def test_the_evolve_table_shows_the_stability_of_each_figure(tmp_path):
