@@ -17,6 +17,13 @@ import time
 
 import numpy  # noqa: F401  (preloaded for the children)
 import torch  # noqa: F401
+# What the first torch.profiler session in a process imports (torch._dynamo, and through it
+# sympy and triton: ~875 modules, 0.8 to 1.7 s on the 2-core developer machine), so that
+# the op recorder's first call in each solution's process does not pay it. Imports only:
+# no profiler is started here, since a process forked after one has run can hang in its
+# first session (seen with kineto's CPU profiler).
+import torch._dynamo  # noqa: F401
+import torch.profiler  # noqa: F401
 
 try:  # preloaded when installed: a numba solution then pays no import
     import numba  # noqa: F401

@@ -8,9 +8,11 @@ Two kinds of child, each a process of its own (`child.py` is their entry point):
   definition's reference outputs and never loads a solution.
 
 Start-up. Children are forked from a template process that has already imported
-torch, numpy, numba and solforge's child code (`multiprocessing`'s forkserver, with
-those modules preloaded), so a fresh process per solution costs a fork (~50 ms here)
-rather than a Python start and a torch import (~2 s). The template never runs user
+torch, numpy, numba, solforge's child code and what torch's profiler imports on first use
+(torch._dynamo; the op recorder profiles every correctness call) (`multiprocessing`'s
+forkserver, with those modules preloaded), so a fresh process per solution costs a fork
+(~50 ms here) rather than a Python start, a torch import (~2 s) and the first profiler
+session's imports (0.8 to 1.7 s). The template never runs user
 code and never initializes CUDA, so its children may. It is started once, under the
 scrubbed environment below, so /proc/<pid>/environ of every child holds nothing else.
 With `sandbox=True` a solution's process is started instead as a fresh Python under
