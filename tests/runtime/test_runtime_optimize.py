@@ -41,6 +41,11 @@ def test_optimize_end_to_end(tmp_path, cache_dir):
     assert list(state["searches"]) == [name] and state["searches"][name]["winner"]
     run_dir = Path(state["searches"][name]["run_dir"])
     assert (run_dir / "winner" / "solution.json").is_file() and (run_dir / "definition.json").is_file()
+    from solforge.search import Archive
+
+    with Archive.open(run_dir, read_only=True) as archive:  # the searches time eager only by default
+        assert archive.run.config["search"]["baselines"] == ["eager"]
+        assert set(archive.run.config["baselines"]) == {"eager"}
     check = json.loads((out / "check.json").read_text())
     assert check["passed"] and check["kernels"][0]["calls"] > 0
     assert [s["variant"] for s in check["speed"]] == ["eager", "kernelized"]
@@ -97,3 +102,15 @@ def test_optimize_resumes_after_kill_9_without_redoing_what_finished(tmp_path, c
     again = subprocess.run(cmd, capture_output=True, text=True, env=_env(cache_dir), timeout=900)
     assert again.returncode == 0
     assert f"read back profile, evolve {name}, check" in again.stdout
+
+
+@pytest.mark.parametrize("value", ["compile", "eager,triton", ""])
+def test_search_baselines_must_name_eager_and_known_baselines(tmp_path, cache_dir, value):
+    config = write_tiny_config(tmp_path)
+    out = tmp_path / "opt"
+    proc = subprocess.run(_cmd(config, out, "--max-candidates", "1", "--search-baselines", value),
+                          capture_output=True, text=True, env=_env(cache_dir), timeout=300)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stdout + proc.stderr
+    assert "--search-baselines" in lines[0] and "Traceback" not in proc.stderr
+    assert not out.exists()  # refused before anything was written

@@ -28,6 +28,10 @@ def optimize(
     prompts: Annotated[int, typer.Option(help="Prompts of the logit check.")] = 4,
     rounds: Annotated[int, typer.Option(help="Speed rounds of the check (0: none).")] = 5,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Time the torch.compile variants too.")] = True,
+    search_baselines: Annotated[str, typer.Option(
+        help="What each kernel search times beside its candidates: eager, or eager,compile (torch.compile per "
+             "kernel; on a CPU an inductor C++ build per workload shape, minutes per search). The check times "
+             "torch.compile on the whole model either way.")] = "eager",
 ) -> None:
     """The whole chain for one model: profile, evolve, kernelize, check."""
     from solforge.cli.evolve import parse_duration_s
@@ -43,10 +47,15 @@ def optimize(
         raise SpecError("--top: expected a positive number")
     if max_candidates is not None and max_candidates < 1:
         raise SpecError("--max-candidates: expected a positive number")
+    from solforge.search.config import BASELINES
+
+    names = tuple(b.strip() for b in search_baselines.split(",") if b.strip())
+    if not names or any(b not in BASELINES for b in names) or "eager" not in names:
+        raise SpecError(f"--search-baselines: expected eager or eager,compile, got '{search_baselines}'")
     out = out or Path("solforge-optimize") / (slugify(target.split("/")[-1]) + (f"-{layers}l" if layers else ""))
     config = OptimizeConfig(device=device, dtype=dtype, layers=layers, batch=batch, seq_len=seq_len,
                             budget_s=parse_duration_s(budget) if budget else None, max_candidates=max_candidates,
-                            top=top, prompts=prompts, rounds=rounds, compile=compile)
+                            top=top, prompts=prompts, rounds=rounds, compile=compile, search_baselines=names)
     result = run_optimize(target, out, config, log=lambda line: console.print(f"[dim]{line}[/dim]"))
     console.print(profile_table(result.profile))
     for c in result.selected:

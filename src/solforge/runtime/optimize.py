@@ -49,6 +49,10 @@ class OptimizeConfig:
     rounds: int = 5  # speed rounds of the check; 0 skips the speed measurement
     compile: bool = True  # torch.compile variants in the check
     seed: int = 0
+    # What each kernel search times beside the candidates. Eager by default: the check times
+    # torch.compile on the whole model, and a per-kernel compile baseline on a CPU is an
+    # inductor C++ build per workload shape (minutes per search on a 2-core machine).
+    search_baselines: tuple[str, ...] = ("eager",)
 
 
 @dataclass
@@ -73,7 +77,7 @@ def _state(out: Path) -> dict[str, Any]:
 
 
 def evolve_config(device: str, budget_s: float | None, max_candidates: int | None, seed: int, runs_root: Path,
-                  dataset_root: Path | None):
+                  dataset_root: Path | None, baselines: tuple[str, ...] | None = None):
     """The search's EvolveConfig for one candidate. Its field names changed once (budget_s ->
     max_wall_seconds, seed -> random_seed, the dataset root beside `bench`); both spellings are read."""
     import dataclasses
@@ -84,6 +88,8 @@ def evolve_config(device: str, budget_s: float | None, max_candidates: int | Non
     kw: dict[str, Any] = {"device": device, "max_candidates": max_candidates, "runs_root": runs_root}
     kw["max_wall_seconds" if "max_wall_seconds" in names else "budget_s"] = budget_s
     kw["random_seed" if "random_seed" in names else "seed"] = seed
+    if baselines is not None and "baselines" in names:
+        kw["baselines"] = tuple(baselines)
     if "dataset_root" in names:
         kw["dataset_root"] = dataset_root
     else:
@@ -192,7 +198,7 @@ def optimize(target: str, out: str | Path, config: OptimizeConfig,
                 defn, workloads = load_builtin(name)
                 dataset_root = builtin_root()
             ecfg = evolve_config(config.device, c["budget_s"], config.max_candidates, config.seed, runs_root,
-                                 dataset_root)
+                                 dataset_root, config.search_baselines)
             resume = existing[-1] if existing else None
             if resume is not None:
                 resumed.append(f"evolve {name} (continued)")
