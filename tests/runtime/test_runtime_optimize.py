@@ -105,12 +105,34 @@ def test_optimize_resumes_after_kill_9_without_redoing_what_finished(tmp_path, c
 
 
 @pytest.mark.parametrize("value", ["compile", "eager,triton", ""])
-def test_search_baselines_must_name_eager_and_known_baselines(tmp_path, cache_dir, value):
+def test_search_baselines_must_name_eager_and_known_baselines(tmp_path, value):
     config = write_tiny_config(tmp_path)
     out = tmp_path / "opt"
     proc = subprocess.run(_cmd(config, out, "--max-candidates", "1", "--search-baselines", value),
-                          capture_output=True, text=True, env=_env(cache_dir), timeout=300)
+                          capture_output=True, text=True, env=_env(tmp_path / "cache"), timeout=300)
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stdout + proc.stderr
     assert "--search-baselines" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()  # refused before anything was written
+
+
+def test_the_searches_are_judged_on_the_shapes_the_model_runs():
+    from solforge.problems import load_builtin
+    from solforge.runtime.optimize import model_workloads
+    from solforge.search.workloads import choose_workloads
+
+    definition, workloads = load_builtin("rmsnorm_h4096")
+    calls = [{"axes": {"num_tokens": 64}, "count": 5}, {"axes": {"num_tokens": 1}, "count": 2},
+             {"axes": {"num_tokens": 64}, "count": 1}]
+    at_model = model_workloads(definition, workloads, calls, "prefill", "cpu")
+    choice = choose_workloads(definition, at_model, "cpu", selection="given")
+    assert [w.axes for w in choice.search] == [{"num_tokens": 64}, {"num_tokens": 1}]  # each shape once
+    assert [w.axes for w in choice.held_out] == [{"num_tokens": 99}]  # beside the first, never searched
+    assert all(w.inputs == workloads[0].inputs and not w.smoke for w in at_model)
+    assert choice.search[0].label == "model prefill num_tokens=64"
+    assert model_workloads(definition, workloads, [], "prefill", "cpu") == []  # no calls: the caller keeps its own
+    # without a token axis the gate is the definition's own held-out workloads
+    attn, attn_wls = load_builtin("gqa_prefill_causal_h32_kv8_d128")
+    gated = model_workloads(attn, attn_wls, [{"axes": {"batch_size": 1, "seq_len": 64}}], "prefill", "cpu")
+    assert [w.axes for w in gated if not w.held_out] == [{"batch_size": 1, "seq_len": 64}]
+    assert [w for w in gated if w.held_out] and all(w in attn_wls for w in gated if w.held_out)

@@ -213,6 +213,17 @@ def test_cpu_search_workloads_are_chosen_by_memory_and_time_caps():
     assert fallback.rule == "smoke" and "only smoke workloads" in fallback.note
 
 
+def test_given_workloads_are_searched_uncapped_on_any_device():
+    definition, workloads = load_builtin("rmsnorm_h4096")
+    real = [w for w in workloads if not w.smoke and not w.held_out]
+    for device in ("cpu", "cuda"):
+        choice = choose_workloads(definition, workloads, device, selection="given")
+        assert choice.rule == "given" and [w.uuid for w in choice.search] == [w.uuid for w in real]
+        assert choice.held_out == [w for w in workloads if w.held_out]  # every held-out one, of any size
+    with pytest.raises(ValueError, match="given"):
+        choose_workloads(definition, [w for w in workloads if w.smoke or w.held_out], "cpu", selection="given")
+
+
 def test_spread_takes_the_ends_then_the_middles():
     sizes = {"a": 1, "b": 10, "c": 100, "d": 1000, "e": 10000}
     assert spread(sizes, 3) == ["a", "c", "e"]

@@ -301,6 +301,12 @@ def new_definition(template: Definition, kind: Kind, cand: Candidate, slug: str,
     return d
 
 
+def held_out_tokens(tokens: int) -> int:
+    """The held-out token count beside a profiled one: half again plus 3, a shape near what
+    the model runs that no search saw (and not a power of two, which tuned kernels favour)."""
+    return tokens + tokens // 2 + 3
+
+
 def workloads_for(defn: Definition, cand: Candidate, stage: str) -> list[Workload]:
     """Search workloads at the profiled shapes, CPU-sized smoke ones, and one held-out shape."""
     inputs = {n: RandomInput() for n in defn.inputs}
@@ -324,8 +330,8 @@ def workloads_for(defn: Definition, cand: Candidate, stage: str) -> list[Workloa
     if token_axis is not None:
         for t in (1, 7, 64):
             add({**first, token_axis: t}, f"smoke {token_axis}={t}", smoke=True)
-        add({**first, token_axis: first[token_axis] + first[token_axis] // 2 + 3},
-            f"held-out {token_axis}={first[token_axis] + first[token_axis] // 2 + 3}", held_out=True)
+        held = held_out_tokens(first[token_axis])
+        add({**first, token_axis: held}, f"held-out {token_axis}={held}", held_out=True)
     elif "batch_size" in first:
         small = {**first, "batch_size": 1}
         for key in ("seq_len", "kv_len"):

@@ -76,8 +76,50 @@ def _state(out: Path) -> dict[str, Any]:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
+def model_workloads(definition: Any, workloads: list[Any], calls: list[dict[str, Any]], stage: str,
+                    device: str) -> list[Any]:
+    """The workloads a kernel search of `solforge optimize` is judged on: one per shape the
+    profiled model calls the kernel with (`calls`: the profile row's [{"axes": {...}}]),
+    labelled "model <stage> ...", and a held-out one beside the first
+    (`profile.candidates.held_out_tokens` on its token axis; without a token axis, the
+    definition's own held-out workloads). Input specs are those of the definition's first
+    workload with generated inputs. Empty (the caller keeps the definition's workloads)
+    without calls, or when every workload reads its inputs from files."""
+    from solforge.problems import split_workloads
+    from solforge.profile.candidates import held_out_tokens
+    from solforge.spec import SafetensorsInput, Workload
+    from solforge.spec.workload import WorkloadExtension
+
+    template = next((w for w in workloads if not any(isinstance(i, SafetensorsInput) for i in w.inputs.values())),
+                    None)
+    if template is None or not calls:
+        return []
+    var_axes = set(definition.var_axes())
+
+    def make(axes: dict[str, int], label: str, held_out: bool) -> Any:
+        axes = {k: v for k, v in {**template.axes, **axes}.items() if k in var_axes}
+        tag = "-".join(f"{k}{v}" for k, v in sorted(axes.items()))
+        return Workload(uuid=f"{definition.name}-model-{'heldout-' if held_out else ''}{tag}", axes=axes,
+                        inputs=dict(template.inputs), solforge=WorkloadExtension(held_out=held_out, label=label))
+
+    out, seen = [], set()
+    for call in calls:
+        key = tuple(sorted(call["axes"].items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(make(dict(call["axes"]), f"model {stage} " + ",".join(f"{k}={v}" for k, v in key), False))
+    first = dict(calls[0]["axes"])
+    token_axis = next((a for a in ("num_tokens", "M") if a in first), None)
+    if token_axis is not None:
+        held = held_out_tokens(first[token_axis])
+        out.append(make({**first, token_axis: held}, f"held-out {token_axis}={held}", True))
+    else:
+        out += split_workloads(workloads, device).held_out
+    return out
+
+
 def evolve_config(device: str, budget_s: float | None, max_candidates: int | None, seed: int, runs_root: Path,
-                  dataset_root: Path | None, baselines: tuple[str, ...] | None = None):
+                  dataset_root: Path | None, baselines: tuple[str, ...] | None = None, workloads: str = "auto"):
     """The search's EvolveConfig for one candidate. Its field names changed once (budget_s ->
     max_wall_seconds, seed -> random_seed, the dataset root beside `bench`); both spellings are read."""
     import dataclasses
@@ -88,6 +130,8 @@ def evolve_config(device: str, budget_s: float | None, max_candidates: int | Non
     kw: dict[str, Any] = {"device": device, "max_candidates": max_candidates, "runs_root": runs_root}
     kw["max_wall_seconds" if "max_wall_seconds" in names else "budget_s"] = budget_s
     kw["random_seed" if "random_seed" in names else "seed"] = seed
+    if "workloads" in names:
+        kw["workloads"] = workloads
     if baselines is not None and "baselines" in names:
         kw["baselines"] = tuple(baselines)
     if "dataset_root" in names:
@@ -197,8 +241,13 @@ def optimize(target: str, out: str | Path, config: OptimizeConfig,
 
                 defn, workloads = load_builtin(name)
                 dataset_root = builtin_root()
+            row = next((r for r in profile["rows"] if r.get("definition") == name), {})
+            at_model = model_workloads(defn, workloads, row.get("calls") or [], profile.get("stage", "prefill"),
+                                       config.device)
+            if at_model:  # judged on the shapes the model runs, call overhead and all
+                workloads = at_model
             ecfg = evolve_config(config.device, c["budget_s"], config.max_candidates, config.seed, runs_root,
-                                 dataset_root, config.search_baselines)
+                                 dataset_root, config.search_baselines, "given" if at_model else "auto")
             resume = existing[-1] if existing else None
             if resume is not None:
                 resumed.append(f"evolve {name} (continued)")

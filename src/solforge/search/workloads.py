@@ -22,6 +22,11 @@ are neither held-out nor smoke:
    geometric middle of what is already chosen.
 When no workload qualifies (a definition with only smoke workloads, or a device whose
 peaks are unknown) the smoke selection is used, and `WorkloadChoice.note` says why.
+
+`given` (on any device) searches every workload passed that is neither held-out nor
+smoke, uncapped, and gates on the held-out ones passed: for a caller that already knows
+the shapes that matter (`solforge optimize`: the shapes the profiled model runs, which are
+what its kernels will be called on, call overhead included).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ MAX_BYTES = 64 << 20  # memory cap per workload: compulsory bytes, see the modul
 MAX_SOL_MS = 5.0  # time cap: SOL time on this CPU, ms
 MIN_SOL_MS = 0.05  # below this the call overhead is what gets timed, ms
 MAX_WORKLOADS = 3
-SELECTIONS = ("auto", "smoke")
+SELECTIONS = ("auto", "smoke", "given")
 
 
 @dataclass
@@ -85,10 +90,15 @@ def choose_workloads(definition: Definition, workloads: list[Workload], device: 
                      max_bytes: int = MAX_BYTES, max_sol_ms: float = MAX_SOL_MS, min_sol_ms: float = MIN_SOL_MS,
                      max_workloads: int = MAX_WORKLOADS) -> WorkloadChoice:  # fmt: skip
     """The search and held-out workloads of a search on `device`; see the module docstring.
-    The held-out ones are always `problems.split_workloads`'s. Raises ValueError for an
-    unknown `selection`."""
+    The held-out ones are `problems.split_workloads`'s (`given`: every held-out one passed).
+    Raises ValueError for an unknown `selection`, or `given` without a workload to search."""
     if selection not in SELECTIONS:
         raise ValueError(f"workload selection '{selection}': expected one of {', '.join(SELECTIONS)}")
+    if selection == "given":
+        search = [w for w in workloads if not w.held_out and not w.smoke]
+        if not search:
+            raise ValueError("workload selection 'given': no workload that is neither held-out nor smoke")
+        return WorkloadChoice(search, [w for w in workloads if w.held_out], "given")
     split = split_workloads(workloads, device)
     if device.split(":")[0] != "cpu":
         return WorkloadChoice(split.search, split.held_out, "device")
