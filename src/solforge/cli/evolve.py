@@ -109,7 +109,8 @@ def evolve(
         help="The tune operator's tuner: tpe (Optuna's model; default), gp (needs scipy), random, grid, "
              "local.")] = "tpe",
     workloads: Annotated[str, typer.Option(
-        help="auto: on the CPU, real shapes chosen by memory and time caps; smoke: the CPU smoke workloads; given: every workload of the dataset that is neither held-out nor smoke, uncapped.")] = "auto",
+        help="auto: on the CPU, real shapes chosen by memory and time caps; smoke: the CPU smoke workloads; "
+             "given: every workload of the dataset that is neither held-out nor smoke, uncapped.")] = "auto",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="No compile caches and no source/IR dedup.")] = False,
     no_cut: Annotated[bool, typer.Option("--no-cut", help="Never cut timing at 3x the best.")] = False,
     target: Annotated[Optional[str], typer.Option(

@@ -25,9 +25,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from solforge.spec import SpecError
+
+if TYPE_CHECKING:
+    from solforge.spec import Definition, Workload
 
 STATE_FILE = "state.json"
 
@@ -76,8 +79,8 @@ def _state(out: Path) -> dict[str, Any]:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
-def model_workloads(definition: Any, workloads: list[Any], calls: list[dict[str, Any]], stage: str,
-                    device: str) -> list[Any]:
+def model_workloads(definition: Definition, workloads: list[Workload], calls: list[dict[str, Any]], stage: str,
+                    device: str) -> list[Workload]:
     """The workloads a kernel search of `solforge optimize` is judged on: one per shape the
     profiled model calls the kernel with (`calls`: the profile row's [{"axes": {...}}]),
     labelled "model <stage> ...", and a held-out one beside the first
@@ -96,7 +99,7 @@ def model_workloads(definition: Any, workloads: list[Any], calls: list[dict[str,
         return []
     var_axes = set(definition.var_axes())
 
-    def make(axes: dict[str, int], label: str, held_out: bool) -> Any:
+    def make(axes: dict[str, int], label: str, held_out: bool) -> Workload:
         axes = {k: v for k, v in {**template.axes, **axes}.items() if k in var_axes}
         tag = "-".join(f"{k}{v}" for k, v in sorted(axes.items()))
         return Workload(uuid=f"{definition.name}-model-{'heldout-' if held_out else ''}{tag}", axes=axes,
@@ -130,10 +133,8 @@ def evolve_config(device: str, budget_s: float | None, max_candidates: int | Non
     kw: dict[str, Any] = {"device": device, "max_candidates": max_candidates, "runs_root": runs_root}
     kw["max_wall_seconds" if "max_wall_seconds" in names else "budget_s"] = budget_s
     kw["random_seed" if "random_seed" in names else "seed"] = seed
-    if "workloads" in names:
-        kw["workloads"] = workloads
-    if baselines is not None and "baselines" in names:
-        kw["baselines"] = tuple(baselines)
+    kw["workloads"] = workloads
+    kw["baselines"] = tuple(baselines) if baselines is not None else None
     if "dataset_root" in names:
         kw["dataset_root"] = dataset_root
     else:
