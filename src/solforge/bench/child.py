@@ -17,13 +17,48 @@ import time
 
 import numpy  # noqa: F401  (preloaded for the children)
 import torch  # noqa: F401
-# What the first torch.profiler session in a process imports (torch._dynamo, and through it
-# sympy and triton: ~875 modules, 0.8 to 1.7 s on the 2-core developer machine), so that
-# the op recorder's first call in each solution's process does not pay it. Imports only:
-# no profiler is started here, since a process forked after one has run can hang in its
-# first session (seen with kineto's CPU profiler).
-import torch._dynamo  # noqa: F401
-import torch.profiler  # noqa: F401
+
+
+def _preload_profiler_imports() -> None:
+    """Import what the first torch.profiler session in a process imports (torch._dynamo and
+    sympy: ~2 s on the 2-core developer machine), so that the op recorder's first call in
+    each solution's process does not pay it. Imports only: a process forked after a
+    profiler session has run can hang in its own first session (seen with kineto's CPU
+    profiler). Triton stays out: its own @jit functions are made when it is imported,
+    interpreted or not by TRITON_INTERPRET, which each child sets for its device kind
+    before it imports Triton. So Triton's import fails here, and the functools caches
+    about Triton that torch filled meanwhile (`torch.utils._triton.has_triton_package`,
+    now False, and the like) are cleared, so that a child finds Triton when it asks."""
+    import functools
+    import gc
+    import importlib.abc
+
+    if "triton" in sys.modules:  # imported already (not in the template): nothing to keep out
+        import torch._dynamo  # noqa: F401
+        import torch.profiler  # noqa: F401
+
+        return
+
+    class _NotTriton(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object, target: object = None) -> None:
+            if name == "triton" or name.startswith("triton."):
+                raise ModuleNotFoundError(f"No module named '{name}' (kept out of the template)", name=name)
+            return None
+
+    finder = _NotTriton()
+    sys.meta_path.insert(0, finder)
+    try:
+        import torch._dynamo  # noqa: F401
+        import torch.profiler  # noqa: F401
+    finally:
+        sys.meta_path.remove(finder)
+    for obj in gc.get_objects():
+        if type(obj) is functools._lru_cache_wrapper and "triton" in (
+                f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}".lower()):
+            obj.cache_clear()
+
+
+_preload_profiler_imports()
 
 try:  # preloaded when installed: a numba solution then pays no import
     import numba  # noqa: F401
