@@ -430,8 +430,8 @@ def sandbox_problem() -> str | None:
 
 
 def _under_tmp_binds() -> list[str]:
-    """The places the child's Python needs the child's Python needs (the interpreter's prefix,
-    the import path) that lies under /tmp, which the sandbox covers with an empty tmpfs:
+    """The places the child's Python needs (the interpreter's prefix, the import path) that
+    lie under /tmp, which the sandbox covers with an empty tmpfs:
     an install or a checkout under /tmp stays importable, read-only (bound with --ro-bind)."""
     tops: list[str] = []
     for p in sorted({os.path.abspath(p) for p in (sys.prefix, os.path.dirname(sys.executable), *sys.path) if p}):

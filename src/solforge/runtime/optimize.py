@@ -134,7 +134,7 @@ def evolve_config(device: str, budget_s: float | None, max_candidates: int | Non
     kw["max_wall_seconds" if "max_wall_seconds" in names else "budget_s"] = budget_s
     kw["random_seed" if "random_seed" in names else "seed"] = seed
     kw["workloads"] = workloads
-    kw["baselines"] = tuple(baselines) if baselines is not None else None
+    kw["baselines"] = baselines
     if "dataset_root" in names:
         kw["dataset_root"] = dataset_root
     else:
