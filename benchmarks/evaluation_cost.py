@@ -6,11 +6,12 @@ definition's workloads (default rmsnorm_h4096, smoke workloads) `--evaluations` 
 one process with `solforge.bench.evaluate` and the default CPU timing. The first
 evaluation of a process also starts the template process. Reported per evaluation: its
 wall seconds, the correctness calls' seconds, and the first call's seconds (the first
-profiler session of the solution's process, and numba compiling the kernel); then the
+profiler session of the solution's process, and numba compiling the kernel, or loading
+it from `--compile-cache-dir` when an earlier evaluation compiled it there); then the
 seconds of each kind of request.
 
     .venv/bin/python benchmarks/evaluation_cost.py [--problem rmsnorm_h4096] [--seed-kernel numba/rmsnorm_rows]
-        [--workloads smoke|auto] [--evaluations 3]
+        [--workloads smoke|auto] [--evaluations 3] [--compile-cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def main() -> None:
     ap.add_argument("--seed-kernel", default="numba/rmsnorm_rows")
     ap.add_argument("--workloads", default="smoke", choices=("smoke", "auto"))
     ap.add_argument("--evaluations", type=int, default=3)
+    ap.add_argument("--compile-cache-dir", default=None,
+                    help="BenchConfig.compile_cache_dir (what `solforge evolve` sets unless --no-cache); default none")
     args = ap.parse_args()
 
     import solforge.bench.judge as judge
@@ -49,7 +52,7 @@ def main() -> None:
     definition, workloads, root, _ = load_problem(args.problem)
     chosen = choose_workloads(definition, workloads, "cpu", args.workloads).search
     seed = next(s for s in seeds_for(definition, "numba") if s.name == args.seed_kernel)
-    config = BenchConfig(device="cpu", dataset_root=root)
+    config = BenchConfig(device="cpu", dataset_root=root, compile_cache_dir=args.compile_cache_dir)
     print(f"{args.seed_kernel} on {args.problem} ({', '.join(w.label or w.uuid for w in chosen)})")
     print("| evaluation | wall s | correctness calls s | first call s | statuses |")
     print("| ---: | ---: | ---: | ---: | --- |")

@@ -223,3 +223,22 @@ def test_honest_generated_code_is_not_named(audit, tmp_path):
            "    module = importlib.util.module_from_spec(spec)\n    spec.loader.exec_module(module)\n"
            "    return module.f(ns['g'](1))\n")
     assert audit.take() == []
+
+
+def test_a_solutions_own_compile_cache_is_its_to_write_and_the_rest_of_solforges_cache_is_not(
+        audit, tmp_path, monkeypatch):
+    """`bench.compile_cache`: the solution's compilers write into its own directory under
+    solforge's cache; a write into another solution's directory there (a planted
+    artifact another candidate would load) is named."""
+    cache = tmp_path / "cache"
+    own, other = cache / "compile" / "own", cache / "compile" / "other"
+    own.mkdir(parents=True)
+    other.mkdir(parents=True)
+    monkeypatch.setenv("SOLFORGE_CACHE_DIR", str(cache))
+    audit.arm(str(tmp_path / "solution"), own_cache=str(own))
+    run_as(tmp_path / "solution", f"import numpy\ndef run():\n    numpy.save({str(own / 'k')!r}, numpy.zeros(2))\n")
+    assert audit.take() == []
+    run_as(tmp_path / "solution", f"import numpy\ndef run():\n    numpy.save({str(other / 'k')!r}, numpy.zeros(2))\n")
+    found = audit.take()
+    assert any(f.guard == "filesystem" and "solforge's cache" in f.message and str(other) in f.message
+               for f in found), found

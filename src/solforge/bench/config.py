@@ -74,6 +74,12 @@ class BenchConfig(BaseModel):
         "for before it runs (COMPILE_ERROR with ptxas' or nvcc's message, compile reports in the trace). None: the "
         "target of the CUDA device evaluated on, and no cross-compile on other devices.",
     )
+    compile_cache_dir: str | None = Field(
+        default=None,
+        description="Directory of the compilers' caches (numba, Triton), one subdirectory per solution named by its "
+        "sources' hash, reused by later evaluations of the same sources in this run or another (`compile_cache`). "
+        "None: numba compiles every evaluation afresh, and Triton uses TRITON_CACHE_DIR or its default.",
+    )
     sandbox: bool = Field(
         default=False,
         description="Run each solution's process under bubblewrap: no network, read-only root, its own PID "

@@ -285,7 +285,7 @@ class Judge:
         reply = child.request(
             Load(id=child.new_id(), definition=self.definition.model_dump(mode="json"),
                  solution=self.solution.model_dump(mode="json"), workdir=str(self.workdir), trusted=self.trusted,
-                 build_timeout_s=self.config.build_timeout_s),
+                 build_timeout_s=self.config.build_timeout_s, compile_cache_dir=self.config.compile_cache_dir),
             self.config.build_timeout_s)
         if isinstance(reply, Failed):
             raise Verdict(reply.status, reply.log, reply.findings)

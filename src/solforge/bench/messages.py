@@ -82,6 +82,7 @@ class Load(_Message):
     workdir: str
     trusted: bool
     build_timeout_s: float
+    compile_cache_dir: str | None = None  # BenchConfig.compile_cache_dir (`compile_cache`)
 
 
 class Attach(_Message):

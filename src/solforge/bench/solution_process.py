@@ -191,6 +191,7 @@ class Session:
     # -- load -------------------------------------------------------------------------------------
 
     def load(self, request: Load) -> Loaded:
+        from solforge.bench import compile_cache
         from solforge.bench.build import BuildError, build_solution
 
         self.definition = definition = Definition.model_validate(request.definition)
@@ -199,8 +200,9 @@ class Session:
         workdir = Path(request.workdir)
         os.chdir(workdir)
         _redirect_output(workdir / LOG_NAME)
+        own_cache = compile_cache.prepare(solution, request.compile_cache_dir, workdir)
         if not self.trusted:
-            self.audit.arm(str(workdir), writable_root=os.environ.get("SOLFORGE_SANDBOX_ROOT"))
+            self.audit.arm(str(workdir), writable_root=os.environ.get("SOLFORGE_SANDBOX_ROOT"), own_cache=own_cache)
         nvcc_timeout_s = 0.9 * request.build_timeout_s  # nvcc times out (and says so) before the judge kills
         findings: list[GuardFinding] = []
         try:
@@ -215,6 +217,7 @@ class Session:
                 built = build_solution(solution, definition, workdir, self.device, nvcc_timeout_s)
         except BuildError as exc:
             raise self._with_audit(_Verdict(EvaluationStatus.COMPILE_ERROR, str(exc))) from None
+        compile_cache.enable_numba_caching(built.namespaces)  # before the launch counter wraps them
         self.fn = built.fn
         own: list[str] = []
         if not self.trusted:

@@ -13,9 +13,11 @@ backend they both run.
   run's baselines (`attach_sol`), the compile reports attached to each Trace
   (`compile_reports`). In a `--compile-only` run it stops after the cross-compile:
   the Traces say the workload was not run (`skipped`), and fitness is compile-level.
-  It also points the compilers' caches into solforge's cache directory
-  (NUMBA_CACHE_DIR, TRITON_CACHE_DIR; the harness's children keep NUMBA_* and
-  TRITON_* variables), so that compiled kernels persist across a run and across runs.
+  Compiled kernels persist across a run and across runs: the run's BenchConfig
+  names a compile-cache directory under solforge's cache directory, where each
+  solution's process compiles into a directory of its own, named by its sources
+  (`solforge.bench.compile_cache`); `--no-cache` gives every run fresh, empty ones
+  (`compile_cache_env`).
 - `LocalEvaluator` runs it on this machine's devices, one evaluation per device at a
   time, on a `concurrent.futures` thread pool (the harness isolates each evaluation in
   processes of its own; the thread only waits).
@@ -90,19 +92,25 @@ def ensure_ceilings(device: str) -> None:
         calibrate(device)
 
 
-def compile_cache_env(cache: bool) -> dict[str, str]:
-    """The compilers' cache directories under solforge's cache directory
-    (`solforge.cache.cache_root()`): NUMBA_CACHE_DIR and TRITON_CACHE_DIR. With `cache`
-    False (`--no-cache`), fresh temporary directories, so nothing is reused."""
-    import tempfile
-
-    if not cache:
-        fresh = Path(tempfile.mkdtemp(prefix="solforge-nocache-"))
-        return {"NUMBA_CACHE_DIR": str(fresh / "numba"), "TRITON_CACHE_DIR": str(fresh / "triton")}
+def compile_cache_dir(cache: bool) -> str | None:
+    """`BenchConfig.compile_cache_dir` of a run: `compile` under solforge's cache
+    directory (`solforge.cache.cache_root()`), or None with `cache` False (`--no-cache`)."""
     from solforge.cache import cache_root
 
-    root = cache_root() / "compile"
-    return {"NUMBA_CACHE_DIR": str(root / "numba"), "TRITON_CACHE_DIR": str(root / "triton")}
+    return str(cache_root() / "compile") if cache else None
+
+
+def compile_cache_env(cache: bool) -> dict[str, str]:
+    """The environment of a run's harness for its compilers' own caches. With `cache`
+    False (`--no-cache`): NUMBA_CACHE_DIR and TRITON_CACHE_DIR at fresh temporary
+    directories, so that nothing compiled before is reused. With `cache`, nothing: each
+    solution's process points them at its own directory (`compile_cache_dir`)."""
+    import tempfile
+
+    if cache:
+        return {}
+    fresh = Path(tempfile.mkdtemp(prefix="solforge-nocache-"))
+    return {"NUMBA_CACHE_DIR": str(fresh / "numba"), "TRITON_CACHE_DIR": str(fresh / "triton")}
 
 
 @dataclass(frozen=True)
@@ -489,6 +497,7 @@ __all__ = [
     "HarnessBackend",
     "LocalEvaluator",
     "RayEvaluator",
+    "compile_cache_dir",
     "compile_cache_env",
     "default_device",
     "device_kind",

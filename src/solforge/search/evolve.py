@@ -42,6 +42,7 @@ from solforge.search.evaluator import (
     HarnessBackend,
     LocalEvaluator,
     RayEvaluator,
+    compile_cache_dir,
     compile_cache_env,
     default_device,
     device_kind,
@@ -158,6 +159,8 @@ def prepare(definition: Definition, workloads: list[Workload], config: EvolveCon
     check(config, resuming=resume is not None)
     device = config.device or ("cpu" if config.compile_only else default_device())
     bench = config.bench or BenchConfig(device=device, dataset_root=config.dataset_root)
+    if bench.compile_cache_dir is None:
+        bench = bench.model_copy(update={"compile_cache_dir": compile_cache_dir(config.cache)})
     devices = ["cpu"] if config.compile_only else evaluation_devices(device)
     # a compile-only run compiles for a GPU: the GPU's search workloads
     split = choose_workloads(definition, workloads, "cuda" if config.compile_only else device, config.workloads)

@@ -35,7 +35,8 @@ event as `tb.tb_frame`):
   renaming outside the solution's working directory and /tmp. Without it, the same
   events when the solution's code is anywhere on the stack (a write through solforge's
   own writer, or any library's, is still the solution's) and the path is solforge's
-  cache (ceilings every later run reads) or outside the places code writes honestly:
+  cache (ceilings every later run reads; only the solution's own compile-cache
+  directory there is its to write, `bench.compile_cache`) or outside the places code writes honestly:
   the working directory, the temporary directories, /dev, and the per-user caches of
   compilers and libraries (`$XDG_CACHE_HOME` or ~/.cache, ~/.triton, ~/.nv, and the
   TRITON/TORCH/NUMBA/CUDA cache variables). The import system's own bytecode writes
@@ -177,13 +178,14 @@ class AuditGuard:
         self._made: set[str] = set()  # file names of code the solution's own code compiled (see _compiled)
         self.harness_files: tuple[str, ...] = ()  # written only by the judge: any write by the solution is named
         self.honest_files: tuple[str, ...] = ()  # where code writes honestly (see the module docstring)
+        self.own_cache: tuple[str, ...] = ()  # the solution's compile caches, inside solforge's cache directory
         self.armed = False
         self._findings: list[GuardFinding] = []
         self._busy = False
         sys.addaudithook(self._hook)
         _audit_pidfd_open()
 
-    def arm(self, files_root: str, writable_root: str | None = None) -> None:
+    def arm(self, files_root: str, writable_root: str | None = None, own_cache: str | None = None) -> None:
         from solforge.cache import cache_root
 
         self.root = os.path.realpath(files_root) + os.sep
@@ -193,6 +195,8 @@ class AuditGuard:
         self.readonly_roots = tuple(os.path.realpath(p) + os.sep for p in
                                     os.environ.get("SOLFORGE_SANDBOX_READONLY", "").split(os.pathsep) if p)
         self.harness_files = (os.path.realpath(cache_root()) + os.sep,)
+        # the solution's own compile caches, though under solforge's cache (`bench.compile_cache`)
+        self.own_cache = (os.path.realpath(own_cache) + os.sep,) if own_cache else ()
         self.honest_files = _honest_write_roots(self.root)
         self.armed = True
 
@@ -379,7 +383,7 @@ class AuditGuard:
         """A write without the sandbox: named when it goes to the harness's files, or
         outside `honest_files`, with the solution's code anywhere on the stack."""
         real = os.path.realpath(os.path.abspath(path))
-        harness = (real + os.sep).startswith(self.harness_files)
+        harness = (real + os.sep).startswith(self.harness_files) and not (real + os.sep).startswith(self.own_cache)
         if not harness and ((real + os.sep).startswith(self.honest_files) or _imports_bytecode(caller, real)):
             return
         where = self._anywhere_on_stack(caller)
