@@ -11,7 +11,7 @@ it from `--compile-cache-dir` when an earlier evaluation compiled it there); the
 seconds of each kind of request.
 
     .venv/bin/python benchmarks/evaluation_cost.py [--problem rmsnorm_h4096] [--seed-kernel numba/rmsnorm_rows]
-        [--workloads smoke|auto] [--evaluations 3] [--compile-cache-dir DIR]
+        [--workloads smoke|auto] [--evaluations 3] [--compile-cache-dir DIR] [--screening]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--evaluations", type=int, default=3)
     ap.add_argument("--compile-cache-dir", default=None,
                     help="BenchConfig.compile_cache_dir (what `solforge evolve` sets unless --no-cache); default none")
+    ap.add_argument("--screening", action="store_true",
+                    help="time with the screening budget (a search's first timing of a candidate)")
     args = ap.parse_args()
 
     import solforge.bench.judge as judge
@@ -53,6 +55,8 @@ def main() -> None:
     chosen = choose_workloads(definition, workloads, "cpu", args.workloads).search
     seed = next(s for s in seeds_for(definition, "numba") if s.name == args.seed_kernel)
     config = BenchConfig(device="cpu", dataset_root=root, compile_cache_dir=args.compile_cache_dir)
+    if args.screening:
+        config = config.screening("cpu")
     print(f"{args.seed_kernel} on {args.problem} ({', '.join(w.label or w.uuid for w in chosen)})")
     print("| evaluation | wall s | correctness calls s | first call s | statuses |")
     print("| ---: | ---: | ---: | ---: | --- |")

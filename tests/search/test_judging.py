@@ -296,3 +296,47 @@ def test_the_summary_rows_carry_the_spread_of_the_baselines_and_of_the_best(tmp_
     assert row.eager_spread == (0.1, False) and row.best_spread == (0.25, True) and row.compile_spread is None
     (bare,) = summary_rows(archive, added.candidate.id, [wl], {"eager": {wl.uuid: 3.0}})
     assert bare.eager_spread is None  # a run recorded before spreads were kept shows the figure alone
+
+
+@pytest.mark.parametrize("cut", [True, False])
+def test_first_timings_are_screenings_and_a_would_be_best_is_retimed_with_the_full_budget(tmp_path, cut):
+    """Without --no-cut a candidate's first timing has the screening budget; its
+    re-timing as a would-be new best (the figure it is accepted on) has the full one.
+    --no-cut times everything with the full budget."""
+    definition, _ = small_problem()
+    evaluator = ScriptedEvaluator(definition)
+    setup = OperatorSetup(definition=definition, device="cpu", language="numba", search_workloads=(),
+                          evaluate=lambda s: [])
+    controller, archive = _controller(tmp_path, evaluator, build_operators(("tune", "seed"), setup),
+                                      max_candidates=8, cut=cut)
+    controller.run_search()
+    controller.held_out_gate()
+    search = [r for r in evaluator.backend.requests if not any(w.held_out for w in r.workloads)]
+    seen: set[str] = set()
+    retimes = 0
+    for request in search:
+        again = request.solution.sources[0].content in seen
+        seen.add(request.solution.sources[0].content)
+        retimes += again
+        assert request.screening is (cut and not again), (request.solution.name, again)
+    assert retimes >= 1  # the first candidate at least was a would-be new best
+    held_out = [r for r in evaluator.backend.requests if any(w.held_out for w in r.workloads)]
+    assert held_out and not any(r.screening for r in held_out)
+
+
+def test_the_screening_budget_is_a_third_of_the_full_one_and_the_harness_keeps_to_it():
+    from solforge.bench import BenchConfig, evaluate
+    from solforge.bench.config import CPU_TIMING, screening_budget
+
+    screen = screening_budget(CPU_TIMING)
+    assert screen.max_iters == CPU_TIMING.max_iters // 3 and screen.min_iters == CPU_TIMING.min_iters
+    assert screen.max_time_s == pytest.approx(CPU_TIMING.max_time_s / 3)
+    tiny = CPU_TIMING.model_copy(update={"max_iters": 4, "min_iters": 3})
+    assert screening_budget(tiny).max_iters == 3  # never below the minimum
+    definition, workloads = small_problem()
+    kernel = next(k for k in seeds_for(definition, "numba") if k.name == ROWS)
+    config = BenchConfig(device="cpu").screening("cpu")
+    traces = evaluate(definition, [workloads[0]], kernel.to_solution(definition), "cpu", config)
+    timing = traces[0].evaluation.solforge.timing
+    assert traces[0].evaluation.status.value == "PASSED", traces[0].evaluation.log
+    assert timing.count <= screen.max_iters * (1 + timing.reruns)

@@ -91,3 +91,21 @@ class BenchConfig(BaseModel):
         if self.timing is not None:
             return self.timing
         return CPU_TIMING if device == "cpu" else CUDA_TIMING
+
+    def screening(self, device: str) -> BenchConfig:
+        """This config with the screening budget on `device` (`screening_budget`)."""
+        return self.model_copy(update={"timing": screening_budget(self.timing_for(device))})
+
+
+SCREENING_SHARE = 3  # a screening timing gets a third of the full budget's samples and time
+
+
+def screening_budget(full: TimingBudget) -> TimingBudget:
+    """The budget of a search's first timing of a candidate (`solforge evolve`, unless
+    `--no-cut`): a third of `full`'s samples and time, never fewer than its `min_iters`
+    samples. A first figure only has to say whether the candidate could be a new best;
+    a would-be new best is then re-timed with the full budget before it is accepted
+    (`search.controller`), as Helion's autotuner re-benchmarks its top configurations
+    at more repetitions before choosing."""
+    max_iters = max(full.min_iters, full.max_iters // SCREENING_SHARE)
+    return full.model_copy(update={"max_iters": max_iters, "max_time_s": full.max_time_s / SCREENING_SHARE})

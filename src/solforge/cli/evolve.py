@@ -112,7 +112,8 @@ def evolve(
         help="auto: on the CPU, real shapes chosen by memory and time caps; smoke: the CPU smoke workloads; "
              "given: every workload of the dataset that is neither held-out nor smoke, uncapped.")] = "auto",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="No compile caches and no source/IR dedup.")] = False,
-    no_cut: Annotated[bool, typer.Option("--no-cut", help="Never cut timing at 3x the best.")] = False,
+    no_cut: Annotated[bool, typer.Option("--no-cut", help="Never cut timing at 3x the best, and time every candidate with the full budget (no "
+                                        "screening budget for first timings).")] = False,
     target: Annotated[Optional[str], typer.Option(
         help="Cross-compile every Triton/CUDA candidate for this GPU target first: sm_80, sm_90a, sm_100a.")] = None,
     compile_only: Annotated[bool, typer.Option(

@@ -18,7 +18,9 @@ evaluated. Each evaluation carries a cut-off of `cut_factor` (3) times the best
 candidate's latency per workload: the harness stops timing a workload whose median is
 already past it, and the round's verdict is "cut" (`fitness.Verdict`), which no strategy
 selects on. `--no-cache` turns the extra dedup keys and the compile caches off, `--no-cut`
-the cut-off.
+the cut-off and the screening budget: without `--no-cut`, a candidate's first timing
+has a third of the full budget (`bench.config.screening_budget`), enough to say whether
+it could be a new best, since a would-be new best is re-timed with the full budget.
 
 What is selected. A would-be new best is re-timed before the strategy sees it; so is an
 unstable one. A round whose verdict is not sound (cut; unstable and not confirmed by a
@@ -371,12 +373,13 @@ class Controller:
                 self._submit(job)
 
     def _submit(self, job: _Job) -> None:
-        cut = None
+        cut, screening = None, False
         if self.config.cut and not job.retime and not self.archive.compile_only:
             best = self.strategy.best()
             rounds = self.archive.evaluations(best.candidate_id)[-1:] if best is not None else []
             cut = cutoff_ms(rounds[0] if rounds else None, self.config.cut_factor)
-        request = EvaluationRequest(job.candidate.solution, tuple(self.search_wls), cut)
+            screening = self.config.retime  # a would-be new best is then re-timed with the full budget
+        request = EvaluationRequest(job.candidate.solution, tuple(self.search_wls), cut, screening)
         self.evaluating[self.evaluator.submit(request)] = (job, time.monotonic())
 
     def _stop_reason(self) -> str:

@@ -116,11 +116,14 @@ def compile_cache_env(cache: bool) -> dict[str, str]:
 @dataclass(frozen=True)
 class EvaluationRequest:
     """One evaluation: `solution` on `workloads`. `cutoff_ms` (workload uuid -> ms): the
-    harness stops timing a workload past it (`timing.cut`)."""
+    harness stops timing a workload past it (`timing.cut`). `screening`: time with the
+    screening budget (`bench.config.screening_budget`), a first figure that a would-be
+    new best replaces by a full one."""
 
     solution: Solution
     workloads: tuple[Workload, ...]
     cutoff_ms: Mapping[str, float] | None = None
+    screening: bool = False
 
 
 @dataclass
@@ -151,7 +154,8 @@ class HarnessBackend:
                 return failed
         if self.compile_only:
             return self._compiled_traces(request.solution, workloads, reports or [])
-        traces = evaluate(self.definition, workloads, request.solution, device, self.config,
+        config = self.config.screening(device) if request.screening else self.config
+        traces = evaluate(self.definition, workloads, request.solution, device, config,
                           cutoff_ms=dict(request.cutoff_ms) if request.cutoff_ms else None)
         if self._device is None:
             self._device = detect_device(device)
