@@ -124,3 +124,47 @@ def test_a_reference_that_always_raises_is_named():
     inputs = make_inputs(DEFN, WORKLOAD, AXES, 0, "normal", "cpu", None)
     with pytest.raises(ReferenceFailed, match="the reference of rmsnorm_small raised RuntimeError: boom"):
         expected_of(DEFN, broken, inputs)
+
+
+def _full_path(monkeypatch):
+    from solforge.bench import correctness
+
+    monkeypatch.setattr(correctness, "_all_within_on_host", lambda *args: None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("case", ["within", "zeros", "one_outside", "nan", "inf_matched", "many_outside"])
+def test_the_one_pass_check_of_large_outputs_says_what_the_full_path_says(monkeypatch, dtype, case):
+    """`compare_outputs` on a host tensor above FAST_CHECK_MIN_ELEMENTS takes the one-pass
+    numba check first; its verdict, maxima and message are the full path's."""
+    pytest.importorskip("numba")
+    from solforge.bench.correctness import FAST_CHECK_MIN_ELEMENTS
+
+    d = DEFN.model_copy(deep=True)
+    name = str(dtype).removeprefix("torch.")
+    d.outputs = {k: v.model_copy(update={"dtype": DType(name)}) for k, v in d.outputs.items()}
+    d.solforge.tolerances[name] = Tolerance(atol=1e-2, rtol=1e-2, required_matched_ratio=0.999)
+    n = 2 * FAST_CHECK_MIN_ELEMENTS
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(n, generator=g).to(dtype)
+    out = (ref.double() * (1 + 1e-3 * torch.randn(n, generator=g, dtype=torch.float64))).to(dtype)
+    if case == "zeros":
+        ref[::7], out[::7] = 0, 0
+        ref[1::7], out[1::7] = 0, 1e-3  # within atol of a zero reference: no relative error counted
+    elif case == "one_outside":
+        out[12345] = ref[12345] + 1  # outside, but 99.9% still match
+    elif case == "nan":
+        out[777] = float("nan")
+    elif case == "inf_matched":
+        ref[3], out[3] = float("inf"), float("inf")
+    elif case == "many_outside":
+        out[: n // 100] += 1
+    from solforge.bench.correctness import _all_within_on_host
+
+    one_pass = _all_within_on_host(out, ref, 1e-2, 1e-2)
+    assert (one_pass is not None) is (case in ("within", "zeros")), one_pass  # it answers where all are within
+    fast = compare_outputs([out], [ref], d)
+    _full_path(monkeypatch)
+    full = compare_outputs([out], [ref], d)
+    assert fast == full
+    assert fast.passed is (case in ("within", "zeros", "one_outside", "inf_matched"))
