@@ -46,6 +46,22 @@ def test_speed_is_measured_for_each_variant(tiny):
     assert [s.variant for s in report.speed] == ["eager", "kernelized"]
     for s in report.speed:
         assert s.prefill_tokens_s > 0 and s.decode_tokens_s > 0 and s.rounds == 2
+    eager, kernelized = report.speed
+    assert eager.prefill_speedup is None and kernelized.prefill_speedup > 0 and kernelized.decode_speedup > 0
+    assert kernelized.prefill_speedup_ci is None  # 2 rounds give no 95% interval
+
+
+def test_the_median_interval_is_the_sign_test_one_and_the_verdict_needs_all_of_it_on_one_side():
+    from solforge.runtime.check import median_interval, speed_verdict
+
+    assert median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None  # 5 rounds: no 95% interval exists
+    assert median_interval([float(v) for v in range(1, 7)]) == (1.0, 6.0)
+    assert median_interval([float(v) for v in range(15, 0, -1)]) == (4.0, 12.0)  # tables: n = 15 -> (4, 12)
+    assert median_interval([float(v) for v in range(1, 21)]) == (6.0, 15.0)  # n = 20 -> (6, 15)
+    assert speed_verdict(1.02, (1.01, 1.04)) == "faster"
+    assert speed_verdict(0.97, (0.95, 0.99)) == "slower"
+    assert speed_verdict(1.02, (0.99, 1.04)) == "within noise"
+    assert speed_verdict(1.02, None) == "too few rounds"
 
 
 def test_compare_logits_counts_decisive_flips_only():

@@ -83,6 +83,38 @@ def test_a_kernelized_norm_traces_under_torch_compile_fullgraph(tiny):
     assert torch.equal(compiled, eager)
 
 
+def test_eager_calls_skip_the_custom_op_dispatch_and_compiled_or_grad_calls_keep_it(tiny, monkeypatch):
+    """An eager call without gradients runs the implementation directly; under
+    torch.compile the graph calls the registered op (its fake made the trace), and a call
+    with an input that requires grad goes through the op, which has no derivative."""
+    import torch
+
+    model = build_tiny(tiny["config"]).model
+    solforge.kernelize(model, winners=[tiny["winners"]["rmsnorm_h64"]], device="cpu", datasets=[tiny["profile"]])
+    norm = model.model.norm
+    op = kernels_of(model).dispatchers["rmsnorm_h64"].ops[0]
+    x = torch.randn(2, 16, 64, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    through_op = []
+    registered = op.op
+
+    def counting(*args, **kwargs):
+        through_op.append(1)
+        return registered(*args, **kwargs)
+
+    monkeypatch.setattr(op, "op", counting)
+    with torch.no_grad():
+        eager = norm(x)
+    assert through_op == []  # straight to the implementation
+    before = op.calls
+    with torch.no_grad():
+        compiled = torch.compile(norm, fullgraph=True)(x)
+    assert op.calls == before + 1 and torch.equal(compiled, eager)
+    monkeypatch.setattr(op, "op", registered)
+    x_grad = x.clone().requires_grad_(True)
+    with pytest.raises(RuntimeError, match="(?i)autograd|derivative|backward"):
+        norm(x_grad).float().sum().backward()
+
+
 @pytest.mark.slow
 def test_the_whole_kernelized_model_compiles_fullgraph(tiny):
     import torch

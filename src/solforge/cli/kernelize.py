@@ -28,12 +28,17 @@ def check_tables(report: dict) -> list[Table]:
                          f"{e.get('top1', 0):.3f}", f"{e.get('decisive_top1', 0):.3f}")
     out = [verdicts]
     if report.get("speed"):
-        speed = Table(title="tokens/s, side by side in one process (median of rounds)", title_justify="left")
-        for col in ("variant", "prefill tokens/s", "decode tokens/s", "prefill ms", "decode step ms"):
+        from solforge.runtime.check import speedup_cell
+
+        speed = Table(title="tokens/s, side by side in one process (median of rounds); speedup over eager: median of "
+                      "the rounds' ratios [95% interval]", title_justify="left")
+        for col in ("variant", "prefill tokens/s", "decode tokens/s", "prefill ms", "decode step ms",
+                    "prefill vs eager", "decode vs eager"):
             speed.add_column(col, justify="left" if col == "variant" else "right")
         for s in report["speed"]:
             speed.add_row(s["variant"], f"{s['prefill_tokens_s']:.1f}", f"{s['decode_tokens_s']:.2f}",
-                          f"{s['prefill_ms']:.2f}", f"{s['decode_step_ms']:.2f}")
+                          f"{s['prefill_ms']:.2f}", f"{s['decode_step_ms']:.2f}", speedup_cell(s, "prefill"),
+                          speedup_cell(s, "decode"))
         out.append(speed)
     return out
 

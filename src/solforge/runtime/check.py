@@ -14,13 +14,22 @@ agrees. One that fails is reverted (the copy gets its original forwards back) an
 Speed, side by side in one process: eager, torch.compile, kernelized, kernelized +
 torch.compile, each timed in rounds that take the variants in turn (so a busy machine
 slows all alike); prefill tokens/s = B*T / median prefill time, decode tokens/s =
-B / median time of one single-token step over a cache of T tokens.
+B / median time of one single-token step over a cache of T tokens. A prefill computes
+the logits of the last position only (`logits_to_keep=1`, as transformers' `generate`
+does), where the model's forward takes that argument; otherwise of every position.
+
+Each variant is also compared with eager round by round: its speedup in a round is
+eager's time over its time in that round (measured seconds apart, so a slow spell of the
+machine divides out), and the report gives the median speedup over the rounds with a
+95% confidence interval of that median (`median_interval`). A variant is faster than
+eager only where the whole interval lies above 1 (`speed_verdict`).
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -64,7 +73,9 @@ class KernelVerdict:
 
 @dataclass
 class SpeedRow:
-    """One variant's throughput: medians over the rounds."""
+    """One variant's throughput: medians over the rounds; and its speedup over eager
+    (eager's time / its time, > 1 is faster), median over the rounds of each round's
+    ratio, with the 95% interval of that median (None with fewer than 6 rounds)."""
 
     variant: str
     prefill_tokens_s: float | None
@@ -72,6 +83,43 @@ class SpeedRow:
     prefill_ms: float | None
     decode_step_ms: float | None
     rounds: int
+    prefill_speedup: float | None = None
+    prefill_speedup_ci: tuple[float, float] | None = None
+    decode_speedup: float | None = None
+    decode_speedup_ci: tuple[float, float] | None = None
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval of the median of `values`: the order
+    statistics (k, n + 1 - k) with the largest k such that P(Binomial(n, 1/2) < k) <=
+    (1 - confidence) / 2 (the sign-test interval; e.g. Hollander, Wolfe & Chicken,
+    "Nonparametric Statistical Methods", 3rd ed., section 3.6). None when n is too small
+    for `confidence` (n < 6 at 95%)."""
+    n = len(values)
+    alpha, k, below = (1.0 - confidence) / 2.0, 0, 0.0
+    while k < n:
+        below_next = below + math.comb(n, k) / 2.0**n  # P(B < k + 1)
+        if below_next > alpha:
+            break
+        below, k = below_next, k + 1
+    if k == 0:
+        return None
+    ordered = sorted(values)
+    return ordered[k - 1], ordered[n - k]
+
+
+def speed_verdict(speedup: float | None, interval: tuple[float, float] | None) -> str:
+    """'faster' or 'slower' than eager when the whole interval is on that side of 1,
+    'within noise' when it holds 1, 'too few rounds' without one."""
+    if speedup is None:
+        return "no figure"
+    if interval is None:
+        return "too few rounds"
+    if interval[0] > 1.0:
+        return "faster"
+    if interval[1] < 1.0:
+        return "slower"
+    return "within noise"
 
 
 @dataclass
@@ -162,10 +210,11 @@ def measure_speed(variants: dict[str, Any], vocab: int, *, batch: int, seq_len: 
         for name, m in variants.items():  # warm-up: compiles happen here, outside the timed rounds
             base = getattr(m, "_orig_mod", m)
             key = _cache_key(base)
-            m(input_ids=ids, use_cache=False)
+            last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
+            m(input_ids=ids, use_cache=False, **last)
             out = m(input_ids=ids, use_cache=True)
             cache = getattr(out, key, None) if hasattr(out, key) else getattr(out, "past_key_values", None)
-            state[name] = (key, cache)
+            state[name] = (key, cache, last)
             for _ in range(2):
                 m(input_ids=step, use_cache=True, **{key: cache})
                 crop_to(cache, seq_len)
@@ -173,19 +222,26 @@ def measure_speed(variants: dict[str, Any], vocab: int, *, batch: int, seq_len: 
         decode: dict[str, list[float]] = {n: [] for n in variants}
         for _ in range(rounds):
             for name, m in variants.items():
-                key, cache = state[name]
-                prefill[name].append(_time_ms(lambda: m(input_ids=ids, use_cache=False), sync))
+                key, cache, last = state[name]
+                prefill[name].append(_time_ms(lambda: m(input_ids=ids, use_cache=False, **last), sync))
                 steps = []
                 for _ in range(decode_steps):
                     steps.append(_time_ms(lambda: m(input_ids=step, use_cache=True, **{key: cache}), sync))
                     crop_to(cache, seq_len)
                 decode[name].append(statistics.median(steps))
     rows = []
+    base = next(iter(variants))  # eager
     for name in variants:
         p = statistics.median(prefill[name]) if prefill[name] else None
         d = statistics.median(decode[name]) if decode[name] else None
-        rows.append(SpeedRow(name, batch * seq_len / (p / 1e3) if p else None, batch / (d / 1e3) if d else None,
-                             p, d, rounds))
+        row = SpeedRow(name, batch * seq_len / (p / 1e3) if p else None, batch / (d / 1e3) if d else None,
+                       p, d, rounds)
+        if name != base and rounds > 0:
+            pre = [e / v for e, v in zip(prefill[base], prefill[name])]
+            dec = [e / v for e, v in zip(decode[base], decode[name])]
+            row.prefill_speedup, row.prefill_speedup_ci = statistics.median(pre), median_interval(pre)
+            row.decode_speedup, row.decode_speedup_ci = statistics.median(dec), median_interval(dec)
+        rows.append(row)
     return rows
 
 
@@ -245,6 +301,16 @@ def check_model(model, winners: list[str | Path | Winner], *, device: str = "cpu
         report.speed = measure_speed(variants, vocab, batch=batch, seq_len=seq_len, decode_steps=decode_steps,
                                      rounds=rounds, device=device)
     return report, kmodel
+
+
+def speedup_cell(row: dict[str, Any], stage: str) -> str:
+    """A report row's speedup over eager in `stage` ('prefill' or 'decode') for a table:
+    "1.031x [1.012, 1.050] faster", "-" for eager itself."""
+    speedup, ci = row.get(f"{stage}_speedup"), row.get(f"{stage}_speedup_ci")
+    if speedup is None:
+        return "-"
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return f"{speedup:.3f}x{interval} {speed_verdict(speedup, tuple(ci) if ci else None)}"
 
 
 def report_dict(report: CheckReport) -> dict[str, Any]:
