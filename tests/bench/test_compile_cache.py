@@ -78,7 +78,8 @@ def test_evolve_caches_compiles_unless_no_cache(tmp_path, monkeypatch, cache):
     plan = prepare(definition, workloads, EvolveConfig(device="cpu", cache=cache, runs_root=str(tmp_path / "runs"),
                                                        max_candidates=1))
     try:
-        configured = plan.config.bench.compile_cache_dir
+        configured = plan.evaluator.backend.config.compile_cache_dir
+        assert plan.config.bench.compile_cache_dir is None  # the run's stored options stay the user's
     finally:
         plan.evaluator.close()
     if cache:

@@ -159,8 +159,6 @@ def prepare(definition: Definition, workloads: list[Workload], config: EvolveCon
     check(config, resuming=resume is not None)
     device = config.device or ("cpu" if config.compile_only else default_device())
     bench = config.bench or BenchConfig(device=device, dataset_root=config.dataset_root)
-    if bench.compile_cache_dir is None:
-        bench = bench.model_copy(update={"compile_cache_dir": compile_cache_dir(config.cache)})
     devices = ["cpu"] if config.compile_only else evaluation_devices(device)
     # a compile-only run compiles for a GPU: the GPU's search workloads
     split = choose_workloads(definition, workloads, "cuda" if config.compile_only else device, config.workloads)
@@ -179,7 +177,11 @@ def prepare(definition: Definition, workloads: list[Workload], config: EvolveCon
     else:
         _check_writable(resume_dir, "--resume")
     config = dataclasses.replace(config, device=device, bench=bench, operators=names)
-    backend = HarnessBackend(definition, bench, target=config.target, compile_only=config.compile_only,
+    # the compile caches are this machine's, not an option of the run: the harness gets
+    # them, the run's stored config does not (a resumed run finds them where it resumes)
+    harness = bench if bench.compile_cache_dir is not None else bench.model_copy(
+        update={"compile_cache_dir": compile_cache_dir(config.cache)})
+    backend = HarnessBackend(definition, harness, target=config.target, compile_only=config.compile_only,
                              cache_env=compile_cache_env(config.cache))
     if config.ray is not None:
         evaluator: Evaluator = RayEvaluator(backend, device, config.ray, workers=config.workers)
