@@ -40,10 +40,11 @@ class KernelOp:
 
     Outside torch.compile, a positional call that needs no gradient runs the real
     implementation directly: torch's custom-op dispatch (dispatcher, autograd wrapper,
-    dynamo's guard) cost about 20-30 us a call on the 2-vCPU development machine, a
-    fifth of a 64-token RMSNorm. Under torch.compile, or when an input requires grad,
-    the call goes through the registered op, so that tracing sees it and autograd says
-    it has no derivative."""
+    dynamo's guard) cost about 18 us a call on the 2-vCPU development machine, an
+    eighth of a 64-token RMSNorm (`benchmarks/kernelize_overhead.py`,
+    docs/measurements.md). Under torch.compile, or when an input requires grad, the call
+    goes through the registered op, so that tracing sees it and autograd says it has no
+    derivative."""
 
     winner: Winner
     qualname: str  # e.g. "solforge::rmsnorm_h4096__1a2b3c4d"

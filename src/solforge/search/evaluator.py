@@ -13,7 +13,7 @@ backend they both run.
   run's baselines (`attach_sol`), the compile reports attached to each Trace
   (`compile_reports`). In a `--compile-only` run it stops after the cross-compile:
   the Traces say the workload was not run (`skipped`), and fitness is compile-level.
-  Compiled kernels persist across a run and across runs: the run's BenchConfig
+  Compiled kernels persist across a run and across runs: the harness's BenchConfig
   names a compile-cache directory under solforge's cache directory, where each
   solution's process compiles into a directory of its own, named by its sources
   (`solforge.bench.compile_cache`); `--no-cache` gives every run fresh, empty ones
