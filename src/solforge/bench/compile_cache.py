@@ -32,6 +32,7 @@ Runs in the solution's process (`solution_process`), before the audit guard is a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 KEY_HEX_CHARS = 32  # 128 bits of SHA-256: no two solutions of a run share a directory
 
 _active: dict[str, Any] = {"numba_dir": None, "key": None, "root": None}
-_LOCATOR: list[type] = []
 
 
 def sources_key(solution: Solution) -> str:
@@ -99,11 +99,21 @@ def enable_numba_caching(namespaces: list[dict]) -> int:
         for value in list(namespace.values()):
             if type(value).__name__ != "CPUDispatcher" or not isinstance(getattr(value, "_cache", None), NullCache):
                 continue
-            if solution_cache_locator().from_function(value.py_func, _source_file(value.py_func)) is None:
+            if _solution_relative_path(_source_file(value.py_func)) is None:
                 continue
             value.enable_caching()
             enabled += 1
     return enabled
+
+
+def _solution_relative_path(py_file: str) -> str | None:
+    """`py_file`'s path inside the solution's working directory, or None for a file
+    outside it (a library's) or when no solution cache is active."""
+    root = _active["root"]
+    if root is None or _active["numba_dir"] is None or not py_file:
+        return None
+    real = os.path.realpath(py_file)
+    return real[len(root):] if real.startswith(root) and os.path.exists(real) else None
 
 
 def _source_file(fn: Any) -> str:
@@ -121,11 +131,10 @@ def _install_locator() -> None:
         classes.insert(0, locator)
 
 
+@functools.cache
 def solution_cache_locator() -> type:
     """`SolutionCacheLocator`, a subclass of numba's `_CacheLocator` made at first use
     (importing this module does not import numba)."""
-    if _LOCATOR:
-        return _LOCATOR[0]
     from numba.core.caching import _CacheLocator
 
     class SolutionCacheLocator(_CacheLocator):  # type: ignore[misc, valid-type]
@@ -152,17 +161,12 @@ def solution_cache_locator() -> type:
 
         @classmethod
         def from_function(cls, py_func: Any, py_file: str) -> Any:
-            root, cache_path = _active["root"], _active["numba_dir"]
-            if root is None or cache_path is None or not py_file:
+            relative = _solution_relative_path(py_file)
+            if relative is None:
                 return None
-            real = os.path.realpath(py_file)
-            if not real.startswith(root) or not os.path.exists(real):
-                return None
-            relative = real[len(root):]
             where = hashlib.sha256(relative.encode()).hexdigest()[:8]
-            return cls(cache_path, _active["key"], f"{where}-{py_func.__code__.co_firstlineno}")
+            return cls(_active["numba_dir"], _active["key"], f"{where}-{py_func.__code__.co_firstlineno}")
 
-    _LOCATOR.append(SolutionCacheLocator)
     return SolutionCacheLocator
 
 

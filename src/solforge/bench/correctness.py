@@ -21,6 +21,7 @@ over its allowance) and how many elements failed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -165,20 +166,15 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
                                          b.contiguous().view(-1).view(torch.uint8))
 
 
-_WITHIN: list[Any] = []  # the compiled one-pass check, or None where numba is missing
-
-
+@functools.cache
 def _within_kernel() -> Any:
     """`within(o, r, atol, rtol) -> (all within, max |o - r|, max |o - r| / |r| over r != 0)`,
     a numba loop over two flat float arrays, in float64 arithmetic; it stops at the first
     element outside (or NaN), with (False, 0, 0). None without numba."""
-    if _WITHIN:
-        return _WITHIN[0]
     try:
         import numpy as np
         from numba import njit
     except ImportError:
-        _WITHIN.append(None)
         return None
 
     @njit(cache=True, nogil=True)
@@ -198,7 +194,6 @@ def _within_kernel() -> Any:
                 max_rel = err / scale
         return True, max_abs, max_rel
 
-    _WITHIN.append(within)
     return within
 
 
