@@ -68,6 +68,26 @@ def test_building_blocks_are_never_an_implementation():
     assert implementation_ops("no_such_op") == ()
 
 
+def test_a_sample_call_that_crashes_costs_a_child_not_the_judge(tmp_path):
+    """aten::native_batch_norm's sample (eval mode, no running statistics) segfaults
+    the process that calls it; the norm definitions forbid batch_norm, so the judge
+    once died building its forbidden names. Run in a process of its own, so that a
+    regression crashes that process, not the test session: implementation_ops returns,
+    and a definition that forbids batch_norm still gets its names."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from solforge.bench.guards.recorder import implementation_ops\n"
+        "print('batch_norm:', implementation_ops('native_batch_norm'), implementation_ops('batch_norm'))\n"
+        "print('softmax:', implementation_ops('softmax'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "batch_norm:" in done.stdout
+    assert "softmax: ('aten::_softmax',)" in done.stdout  # the overloads after a crash are still sampled
+
+
 def test_every_way_to_reach_the_forbidden_op_is_named():
     ways = {
         "functional": lambda: F.rms_norm(X, (64,), W, 1e-6),

@@ -247,6 +247,13 @@ def forbidden_names(definition: Definition) -> dict[str, str]:
 _SAMPLE_SHAPES = ((2, 4, 8, 8), (4, 8), (2, 4, 8))
 
 
+# A sample call of an overload that crashes the process (native_batch_norm in eval mode
+# without running statistics dereferences a null pointer) costs one child, not the judge;
+# at most this many children are started for one name.
+_SAMPLE_CHILDREN_MAX = 16
+_SAMPLE_TIMEOUT_S = 120.0
+
+
 @functools.lru_cache(maxsize=None)
 def implementation_ops(aten_name: str) -> tuple[str, ...]:
     """The aten ops that carry out `aten::<aten_name>` here: each overload is called once
@@ -256,18 +263,66 @@ def implementation_ops(aten_name: str) -> tuple[str, ...]:
     they are building blocks (tagged pointwise or reduction, allocations, views, copies:
     `is_compute`). So `rms_norm` gives `aten::_fused_rms_norm` where torch has it (and
     nothing where rms_norm is pow, mean, rsqrt and mul), `softmax` gives `aten::_softmax`,
-    `scaled_dot_product_attention` its fused kernels. Overloads no sample fits, and a
-    profiler already running, give nothing (the names stay forbidden as written).
-    Runs in the judge's process only; cached per name."""
+    `scaled_dot_product_attention` its fused kernels. Overloads no sample fits give
+    nothing (the names stay forbidden as written).
+
+    The sample calls run in a child forked from the harness's template process
+    (`processes`: torch and the profiler's imports are loaded there, no solution code
+    ever runs there), never in the judge's: a made-up call of an arbitrary overload can
+    crash its process (`aten::native_batch_norm` with no running statistics in eval mode
+    segfaults, and `batch_norm` is forbidden by the norm definitions). An overload whose
+    call kills the child is skipped, and a fresh child goes on after it. Cached per name
+    for the judge's process. Raises nothing: a name whose every child fails gives ()."""
+    from solforge.bench.processes import _context
+
+    ctx = _context()
+    skip: list[str] = []
+    found: dict[str, None] = {}
+    for _ in range(_SAMPLE_CHILDREN_MAX):
+        ours, theirs = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_sample_overloads, args=(aten_name, tuple(skip), theirs), daemon=True)
+        child.start()
+        theirs.close()
+        trying, done = None, False
+        deadline = time.monotonic() + _SAMPLE_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline and ours.poll(max(0.0, deadline - time.monotonic())):
+                kind, value = ours.recv()
+                if kind == "trying":
+                    trying = value
+                elif kind == "found":
+                    found.update(dict.fromkeys(value))
+                    trying = None
+                elif kind == "done":
+                    done = True
+                    break
+        except (EOFError, OSError):  # the child died during an overload's sample call
+            pass
+        finally:
+            ours.close()
+            if child.is_alive():
+                child.kill()
+            child.join(5)
+        if done or trying is None:
+            break
+        skip.append(trying)
+    return tuple(found)
+
+
+def _sample_overloads(aten_name: str, skip: tuple[str, ...], conn: Any) -> None:
+    """In a child of the template: each overload of `aten::<aten_name>` but `skip`, called
+    on samples under the profiler (`implementation_ops`); says ("trying", overload)
+    before each call, ("found", [ops]) after it and ("done", None) at the end."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     packet = getattr(torch.ops.aten, aten_name, None)
-    if packet is None:
-        return ()
-    found: dict[str, None] = {}
-    for overload in packet.overloads():
+    for overload in packet.overloads() if packet is not None else ():
+        if overload in skip:
+            continue
         op = getattr(packet, overload)
+        conn.send(("trying", overload))
+        found: list[str] = []
         for shape in _SAMPLE_SHAPES:
             args = _sample_args(op._schema, shape)
             if args is None:
@@ -275,15 +330,14 @@ def implementation_ops(aten_name: str) -> tuple[str, ...]:
             try:
                 with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
                     op(*args)
-            except Exception:  # noqa: BLE001 — a sample that does not fit the op, or a profiler already on
+            except Exception:  # noqa: BLE001 — a sample that does not fit the op
                 continue
             top = [e for e in prof.events() if e.cpu_parent is None and e.name == f"aten::{aten_name}"]
-            for event in top:
-                for child in event.cpu_children:
-                    if _implementation(child.name):
-                        found.setdefault(child.name)
+            found = [child.name for event in top for child in event.cpu_children if _implementation(child.name)]
             break
-    return tuple(found)
+        conn.send(("found", found))
+    conn.send(("done", None))
+    conn.close()
 
 
 def _implementation(op: str) -> bool:
