@@ -22,14 +22,24 @@ path's first run starts with a cold compile cache, and later runs find what earl
 runs compiled there (the issue's "across runs in the cache directory"); `--no-cache`
 never reads it.
 
+`--issue-python PY` adds a third variant: the same search by the code the issue was
+written against (the issue's "today's figure", which `--no-cache --no-cut` only
+approximates: the judge's own costs have changed since, for both of the other
+variants). PY is a Python whose `solforge` is a checkout of that commit (e.g. a `git
+worktree` at 97c505b and a venv whose .pth puts its src/ first); its evolve has neither
+`--baselines` nor `--workloads` (the smoke workloads were its default, and it timed no
+torch.compile on the CPU), so they are left out of its command.
+
 candidates/min = evaluated candidates / the search's span x 60, the span being from
-the first candidate's creation to the last first-round evaluation, read from the run's
-archive (so the baselines before the search and the held-out gate after it are not
-in it; the process's whole wall time is reported beside it). Dedup hits are the
-archive's duplicates (proposals not evaluated), cuts the evaluations whose timing was
-cut.
+the first candidate's creation to the last candidate's evaluation, read from the run's
+archive with sqlite3 (the `candidates` table's `created_at` and `evaluated_at`, in both
+archive schemas; so the baselines before the search, the re-timing of a would-be best
+and the held-out gate after it are not in it; the process's whole wall time is reported
+beside it). Dedup hits are the archive's duplicates (proposals not evaluated), cuts the
+candidates whose timing was cut.
 
     .venv/bin/python benchmarks/judging_speed.py [--candidates 20] [--rounds 2] [--seed 0]
+        [--issue-python /tmp/oldvenv/bin/python]
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import argparse
 import json
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -47,16 +58,38 @@ from pathlib import Path
 
 PROBLEM = "rmsnorm_h4096"
 VARIANTS = {"new": [], "old (--no-cache --no-cut)": ["--no-cache", "--no-cut"]}
-_RUN = re.compile(r"run (\S+): (\d+) candidates evaluated; not evaluated as duplicates: (\d+).*?"
-                  r"timings cut at [\d.]+x the best: (\d+)", re.S)
+ISSUE_VARIANT = "issue-time code"
+_RUN = re.compile(r"run (\S+): (\d+) candidates evaluated")
 
 
-def one_run(flags: list[str], args: argparse.Namespace, runs_root: Path, env: dict) -> dict:
-    from solforge.search import Archive
+def archive_figures(run_dir: Path) -> dict:
+    """The search's span, best fitness, duplicates and cuts, read from a run's
+    archive.sqlite with sqlite3 alone (the same query for either archive schema)."""
+    db = sqlite3.connect(f"file:{run_dir / 'archive.sqlite'}?mode=ro", uri=True)
+    try:
+        first, last, best = db.execute("SELECT min(created_at), max(evaluated_at), max(fitness) FROM candidates "
+                                       "WHERE evaluated_at IS NOT NULL").fetchone()
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(candidates)")}
+        dups = db.execute("SELECT count(*) FROM duplicates").fetchone()[0] if "duplicates" in tables else 0
+        dedup = dict(db.execute("SELECT kind, count(*) FROM duplicates GROUP BY kind").fetchall()) \
+            if "duplicates" in tables and "kind" in {r[1] for r in db.execute("PRAGMA table_info(duplicates)")} else {}
+        cuts = db.execute("SELECT count(*) FROM candidates WHERE verdict = 'cut'").fetchone()[0] \
+            if "verdict" in columns else 0
+    finally:
+        db.close()
+    return {"span_s": last - first, "best": best, "duplicates": dups, "dedup": dedup, "cut": cuts}
 
-    cmd = [sys.executable, "-m", "solforge.cli", "evolve", PROBLEM, "--device", "cpu", "--max-candidates",
-           str(args.candidates), "--seed", str(args.seed), "--baselines", "eager", "--workloads", args.workloads,
-           "--runs-root", str(runs_root), *flags]
+
+def one_run(flags: list[str], args: argparse.Namespace, runs_root: Path, env: dict,
+            python: str | None = None) -> dict:
+    if python is None:
+        cmd = [sys.executable, "-m", "solforge.cli", "evolve", PROBLEM, "--device", "cpu", "--max-candidates",
+               str(args.candidates), "--seed", str(args.seed), "--baselines", "eager", "--workloads",
+               args.workloads, "--runs-root", str(runs_root), *flags]
+    else:  # the issue-time CLI: neither --baselines nor --workloads
+        cmd = [python, "-m", "solforge.cli", "evolve", PROBLEM, "--device", "cpu", "--max-candidates",
+               str(args.candidates), "--seed", str(args.seed), "--runs-root", str(runs_root)]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout_s)
     wall = time.monotonic() - t0
@@ -65,17 +98,10 @@ def one_run(flags: list[str], args: argparse.Namespace, runs_root: Path, env: di
     if m is None:
         raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}, no run summary:\n{proc.stdout[-2000:]}"
                            f"\n{proc.stderr[-2000:]}")
-    run_id, evaluated, dups, cuts = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
-    archive = Archive.open(runs_root / run_id, read_only=True)
-    try:
-        history = archive.history()
-        span = max(h.evaluated_at for h in history) - min(c.created_at for c in archive.candidates())
-        best = max(h.fitness for h in history)
-        dedup = {k.value: v for k, v in archive.dedup_counts().items() if v}
-    finally:
-        archive.close()
-    return {"run": run_id, "exit": proc.returncode, "evaluated": evaluated, "duplicates": dups, "dedup": dedup,
-            "cut": cuts, "span_s": span, "wall_s": wall, "per_min": evaluated / span * 60, "best": best}
+    run_id, evaluated = m.group(1), int(m.group(2))
+    figures = archive_figures(runs_root / run_id)
+    return {"run": run_id, "exit": proc.returncode, "evaluated": evaluated, "wall_s": wall,
+            "per_min": evaluated / figures["span_s"] * 60, **figures}
 
 
 def main() -> int:
@@ -86,6 +112,8 @@ def main() -> int:
     parser.add_argument("--workloads", default="smoke", help="evolve's --workloads: smoke (default) or auto")
     parser.add_argument("--timeout-s", type=float, default=1800)
     parser.add_argument("--out", type=Path, default=Path("bench-out/judging_speed.json"))
+    parser.add_argument("--issue-python", default=None,
+                        help="a Python whose solforge is the issue-time checkout: adds that variant")
     args = parser.parse_args()
     import os
 
@@ -98,12 +126,14 @@ def main() -> int:
         if ceilings.is_dir():
             shutil.copytree(ceilings, cache / "ceilings")
         env = dict(os.environ, SOLFORGE_CACHE_DIR=str(cache))
+        variants: list[tuple[str, list[str], str | None]] = [(n, f, None) for n, f in VARIANTS.items()]
+        if args.issue_python:
+            variants.append((ISSUE_VARIANT, [], args.issue_python))
         for round_index in range(args.rounds):
-            order = list(VARIANTS.items())
-            if round_index % 2:  # alternate which goes first
-                order.reverse()
-            for name, flags in order:
-                r = one_run(flags, args, Path(tmp) / "runs", env)
+            k = round_index % len(variants)  # each variant goes first in turn
+            order = variants[k:] + variants[:k]
+            for name, flags, python in order:
+                r = one_run(flags, args, Path(tmp) / "runs", env, python)
                 r.update(variant=name, round=round_index + 1)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
@@ -118,15 +148,18 @@ def main() -> int:
         print(f"| {r['round']} | {r['variant']} | {r['evaluated']} | {hits} | {r['cut']} | {r['span_s']:.1f} | "
               f"{r['per_min']:.2f} | {r['wall_s']:.1f} | {r['best']:.4f} |")
     print()
-    print("| round | new / old candidates/min |")
-    print("| ---: | ---: |")
-    ratios = []
+    others = [n for n in [*VARIANTS, ISSUE_VARIANT] if n != "new" and any(r["variant"] == n for r in rows)]
+    print("| round | " + " | ".join(f"new / {n} candidates/min" for n in others) + " |")
+    print("| ---: |" + " ---: |" * len(others))
+    ratios: dict[str, list[float]] = {n: [] for n in others}
     for i in range(1, args.rounds + 1):
         new = next(r for r in rows if r["round"] == i and r["variant"] == "new")
-        old = next(r for r in rows if r["round"] == i and r["variant"] != "new")
-        ratios.append(new["per_min"] / old["per_min"])
-        print(f"| {i} | {ratios[-1]:.2f} |")
-    print(f"\nmedian ratio over rounds: {statistics.median(ratios):.2f} (goal >= 3)")
+        for n in others:
+            other = next(r for r in rows if r["round"] == i and r["variant"] == n)
+            ratios[n].append(new["per_min"] / other["per_min"])
+        print(f"| {i} | " + " | ".join(f"{ratios[n][-1]:.2f}" for n in others) + " |")
+    for n in others:
+        print(f"\nmedian ratio new / {n} over rounds: {statistics.median(ratios[n]):.2f} (goal >= 3)")
     return 0
 
 
