@@ -19,9 +19,11 @@ it, a candidate's compile and first call took (cold -> warm, seconds): rmsnorm_r
 serial 0.81 -> 0.38, parallel 1.86 -> 1.44; silu_and_mul 0.74 -> 0.30, 1.40 -> 1.10;
 softmax_split_row 0.83 -> 0.39, 1.76 -> 1.26; layernorm_rows 1.00 -> 0.54, 2.10 -> 1.79
 (those with the fastmath variants warmed too, a 2.2 s warm-up; without them a FASTMATH
-candidate gains a little less: rmsnorm_rows 0.84 -> 0.49 against 0.38). Never `parallel=True`: compiling a parfor loads numba's
-threading layer, and GNU OpenMP in a process that then forks makes every child that
-uses it abort ("fork() called from a process already using GNU OpenMP"). Nothing is
+candidate gains a little less: rmsnorm_rows 0.84 -> 0.49 against 0.38).
+
+Never `parallel=True`: compiling a parfor loads numba's threading layer, and GNU OpenMP
+in a process that then forks makes every child that uses it abort ("fork() called from
+a process already using GNU OpenMP"). Nothing is
 cached on disk and no user code runs. A kernel compiled here is never a solution's: its
 own functions are compiled in its process as before (their IR is the same either way;
 only the process-wide caches are warm).
@@ -34,7 +36,10 @@ import time
 
 import numpy as np
 
+
 def _kernels() -> list:
+    """The two warm-up kernels, `bf16_rows(x, w, out)` and `f32_rows(x, out, acc)`, as
+    numba dispatchers (not yet compiled)."""
     import numba
 
     @numba.njit(inline="always")
@@ -49,7 +54,8 @@ def _kernels() -> list:
             if (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
                 dst[i] = np.uint16((bits >> np.uint32(16)) | np.uint32(0x40))
             else:
-                dst[i] = np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+                rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+                dst[i] = np.uint16(rounded >> np.uint32(16))
 
     def bf16_rows(x, w, out):  # x, out: (T, H) bf16 bits; w: (H,) bf16 bits
         n_rows, n_cols = x.shape
