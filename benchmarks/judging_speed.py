@@ -71,25 +71,22 @@ def archive_figures(run_dir: Path) -> dict:
                                        "WHERE evaluated_at IS NOT NULL").fetchone()
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         columns = {row[1] for row in db.execute("PRAGMA table_info(candidates)")}
-        dups = db.execute("SELECT count(*) FROM duplicates").fetchone()[0] if "duplicates" in tables else 0
+        # the issue-time schema has no duplicates table (it refused a repeat without recording it)
         dedup = dict(db.execute("SELECT kind, count(*) FROM duplicates GROUP BY kind").fetchall()) \
-            if "duplicates" in tables and "kind" in {r[1] for r in db.execute("PRAGMA table_info(duplicates)")} else {}
+            if "duplicates" in tables else {}
         cuts = db.execute("SELECT count(*) FROM candidates WHERE verdict = 'cut'").fetchone()[0] \
             if "verdict" in columns else 0
     finally:
         db.close()
-    return {"span_s": last - first, "best": best, "duplicates": dups, "dedup": dedup, "cut": cuts}
+    return {"span_s": last - first, "best": best, "duplicates": sum(dedup.values()), "dedup": dedup, "cut": cuts}
 
 
 def one_run(flags: list[str], args: argparse.Namespace, runs_root: Path, env: dict,
             python: str | None = None) -> dict:
-    if python is None:
-        cmd = [sys.executable, "-m", "solforge.cli", "evolve", PROBLEM, "--device", "cpu", "--max-candidates",
-               str(args.candidates), "--seed", str(args.seed), "--baselines", "eager", "--workloads",
-               args.workloads, "--runs-root", str(runs_root), *flags]
-    else:  # the issue-time CLI: neither --baselines nor --workloads
-        cmd = [python, "-m", "solforge.cli", "evolve", PROBLEM, "--device", "cpu", "--max-candidates",
-               str(args.candidates), "--seed", str(args.seed), "--runs-root", str(runs_root)]
+    cmd = [python or sys.executable, "-m", "solforge.cli", "evolve", PROBLEM, "--device", "cpu", "--max-candidates",
+           str(args.candidates), "--seed", str(args.seed), "--runs-root", str(runs_root), *flags]
+    if python is None:  # the issue-time CLI has neither --baselines nor --workloads
+        cmd += ["--baselines", "eager", "--workloads", args.workloads]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout_s)
     wall = time.monotonic() - t0
