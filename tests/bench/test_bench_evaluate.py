@@ -5,11 +5,13 @@ fault, timing is sane."""
 from __future__ import annotations
 
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
 
 from solforge.bench import BenchConfig, TimingBudget, evaluate, run_bench
+from solforge.bench.timing import judge_threads
 from solforge.spec import BuildSpec, EvaluationStatus, Solution, SourceFile, Workload, load_definition
 
 KERNELS = Path(__file__).parent / "kernels"
@@ -44,7 +46,46 @@ def test_honest_pytorch_passes_with_a_full_trace():
         assert ext.timing.is_performance_measurement and ext.timing.method == "judge-handshake+cache-flush"
         assert ext.timing.timed_by == "judge" and ext.timing.overhead_ms is not None
         assert len(ext.timing.raw_samples_ms) == ext.timing.count == len(ext.timing.samples_ms)
+        if sys.platform == "linux":  # a run-queue reading per timed call, none negative
+            waits = ext.timing.run_queue_wait_ms
+            assert len(waits) == ext.timing.count and all(w is not None and w >= 0 for w in waits)
         assert ev.environment.hardware and "torch" in ev.environment.libs and ev.timestamp
+
+
+def test_the_judges_torch_threads_are_one_while_it_times_and_restored_after(monkeypatch):
+    import torch
+
+    import solforge.bench.judge as judge
+
+    seen: list[int] = []  # the judge's torch threads each time it makes a call's inputs
+    make_inputs = judge.make_inputs
+
+    def spied(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return make_inputs(*args, **kwargs)
+
+    monkeypatch.setattr(judge, "make_inputs", spied)
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)  # a caller's setting of more than one thread (restored after the test)
+    try:
+        _judge_threads_checks(seen, 2)
+    finally:
+        torch.set_num_threads(original)
+
+
+def _judge_threads_checks(seen: list[int], before: int) -> None:
+    import torch
+
+    with judge_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), judge_threads(1):
+        raise RuntimeError("a timing that failed")
+    assert torch.get_num_threads() == before
+    run("honest_rmsnorm.py", workloads=WORKLOADS[:1])
+    assert torch.get_num_threads() == before  # an evaluation leaves the caller's setting as it found it
+    # the correctness calls' inputs on the caller's threads, the timed calls' (warm-up and samples) on one
+    assert seen.count(1) >= CONFIG.timing.min_iters + 1 and seen.count(before) >= 1
 
 
 def test_honest_destination_passing_passes():

@@ -61,6 +61,11 @@ class BenchConfig(BaseModel):
         ge=0,
         description="Size of the cache-flush buffer, bytes. None: 2x the L2 (GPU) or last-level cache (CPU).",
     )
+    judge_threads: int | None = Field(
+        default=1, ge=1,
+        description="torch intra-op threads of the judge's own work while it times on the CPU (timing.judge_threads). "
+        "None: the caller's setting, which on more than one thread takes CPU from the timed calls.",
+    )
     seed: int = Field(default=0, ge=0, description="Base seed of every input; trials and iterations offset it.")
     dataset_root: Path | None = Field(default=None, description="Root that safetensors input paths are relative to.")
     memory_limit_gb: float | None = Field(

@@ -86,12 +86,17 @@ from solforge.bench.messages import (
 )
 from solforge.bench.processes import Child, ChildLost, ChildStartError
 from solforge.bench.timing import (
+    CONTENDED_MIN_MS,
+    CONTENDED_SHARE,
+    CONTENDED_WARN_SHARE,
     CacheFlusher,
     CpuLoop,
     calibrate_handshake,
+    contended_calls,
     events_implausible,
     gap_limit_ms,
     is_stable,
+    judge_threads,
     stats,
     time_cpu,
 )
@@ -633,6 +638,14 @@ class WorkloadRun:
                 timed = again.model_copy(update={"unstable": True})
                 warnings.append(f"unstable timing: {again.count} samples, IQR {again.iqr_ms:.4g} ms on a median of "
                                 f"{again.median_ms:.4g} ms after a re-run (a busy machine?)")
+        if timed.contended_calls > CONTENDED_WARN_SHARE * timed.count:
+            waits = sorted(w for w, raw in zip(timed.run_queue_wait_ms, timed.raw_samples_ms)
+                           if w is not None and w > max(CONTENDED_SHARE * raw, CONTENDED_MIN_MS))
+            warnings.append(f"contended: in {timed.contended_calls} of {timed.count} timed calls the solution's "
+                            f"threads waited for a CPU (median {waits[len(waits) // 2]:.3g} ms of a "
+                            f"{timed.median_ms:.4g} ms median call): the machine's cores were oversubscribed, "
+                            "so the figure times the scheduler too (a busy machine, or a solution using every core "
+                            "while the judge works between calls)")
         if interpreted:
             timed = timed.model_copy(update={"is_performance_measurement": False})
             warnings.append(f"{self.judge.solution.spec.language.value} on {self.device} runs under an interpreter: "
@@ -722,11 +735,13 @@ class WorkloadRun:
                        profile_every=0 if self.judge.trusted else PROFILE_EVERY, min_profiled=len(probe_order))
         threads_before = _tasks(child)
         try:
-            time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
-            cutoff = self.judge.cutoff_ms.get(self.workload.uuid)
-            overhead = self.judge.overhead_for(slot_bytes(out_layout[0]))
-            run = time_cpu(child, loop, 0.0, budget.max_time_s, budget.max_iters, budget.min_iters,
-                           first_iteration=timed_start, cutoff_raw_ms=None if cutoff is None else cutoff + overhead)
+            with judge_threads(self.config.judge_threads):
+                time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
+                cutoff = self.judge.cutoff_ms.get(self.workload.uuid)
+                overhead = self.judge.overhead_for(slot_bytes(out_layout[0]))
+                run = time_cpu(child, loop, 0.0, budget.max_time_s, budget.max_iters, budget.min_iters,
+                               first_iteration=timed_start,
+                               cutoff_raw_ms=None if cutoff is None else cutoff + overhead)
         except CallRaised:
             stop(line)
             reply = child.receive(request.id, self.timeout_s)
@@ -776,7 +791,9 @@ class WorkloadRun:
         overhead = self.judge.overhead_for(out_bytes)
         raw_ms = [ns / 1e6 for ns in run.raw_ns]
         samples = [max(r - overhead, MIN_SAMPLE_MS) for r in raw_ms]
-        return stats(samples, method, True, overhead_ms=overhead, raw_samples_ms=raw_ms,
+        waited_ms = [None if ns is None else ns / 1e6 for ns in run.waited_ns]
+        return stats(samples, method, True, overhead_ms=overhead, raw_samples_ms=raw_ms, run_queue_wait_ms=waited_ms,
+                     contended_calls=contended_calls(raw_ms, waited_ms),
                      flushed_bytes_per_call=self.flushed_bytes // max(len(run.raw_ns) + len(run.profiled), 1), cut=run.cut,
                      solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge")
 

@@ -161,6 +161,28 @@ def _context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+def run_queue_wait_ns(pid: int) -> int | None:
+    """The time the threads of process `pid` have spent runnable but waiting for a CPU,
+    in ns, summed over its threads now alive: the second field of each thread's
+    /proc/<pid>/task/<tid>/schedstat (Linux, CONFIG_SCHED_INFO; the kernel's
+    Documentation/scheduler/sched-stats.rst: "time spent waiting on a runqueue"). None
+    where /proc cannot tell (not Linux, the process gone)."""
+    root = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(root)
+    except OSError:
+        return None
+    total, read = 0, 0
+    for tid in tids:
+        try:
+            with open(f"{root}/{tid}/schedstat", "rb") as f:
+                total += int(f.read().split()[1])
+            read += 1
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total if read else None
+
+
 def describe_exit(code: int | None, sandboxed: bool = False) -> str:
     """What a child's exit code says happened, in words for a trace's log."""
     if code is None:
@@ -306,6 +328,12 @@ class Child:
             return time.clock_gettime_ns(((~self.process.pid) << 3) | 2)
         except OSError:
             return None
+
+    def run_queue_wait_ns(self) -> int | None:
+        """How long the child's threads have waited, runnable, for a CPU, in ns, summed
+        over its threads (`run_queue_wait_ns`); None under bwrap (the process the judge
+        sees there is bwrap's, not the solution's) or where it cannot be read."""
+        return None if self.sandboxed else run_queue_wait_ns(self.process.pid)
 
     def exitcode(self) -> int | None:
         return self.process.poll() if self.sandboxed else self.process.exitcode

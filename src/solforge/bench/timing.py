@@ -71,6 +71,16 @@ CHECKED_FRACTION = 1 / 8  # at least this share of timed iterations is checked a
 # to work on between calls; this catches blatant background work, not a subtle race.
 GAP_ALLOWANCE_MS = 5.0
 GAP_SHARE = 1.0  # ... plus this share of the time measured inside the calls
+# A timed call is contended when the solution's threads waited for a CPU longer than this
+# share of the call and this many ms (`contended_calls`: one scheduler tick at HZ=1000; a
+# thread queued behind another until a tick moves it was seen to wait one tick, 4 ms at
+# HZ=250); a timing whose calls are contended more often than CONTENDED_WARN_SHARE gets
+# a warning. The window read runs from just before GO to just after the judge wakes at
+# DONE, a little wider than the clock's: a few tenths of a ms of wait at the edges is
+# common and is not contention.
+CONTENDED_SHARE = 0.25
+CONTENDED_MIN_MS = 1.0
+CONTENDED_WARN_SHARE = 0.25
 
 
 def flush_bytes_for(configured: int | None, cache_bytes: int | None) -> int:
@@ -177,6 +187,9 @@ class CpuRun:
     iterations: list[int] = field(default_factory=list)  # iteration numbers timed, in order
     cut: bool = False  # stopped early: the median was past the cut-off
     profiled: list[int] = field(default_factory=list)  # iterations run under the profiler (not samples)
+    # per sample (same order as raw_ns): how long the solution's threads waited, runnable, for a CPU
+    # from just before GO to just after the judge woke at DONE (ns; None where /proc cannot tell)
+    waited_ns: list[int | None] = field(default_factory=list)
 
 
 def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_iters: int,
@@ -211,12 +224,15 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
         loop.before_reuse(slot)
         loop.prepare(i, slot, "probe" if profile else "time")
         ready_cpu = child.cpu_ns()
+        waited_before: list[int | None] = [None]
 
         def armed(slot: int = slot) -> None:
             loop.publish(slot)
             loop.flush(slot)
+            waited_before[0] = child.run_queue_wait_ns()
 
         raw = judge_round(loop.line, i, slot, loop.timeout_s, on_armed=armed, profile=profile)
+        waited_after = child.run_queue_wait_ns()
         done_cpu = child.cpu_ns()
         if ready_cpu is not None and last_done_cpu is not None:
             run.gap_cpu_ms += (ready_cpu - last_done_cpu) / 1e6
@@ -227,6 +243,8 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
             i += 1
             continue
         run.raw_ns.append(raw)
+        run.waited_ns.append(None if waited_before[0] is None or waited_after is None
+                             else max(0, waited_after - waited_before[0]))  # a thread that ended takes its wait along
         run.iterations.append(i)
         run.inside_ms += raw / 1e6
         i += 1
@@ -235,6 +253,40 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
                 run.cut = True
                 break
     return run
+
+
+@contextlib.contextmanager
+def judge_threads(n: int | None = 1) -> Iterator[None]:
+    """The judge's own torch work on `n` intra-op threads (torch.set_num_threads) while
+    a CPU timing runs, restored after (None: left as it is). The judge's work between calls (fresh inputs,
+    poisoning, publishing, copying outputs) is torch ops; on more threads, their
+    OpenMP workers spin on after each op (GNU OpenMP's active wait) into the next timed
+    call and take a CPU from it. Seen on the 2-core developer machine (2026-12-03,
+    docs/measurements.md): a serial numba kernel's threads waited 0.3-0.9 ms for a CPU
+    in every timed call, 4 ms in about a fifth of them, and none of either with the
+    judge on one thread."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def contended_calls(raw_ms: list[float], waited_ms: list[float | None]) -> int:
+    """How many timed calls were contended: their solution's threads waited, runnable,
+    for a CPU longer than CONTENDED_SHARE of the call's raw time and CONTENDED_MIN_MS
+    (`raw_ms` and `waited_ms` per call, in ms, same order). Such a sample times the scheduler as well as the call: a thread of the solution's
+    queued behind another task (a judge's own work between calls, another process, or
+    the solution's own threads when it runs more than the machine's cores) until a tick
+    moves it (4 ms at HZ=250). Calls with no reading do not count."""
+    return sum(1 for raw, waited in zip(raw_ms, waited_ms)
+               if waited is not None and waited > max(CONTENDED_SHARE * raw, CONTENDED_MIN_MS))
 
 
 def gap_limit_ms(run: CpuRun, threads: int = 1) -> float:

@@ -76,6 +76,14 @@ class TimingStats(BaseModel):
     flushed_bytes_per_call: int | None = Field(
         default=None, description="Bytes the cache flush evicted or wrote before each timed call (CPU)."
     )
+    run_queue_wait_ms: list[float | None] = Field(
+        default_factory=list,
+        description="Per timed call, same order as samples_ms: how long the solution's threads waited, runnable, "
+                    "for a CPU during it (Linux schedstat, summed over threads; None where unreadable; CPU).",
+    )
+    contended_calls: int = Field(
+        default=0, description="Timed calls whose threads waited for a CPU over a quarter of the call and 1 ms (CPU)."
+    )
 
 
 class GuardFinding(BaseModel):
