@@ -235,9 +235,10 @@ def test_timing_is_cut_past_the_cut_off_and_never_below_it():
     far = run("honest_rmsnorm.py", workloads=wl, config=CONFIG.model_copy(update={
         "timing": TimingBudget(warmup_s=0.0, max_time_s=30.0, max_iters=200, min_iters=3)}))[0]
     assert far.status is EvaluationStatus.PASSED and not far.solforge.timing.cut
-    # A cut-off far below any real latency: stopped at min_iters, marked cut, still checked and passed.
+    # A cut-off far below any real latency: stopped after CUT_MIN_SAMPLES (3) samples though min_iters asks for 5
+    # (the default CPU budget's), marked cut, still checked and passed.
     cut = evaluate(DEFN, wl, solution("honest_rmsnorm.py"), "cpu", CONFIG.model_copy(update={
-        "timing": TimingBudget(warmup_s=0.0, max_time_s=30.0, max_iters=200, min_iters=3)}),
+        "timing": TimingBudget(warmup_s=0.0, max_time_s=30.0, max_iters=200, min_iters=5)}),
         cutoff_ms={wl[0].uuid: 1e-9})[0].evaluation
     assert cut.status is EvaluationStatus.PASSED, cut.log
     assert cut.solforge.timing.cut and cut.solforge.timing.count == 3
@@ -245,6 +246,17 @@ def test_timing_is_cut_past_the_cut_off_and_never_below_it():
     # A cut-off far above: never cut.
     slow = evaluate(DEFN, wl, solution("honest_rmsnorm.py"), "cpu", CONFIG, cutoff_ms={wl[0].uuid: 1e9})[0]
     assert not slow.evaluation.solforge.timing.cut and slow.evaluation.solforge.timing.count == 5
+
+
+def test_the_cpu_budget_never_stops_a_timing_before_it_can_be_stable():
+    from solforge.bench.config import CPU_TIMING
+    from solforge.bench.timing import MIN_STABLE_SAMPLES
+
+    assert CPU_TIMING.min_iters >= MIN_STABLE_SAMPLES
+    # a loop whose time budget is spent after one call still takes min_iters samples: stable by count
+    budget = CPU_TIMING.model_copy(update={"max_time_s": 1e-6, "warmup_s": 0.0})
+    timing = run("honest_rmsnorm.py", workloads=WORKLOADS[:1], config=CONFIG.model_copy(update={"timing": budget}))[0]
+    assert timing.solforge.timing.count >= MIN_STABLE_SAMPLES
 
 
 def test_a_gpu_target_cross_compiles_first_and_refuses_what_cannot_run_there():

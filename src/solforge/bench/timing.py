@@ -16,7 +16,11 @@ with the solution's process; nothing the solution's process reports enters the f
    that is not available, a buffer of twice the last-level cache written
    (`flush_bytes_for`; also when `BenchConfig.flush_bytes` is set). Then the handshake
    (`handshake`): the clock runs from the judge's GO to the kernel's receive time of the
-   solution's DONE.
+   solution's DONE. The judge's own torch work in the loop runs on one thread
+   (`judge_threads`): more threads' OpenMP workers spin on after each op and take a CPU
+   from the call. Around each call the judge reads how long the solution's threads
+   waited, runnable, for a CPU (`processes.run_queue_wait_ns`); calls that waited over
+   a quarter of their time and a tick are counted (`contended_calls`) and reported.
 4. The judge copies each iteration's outputs at DONE and keeps them (a secret sample of
    them when they do not fit in `keep_bytes`); after the loop it checks a secret random
    subset, at least 1 in 8 and always the last, against the reference on the same
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
 
 FALLBACK_CACHE_BYTES = 64 * 2**20  # when the cache size is unknown; the flush writes twice this
 MIN_STABLE_SAMPLES = 5
+CUT_MIN_SAMPLES = 3  # the cut-off decides on the median of at least this many samples (or min_iters, if fewer)
 MAX_STABLE_IQR_RATIO = 0.25
 CHECKED_FRACTION = 1 / 8  # at least this share of timed iterations is checked after the loop
 # Work the solution's process may do between calls without it counting as work outside
@@ -197,7 +202,7 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
     """The judge-side loop (steps 2 and 3 of the module docstring). Iteration numbers
     run on from `first_iteration`, so an iteration number never repeats. With
     `max_iters` 0 only the warm-up runs. With `cutoff_raw_ms`, the loop stops once it
-    has `min_iters` samples whose median is past it (`run.cut`): a candidate clearly
+    has `min(min_iters, CUT_MIN_SAMPLES)` samples whose median is past it (`run.cut`): a candidate clearly
     slower than the best needs no more samples to say so (tinygrad's BEAM search cuts
     the same way). Raises handshake.OutOfStep or CallRaised."""
     run = CpuRun()
@@ -248,7 +253,7 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
         run.iterations.append(i)
         run.inside_ms += raw / 1e6
         i += 1
-        if cutoff_raw_ms is not None and len(run.raw_ns) >= min_iters:
+        if cutoff_raw_ms is not None and len(run.raw_ns) >= min(min_iters, CUT_MIN_SAMPLES):
             if sorted(run.raw_ns)[len(run.raw_ns) // 2] / 1e6 > cutoff_raw_ms:
                 run.cut = True
                 break
