@@ -202,9 +202,9 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
     """The judge-side loop (steps 2 and 3 of the module docstring). Iteration numbers
     run on from `first_iteration`, so an iteration number never repeats. With
     `max_iters` 0 only the warm-up runs. With `cutoff_raw_ms`, the loop stops once it
-    has `min(min_iters, CUT_MIN_SAMPLES)` samples whose median is past it (`run.cut`): a candidate clearly
-    slower than the best needs no more samples to say so (tinygrad's BEAM search cuts
-    the same way). Raises handshake.OutOfStep or CallRaised."""
+    has `min(min_iters, CUT_MIN_SAMPLES)` samples whose median is past it (`run.cut`): a
+    candidate clearly slower than the best needs no more samples to say so (tinygrad's
+    BEAM search cuts the same way). Raises handshake.OutOfStep or CallRaised."""
     run = CpuRun()
     i = first_iteration
     if warmup_s > 0 or max_iters == 0:
@@ -263,10 +263,10 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
 @contextlib.contextmanager
 def judge_threads(n: int | None = 1) -> Iterator[None]:
     """The judge's own torch work on `n` intra-op threads (torch.set_num_threads) while
-    a CPU timing runs, restored after (None: left as it is). The judge's work between calls (fresh inputs,
-    poisoning, publishing, copying outputs) is torch ops; on more threads, their
-    OpenMP workers spin on after each op (GNU OpenMP's active wait) into the next timed
-    call and take a CPU from it. Seen on the 2-core developer machine (2026-12-03,
+    a CPU timing runs, restored after (None: left as it is). The judge's work between
+    calls (fresh inputs, poisoning, publishing, copying outputs) is torch ops; on more
+    threads, their OpenMP workers spin on after each op (GNU OpenMP's active wait) into
+    the next timed call and take a CPU from it. Seen on the 2-core developer machine (2026-12-03,
     docs/measurements.md): a serial numba kernel's threads waited 0.3-0.9 ms for a CPU
     in every timed call, 4 ms in about a fifth of them, and none of either with the
     judge on one thread."""
