@@ -116,6 +116,13 @@ def main() -> int:
 
     from solforge.cache import cache_root
 
+    if args.issue_python:  # the other code, or the comparison is of this code with itself
+        theirs = subprocess.run([args.issue_python, "-c", "import solforge; print(solforge.__file__)"],
+                                capture_output=True, text=True).stdout.strip()
+        ours = str(Path(__file__).resolve().parents[1] / "src")
+        if not theirs or theirs.startswith(ours):
+            raise SystemExit(f"--issue-python {args.issue_python}: its solforge is {theirs or 'not importable'}, "
+                             f"this checkout's; expected another checkout's (e.g. a git worktree at 97c505b)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="solforge-judging-") as tmp:
         cache = Path(tmp) / "cache"
