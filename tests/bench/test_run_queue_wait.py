@@ -63,3 +63,22 @@ def test_a_call_is_contended_when_its_threads_waited_a_quarter_of_it_and_a_tick(
     assert contended_calls(raw_ms, waited_ms) == 3
     assert CONTENDED_MIN_MS == 1.0 and contended_calls([0.5], [0.5]) == 0  # the whole call, but under a tick
     assert contended_calls([], []) == 0
+
+
+@linux_only
+def test_a_timing_on_a_machine_busy_with_spinners_counts_its_contended_calls():
+    from test_bench_evaluate import CONFIG, WORKLOADS, run  # this folder is on sys.path (pytest prepends it)
+
+    cpus = sorted(os.sched_getaffinity(0))
+    spinners = [_spinner(cpu, 60.0) for cpu in cpus for _ in range(2)]  # two busy processes on every CPU
+    try:
+        time.sleep(0.3)
+        ev = run("honest_rmsnorm.py", workloads=WORKLOADS[:1], config=CONFIG)[0]
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    timing = ev.solforge.timing
+    assert timing.contended_calls >= 1, timing.run_queue_wait_ms
+    warned = [w for w in ev.solforge.warnings if w.startswith("contended: ")]
+    assert bool(warned) == (timing.contended_calls > 0.25 * timing.count)

@@ -86,13 +86,12 @@ from solforge.bench.messages import (
 )
 from solforge.bench.processes import Child, ChildLost, ChildStartError
 from solforge.bench.timing import (
-    CONTENDED_MIN_MS,
-    CONTENDED_SHARE,
     CONTENDED_WARN_SHARE,
     CacheFlusher,
     CpuLoop,
     calibrate_handshake,
     contended_calls,
+    contended_waits_ms,
     events_implausible,
     gap_limit_ms,
     is_stable,
@@ -639,11 +638,10 @@ class WorkloadRun:
                 warnings.append(f"unstable timing: {again.count} samples, IQR {again.iqr_ms:.4g} ms on a median of "
                                 f"{again.median_ms:.4g} ms after a re-run (a busy machine?)")
         if timed.contended_calls > CONTENDED_WARN_SHARE * timed.count:
-            waits = sorted(w for w, raw in zip(timed.run_queue_wait_ms, timed.raw_samples_ms)
-                           if w is not None and w > max(CONTENDED_SHARE * raw, CONTENDED_MIN_MS))
+            waits = sorted(contended_waits_ms(timed.raw_samples_ms, timed.run_queue_wait_ms))
             warnings.append(f"contended: in {timed.contended_calls} of {timed.count} timed calls the solution's "
-                            f"threads waited for a CPU (median {waits[len(waits) // 2]:.3g} ms of a "
-                            f"{timed.median_ms:.4g} ms median call): the machine's cores were oversubscribed, "
+                            f"threads waited for a CPU (median wait {waits[len(waits) // 2]:.3g} ms; median call "
+                            f"{timed.median_ms:.4g} ms): the machine's cores were oversubscribed, "
                             "so the figure times the scheduler too (a busy machine, or a solution using every core "
                             "while the judge works between calls)")
         if interpreted:

@@ -283,15 +283,21 @@ def judge_threads(n: int | None = 1) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def contended_waits_ms(raw_ms: list[float], waited_ms: list[float | None]) -> list[float]:
+    """The waits of the contended timed calls: those whose solution's threads waited,
+    runnable, for a CPU longer than CONTENDED_SHARE of the call's raw time and
+    CONTENDED_MIN_MS (`raw_ms` and `waited_ms` per call, in ms, same order). Such a
+    sample times the scheduler as well as the call: a thread of the solution's queued
+    behind another task (a judge's own work between calls, another process, or the
+    solution's own threads when it runs more than the machine's cores) until a tick moves
+    it (4 ms at HZ=250). Calls with no reading do not count."""
+    return [waited for raw, waited in zip(raw_ms, waited_ms)
+            if waited is not None and waited > max(CONTENDED_SHARE * raw, CONTENDED_MIN_MS)]
+
+
 def contended_calls(raw_ms: list[float], waited_ms: list[float | None]) -> int:
-    """How many timed calls were contended: their solution's threads waited, runnable,
-    for a CPU longer than CONTENDED_SHARE of the call's raw time and CONTENDED_MIN_MS
-    (`raw_ms` and `waited_ms` per call, in ms, same order). Such a sample times the scheduler as well as the call: a thread of the solution's
-    queued behind another task (a judge's own work between calls, another process, or
-    the solution's own threads when it runs more than the machine's cores) until a tick
-    moves it (4 ms at HZ=250). Calls with no reading do not count."""
-    return sum(1 for raw, waited in zip(raw_ms, waited_ms)
-               if waited is not None and waited > max(CONTENDED_SHARE * raw, CONTENDED_MIN_MS))
+    """How many timed calls were contended (`contended_waits_ms`)."""
+    return len(contended_waits_ms(raw_ms, waited_ms))
 
 
 def gap_limit_ms(run: CpuRun, threads: int = 1) -> float:
