@@ -29,16 +29,20 @@ VARIANTS = {"judge on 1 thread": 1, "judge on the caller's threads": None}
 
 
 def _point(text: str):
-    from solforge.knowledge.seed_kernels import seeds_for
+    """(seed, definition, workloads, params) of 'seed:params-json': the first built-in
+    definition (by name) the seed applies to, as benchmarks/tuner_efficiency.py picks."""
+    from solforge.knowledge import load_seeds
     from solforge.problems import builtin_names, load_builtin
 
     name, _, params = text.partition(":")
+    seed = next((s for s in load_seeds("numba") if s.name == name), None)
+    if seed is None:
+        raise SystemExit(f"--points: no numba seed named {name!r}")
     for problem in builtin_names():
         definition, workloads = load_builtin(problem)
-        seed = next((s for s in seeds_for(definition, "numba") if s.name == name), None)
-        if seed is not None:
+        if seed.applies_to(definition):
             return seed, definition, workloads, dict(seed.params, **json.loads(params or "{}"))
-    raise SystemExit(f"--points: no numba seed named {name!r}")
+    raise SystemExit(f"--points: no built-in definition for {name!r}")
 
 
 def main() -> None:
