@@ -1,12 +1,16 @@
-"""Do the judge's own threads take CPU from the calls it times? Side by side, on the CPU:
-the judge's torch work on one thread while it times (`BenchConfig.judge_threads=1`, the
-default since 2026-12-03) against the caller's setting (`judge_threads=None`: torch's
-default, every core, as before).
+"""Is the scheduler in the CPU timings? Side by side, on the CPU, three ways of timing:
+- the defaults: the judge's torch work on one thread while it times
+  (`BenchConfig.judge_threads=1`), and the solution's process waiting for GO asleep when
+  its threads fill the CPUs (`go_wait="auto"`, `timing.wake_for`);
+- GO always spun on (`go_wait="spin"`, before the second change);
+- and the judge on the caller's threads as well (`judge_threads=None`: torch's default,
+  every core; before both changes).
 
 For each numba seed point asked for, `--evaluations` harness evaluations per variant
 (`solforge.bench.evaluate`, the default CPU timing, the search workloads `solforge
 evolve` picks on this CPU), the variants alternating so that a slow spell of the
-machine falls on both. Reported per point, variant and workload: the median over the
+machine falls on each alike. Reported per point, variant and workload: how GO was waited
+for (`TimingStats.go_wait`), the median over the
 evaluations of the timing's median (ms), the range of those medians, and the timed calls
 the judge saw contended (`TimingStats.contended_calls`: the solution's threads waited for
 a CPU over a quarter of the call and 1 ms; `run_queue_wait_ms` per call), summed over
@@ -25,7 +29,8 @@ import time
 
 DEFAULT_POINTS = ('numba/silu_and_mul:{"PARALLEL": false}', 'numba/silu_and_mul:{"PARALLEL": true}',
                   'numba/rmsnorm_rows:{}')
-VARIANTS = {"judge on 1 thread": 1, "judge on the caller's threads": None}
+VARIANTS = {"defaults (GO: auto)": {}, "GO spun on": {"go_wait": "spin"},
+            "GO spun on, judge on the caller's threads": {"go_wait": "spin", "judge_threads": None}}
 
 
 def _point(text: str):
@@ -58,16 +63,17 @@ def main() -> None:
     from solforge.search.workloads import choose_workloads
 
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} UTC; torch threads of this process: {torch.get_num_threads()}")
-    print("| point | variant | workload | median of medians ms | range ms | contended calls |")
-    print("| --- | --- | --- | ---: | ---: | ---: |")
+    print("| point | variant | workload | GO | median of medians ms | range ms | contended calls |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: |")
     for text in args.points:
         seed, definition, workloads, params = _point(text)
         chosen = choose_workloads(definition, workloads, "cpu").search
         medians = {v: {w.uuid: [] for w in chosen} for v in VARIANTS}
         contended = {v: {w.uuid: [0, 0] for w in chosen} for v in VARIANTS}
+        waits = {v: {w.uuid: set() for w in chosen} for v in VARIANTS}
         for _ in range(args.evaluations):
-            for variant, threads in VARIANTS.items():
-                config = BenchConfig(device="cpu", judge_threads=threads)
+            for variant, options in VARIANTS.items():
+                config = BenchConfig(device="cpu", **options)
                 for trace in evaluate(definition, chosen, seed.to_solution(definition, params), "cpu", config):
                     timing = trace.evaluation.solforge.timing
                     if timing is None:
@@ -75,11 +81,13 @@ def main() -> None:
                     medians[variant][trace.workload.uuid].append(timing.median_ms)
                     contended[variant][trace.workload.uuid][0] += timing.contended_calls
                     contended[variant][trace.workload.uuid][1] += timing.count
+                    waits[variant][trace.workload.uuid].add(timing.go_wait or "-")
         for variant in VARIANTS:
             for w in chosen:
                 m = medians[variant][w.uuid]
                 hit, total = contended[variant][w.uuid]
-                print(f"| {text} | {variant} | {w.label or w.uuid} | {statistics.median(m):.4g} | "
+                go = "/".join(sorted(waits[variant][w.uuid]))
+                print(f"| {text} | {variant} | {w.label or w.uuid} | {go} | {statistics.median(m):.4g} | "
                       f"{min(m):.4g}-{max(m):.4g} | {hit} of {total} |", flush=True)
 
 

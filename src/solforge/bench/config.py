@@ -8,6 +8,7 @@ JSON, so every field is a plain value.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +70,11 @@ class BenchConfig(BaseModel):
         default=1, ge=1,
         description="torch intra-op threads of the judge's own work while it times on the CPU (timing.judge_threads). "
         "None: the caller's setting, which on more than one thread takes CPU from the timed calls.",
+    )
+    go_wait: Literal["auto", "spin", "wake"] = Field(
+        default="auto",
+        description="How the solution's process waits for GO in a CPU timing (solforge.bench.handshake): 'auto' by "
+        "timing.wake_for (asleep when its threads fill the CPUs), or always 'spin' or 'wake'.",
     )
     seed: int = Field(default=0, ge=0, description="Base seed of every input; trials and iterations offset it.")
     dataset_root: Path | None = Field(default=None, description="Root that safetensors input paths are relative to.")

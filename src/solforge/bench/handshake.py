@@ -12,6 +12,18 @@ not depend on when a busy machine schedules the judge. So:
    (CLOCK_REALTIME, ns) and writes GO = i + 1.
 3. The solution's process sees GO, calls, hands the outputs over, writes DONE = i + 1
    (with ERROR_BIT set when the call raised), and sends a DONE(i) datagram.
+
+Two ways to wait for GO, chosen by the judge per call (WAKE_BIT in READY's slot):
+- spinning on the GO word (the default): the call starts within nanoseconds of GO, at
+  the price of a CPU taken while the judge publishes the inputs;
+- asleep in the socket (`wake=True`): the judge sends a GO(i) datagram after the GO
+  word, and the solution's process wakes to it. The wake-up (microseconds) is on the
+  clock and calibrated like the rest of the handshake. For a solution whose threads
+  fill the machine's CPUs (`timing.wake_for`): a spinning main thread, the judge
+  publishing and the solution's other threads are more runnable threads than CPUs,
+  and at GO one of the call's threads can be queued behind another until a scheduler
+  tick moves it (seen: a two-thread numba kernel on two CPUs timed at 1.9 or 5 ms by
+  the call).
 4. The clock stops at the kernel's receive timestamp of that datagram (SO_TIMESTAMPNS):
    the moment the solution's process declared the call done, whenever the judge wakes
    to read it. The judge sleeps meanwhile, so it takes no CPU from the call.
@@ -41,9 +53,11 @@ from typing import Any
 
 from solforge.bench.messages import HOT_FRAME
 
-READY, DONE, STOP = 1, 3, 4
+READY, GO, DONE, STOP = 1, 2, 3, 4
 ERROR_BIT = 1 << 62
 PROFILE_BIT = 1 << 31  # in READY's slot: run this call under torch's profiler (a secret sample of timed calls)
+WAKE_BIT = 1 << 30  # in READY's slot: wait for GO asleep in the socket (a GO datagram follows the GO word)
+_FLAGS = PROFILE_BIT | WAKE_BIT
 _WORD = struct.Struct("<Q")
 _GO, _DONE, _ARMED = 0, 8, 16
 PAGE_BYTES = 64
@@ -141,15 +155,16 @@ class HotLine:
 
 
 def judge_round(line: HotLine, iteration: int, slot: int, timeout_s: float,
-                on_armed: Callable[[], None] | None = None, profile: bool = False) -> int:
+                on_armed: Callable[[], None] | None = None, profile: bool = False, wake: bool = False) -> int:
     """One timed call (steps 1 to 4 of the module docstring). `on_armed()` runs once the
     solution's process is armed and before the clock starts: the judge publishes the
     call's inputs there, so that nothing in the solution's process can see them before
-    GO (work done on them between calls would be off the clock). Returns the raw time in
+    GO (work done on them between calls would be off the clock). `wake`: the solution's
+    process waits for GO asleep, and a GO datagram wakes it. Returns the raw time in
     nanoseconds. Raises OutOfStep (timeout=True when nothing came in time) or CallRaised."""
     page = line.page
     want = iteration + 1
-    line.send(READY, iteration, slot | (PROFILE_BIT if profile else 0))
+    line.send(READY, iteration, slot | (PROFILE_BIT if profile else 0) | (WAKE_BIT if wake else 0))
     deadline = time.perf_counter() + timeout_s
     spins = 0
     while page.get(_ARMED) != want:
@@ -164,6 +179,8 @@ def judge_round(line: HotLine, iteration: int, slot: int, timeout_s: float,
         on_armed()
     t0 = time.clock_gettime_ns(time.CLOCK_REALTIME)
     page.set(_GO, want)
+    if wake:
+        line.send(GO, iteration, slot)
     stamp = _step(line, iteration, DONE, timeout_s)
     seen = page.get(_DONE)
     if seen & ~ERROR_BIT != want:
@@ -196,8 +213,10 @@ def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int, bool], Any], ca
                  on_error: Callable[[BaseException], None]) -> None:
     """The solution's side until STOP: `arm(slot, profile)` prepares a call's arguments
     outside the judge's clock, `call(armed)` runs it (and hands its outputs over). An
-    exception in `call` is passed to `on_error` and answered with ERROR_BIT. Closes both
-    descriptors."""
+    exception in `call` is passed to `on_error` and answered with ERROR_BIT. A frame out
+    of step (anything but READY or STOP between calls, anything but this call's GO
+    while waiting for it asleep) ends the rounds with EOFError; the judge reports it.
+    Closes both descriptors."""
     page = SignalPage(page_fd, owner=False)
     sock = socket.socket(fileno=sock_fd)
     words = page._map
@@ -211,9 +230,18 @@ def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int, bool], Any], ca
                 return
             if kind != READY:
                 raise EOFError  # out of step with the judge: end; the judge reports it
-            armed = arm(slot & ~PROFILE_BIT, bool(slot & PROFILE_BIT))
+            armed = arm(slot & ~_FLAGS, bool(slot & PROFILE_BIT))
             want = i + 1
             _WORD.pack_into(words, _ARMED, want)
+            if slot & WAKE_BIT:  # asleep until the judge's GO datagram; the GO word is then set
+                data = sock.recv(HOT_FRAME.size)
+                if len(data) != HOT_FRAME.size:
+                    raise EOFError
+                got, gi, _ = HOT_FRAME.unpack(data)
+                if got == STOP:
+                    return
+                if got != GO or gi != i:
+                    raise EOFError
             spins = 0
             while _WORD.unpack_from(words, _GO)[0] != want:
                 spins += 1
@@ -226,7 +254,7 @@ def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int, bool], Any], ca
                 on_error(exc)
                 done |= ERROR_BIT
             _WORD.pack_into(words, _DONE, done)
-            sock.send(HOT_FRAME.pack(DONE, i, slot & ~PROFILE_BIT))
+            sock.send(HOT_FRAME.pack(DONE, i, slot & ~_FLAGS))
     finally:
         sock.close()
         page.close()

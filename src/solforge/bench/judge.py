@@ -89,6 +89,7 @@ from solforge.bench.timing import (
     CONTENDED_WARN_SHARE,
     CacheFlusher,
     CpuLoop,
+    busy_threads,
     calibrate_handshake,
     contended_calls,
     contended_waits_ms,
@@ -98,6 +99,7 @@ from solforge.bench.timing import (
     judge_threads,
     stats,
     time_cpu,
+    wake_for,
 )
 from solforge.spec import Definition, EvaluationStatus, GuardFinding, Solution, SpecError, TimingStats, Workload
 
@@ -250,7 +252,7 @@ class Judge:
         self.child: Child | None = None
         self.cutoff_ms = dict(cutoff_ms or {})  # workload uuid -> latency past which timing stops
         self.line: HotLine | None = None
-        self.overhead_ms: dict[int, float] = {}
+        self.overhead_ms: dict[bool, dict[int, float]] = {}  # waiting asleep for GO? -> output bytes -> ms
         self.load_log = ""
         self.own_kernels: list[str] = []
         self.wanted = forbidden_names(definition) if not trusted else {}
@@ -279,13 +281,14 @@ class Judge:
             sizes = sorted({0 if self.dps else min(self._out_bytes(w), MAX_CALIBRATED_COPY_BYTES) for w in workloads})
             if self.line is None:
                 self.line = HotLine()
-            try:
-                medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
-                                              self.config.timeout_s)
-            except OutOfStep as lost:
-                raise ChildLost(EvaluationStatus.TIMEOUT if lost.timeout else EvaluationStatus.RUNTIME_ERROR,
-                                f"calibrating the handshake: {lost}") from None
-            self.overhead_ms = dict(zip(sizes, medians))
+            for wake in (False, True):  # which one a timing uses is known after its warm-up (`wake_for`)
+                try:
+                    medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
+                                                  self.config.timeout_s, wake=wake)
+                except OutOfStep as lost:
+                    raise ChildLost(EvaluationStatus.TIMEOUT if lost.timeout else EvaluationStatus.RUNTIME_ERROR,
+                                    f"calibrating the handshake: {lost}") from None
+                self.overhead_ms[wake] = dict(zip(sizes, medians))
         reply = child.request(
             Load(id=child.new_id(), definition=self.definition.model_dump(mode="json"),
                  solution=self.solution.model_dump(mode="json"), workdir=str(self.workdir), trusted=self.trusted,
@@ -306,17 +309,19 @@ class Judge:
         self._iterations += 10_000_000
         return self._iterations
 
-    def overhead_for(self, out_bytes: int) -> float:
-        """The calibrated handshake overhead, ms, for a call that hands over `out_bytes`."""
-        if not self.overhead_ms:
+    def overhead_for(self, out_bytes: int, wake: bool = False) -> float:
+        """The calibrated handshake overhead, ms, for a call that hands over `out_bytes`,
+        the solution's process waiting for GO asleep (`wake`) or spinning."""
+        overheads = self.overhead_ms.get(wake)
+        if not overheads:
             return 0.0
         if self.dps:
-            return self.overhead_ms.get(0, 0.0)
+            return overheads.get(0, 0.0)
         size = min(out_bytes, MAX_CALIBRATED_COPY_BYTES)
-        if size in self.overhead_ms:
-            base = self.overhead_ms[size]
+        if size in overheads:
+            base = overheads[size]
         else:
-            base = self.overhead_ms[min(self.overhead_ms, key=lambda s: abs(s - size))]
+            base = overheads[min(overheads, key=lambda s: abs(s - size))]
         return base * (out_bytes / size) if out_bytes > MAX_CALIBRATED_COPY_BYTES and size else base
 
     def close(self) -> None:
@@ -734,9 +739,13 @@ class WorkloadRun:
         threads_before = _tasks(child)
         try:
             with judge_threads(self.config.judge_threads):
+                run_before = child.thread_activity()
                 time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
+                go_wait = self.config.go_wait
+                loop.wake = go_wait == "wake" or (go_wait == "auto" and wake_for(
+                    busy_threads(run_before, child.thread_activity()), _cpus(child)))
                 cutoff = self.judge.cutoff_ms.get(self.workload.uuid)
-                overhead = self.judge.overhead_for(slot_bytes(out_layout[0]))
+                overhead = self.judge.overhead_for(slot_bytes(out_layout[0]), loop.wake)
                 run = time_cpu(child, loop, 0.0, budget.max_time_s, budget.max_iters, budget.min_iters,
                                first_iteration=timed_start,
                                cutoff_raw_ms=None if cutoff is None else cutoff + overhead)
@@ -786,14 +795,15 @@ class WorkloadRun:
             raise Verdict(EvaluationStatus.REWARD_HACK, message, [finding(Guard.OUTSIDE_CALL, message)])
         self._check_timed(run.iterations, kept, seeds)
         self._check_probes(probes, seeds, dists, timed_start)
-        overhead = self.judge.overhead_for(out_bytes)
+        overhead = self.judge.overhead_for(out_bytes, loop.wake)
         raw_ms = [ns / 1e6 for ns in run.raw_ns]
         samples = [max(r - overhead, MIN_SAMPLE_MS) for r in raw_ms]
         waited_ms = [None if ns is None else ns / 1e6 for ns in run.waited_ns]
         return stats(samples, method, True, overhead_ms=overhead, raw_samples_ms=raw_ms, run_queue_wait_ms=waited_ms,
                      contended_calls=contended_calls(raw_ms, waited_ms),
                      flushed_bytes_per_call=self.flushed_bytes // max(len(run.raw_ns) + len(run.profiled), 1), cut=run.cut,
-                     solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge")
+                     solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge",
+                     go_wait="wake" if loop.wake else "spin")
 
     def _timed_decoy_findings(self, reply: Cooled, calls: int) -> list[GuardFinding]:
         """The decoy rule of the correctness calls, over the timed calls: a solution
@@ -918,6 +928,17 @@ class WorkloadRun:
                               f"{result.message}", [], result.max_absolute_error, result.max_relative_error)
         clocks.update(reply.clocks)
         return stats(reply.samples_ms, reply.method, True, timed_by="solution-events")
+
+
+def _cpus(child: Child) -> int:
+    """The CPUs the solution's process may run on (its affinity; the judge's where it
+    cannot be read, e.g. under bwrap, whose process the judge sees)."""
+    for pid in (child.process.pid, 0):
+        try:
+            return len(os.sched_getaffinity(pid))
+        except (OSError, AttributeError, TypeError):  # gone, not Linux, or no pid yet
+            continue
+    return os.cpu_count() or 1
 
 
 def _tasks(child: Child) -> set[str]:

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from solforge.spec import EvaluationStatus, GuardFinding
 
-# (kind, iteration, slot): GO from the judge, DONE from the solution, 3 x uint32, little-endian.
+# (kind, iteration, slot): READY, GO and STOP from the judge, DONE from the solution (`handshake`);
+# 3 x uint32, little-endian.
 HOT_FRAME = struct.Struct("<III")
-HOT_GO, HOT_DONE, HOT_STOP = 1, 2, 3
 
 
 class _Message(BaseModel):

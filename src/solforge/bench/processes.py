@@ -183,6 +183,31 @@ def run_queue_wait_ns(pid: int) -> int | None:
     return total if read else None
 
 
+def thread_activity(pid: int) -> dict[int, tuple[int, int, bool]] | None:
+    """Thread id -> (ns run on a CPU, times scheduled onto a CPU, running now) for each
+    thread of process `pid` now alive: the first and third fields of
+    /proc/<pid>/task/<tid>/schedstat and the state in its stat (Linux; the kernel's
+    Documentation/scheduler/sched-stats.rst and proc(5)). The run time of a thread on a
+    CPU is brought up to date only when it is switched or ticked, so a thread that ran
+    shows in the count of times scheduled or in its state. None where /proc cannot tell."""
+    root = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(root)
+    except OSError:
+        return None
+    out: dict[int, tuple[int, int, bool]] = {}
+    for tid in tids:
+        try:
+            with open(f"{root}/{tid}/schedstat", "rb") as f:
+                fields = f.read().split()
+            with open(f"{root}/{tid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]  # after the command name, which may hold ")"
+            out[int(tid)] = (int(fields[0]), int(fields[2]), state == b"R")
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return out or None
+
+
 def describe_exit(code: int | None, sandboxed: bool = False) -> str:
     """What a child's exit code says happened, in words for a trace's log."""
     if code is None:
@@ -334,6 +359,11 @@ class Child:
         over its threads (`run_queue_wait_ns`); None under bwrap (the process the judge
         sees there is bwrap's, not the solution's) or where it cannot be read."""
         return None if self.sandboxed else run_queue_wait_ns(self.process.pid)
+
+    def thread_activity(self) -> dict[int, tuple[int, int, bool]] | None:
+        """Thread id -> (ns run, times scheduled, running now) for the child's threads
+        (`thread_activity`); None under bwrap or where it cannot be read."""
+        return None if self.sandboxed else thread_activity(self.process.pid)
 
     def exitcode(self) -> int | None:
         return self.process.poll() if self.sandboxed else self.process.exitcode

@@ -3,10 +3,11 @@
 On the CPU the judge times each call itself (`time_cpu`), from its side of a handshake
 with the solution's process; nothing the solution's process reports enters the figure:
 
-1. Before the solution is loaded, the bare handshake is timed (`calibrate_handshake`):
-   GO/DONE frames over the socket, and for a solution that returns its outputs (not
-   destination-passing) the copy of that many bytes into a shared buffer. Its median
-   (`overhead_ms`) is subtracted from every sample; the raw samples are kept too.
+1. Before the solution is loaded, the bare handshake is timed (`calibrate_handshake`),
+   with GO spun on and with GO waited for asleep: GO/DONE frames over the socket, and
+   for a solution that returns its outputs (not destination-passing) the copy of that
+   many bytes into a shared buffer. Its low quantile (`overhead_ms`) is subtracted from
+   every sample; the raw samples are kept too.
 2. Warm-up by time (`warmup_s`, at least one call), samples discarded.
 3. Timed iterations until `max_iters` samples or `max_time_s` (never fewer than
    `min_iters`). Each iteration, outside the timed region: fresh inputs from a secret
@@ -16,7 +17,9 @@ with the solution's process; nothing the solution's process reports enters the f
    that is not available, a buffer of twice the last-level cache written
    (`flush_bytes_for`; also when `BenchConfig.flush_bytes` is set). Then the handshake
    (`handshake`): the clock runs from the judge's GO to the kernel's receive time of the
-   solution's DONE. The judge's own torch work in the loop runs on one thread
+   solution's DONE. The solution's process waits for GO spinning, or asleep when the
+   threads it ran in the warm-up and the judge are more than its CPUs (`wake_for`); both
+   ways are calibrated in step 1. The judge's own torch work in the loop runs on one thread
    (`judge_threads`): more threads' OpenMP workers spin on after each op and take a CPU
    from the call. Around each call the judge reads how long the solution's threads
    waited, runnable, for a CPU (`processes.run_queue_wait_ns`); calls that waited over
@@ -142,9 +145,10 @@ def is_stable(t: TimingStats) -> bool:
 
 
 def calibrate_handshake(child: Any, line: Any, request_id: int, copy_bytes: list[int], rounds: int,
-                        timeout_s: float) -> list[float]:
+                        timeout_s: float, wake: bool = False) -> list[float]:
     """The bare round trip (`handshake`; its 20th percentile), in milliseconds, for each size in
-    `copy_bytes` (the hand-over copy of a returned output; 0 for none). Runs the
+    `copy_bytes` (the hand-over copy of a returned output; 0 for none), with the
+    solution's process spinning on GO or, `wake`, asleep until a GO datagram. Runs the
     `calibrate` request of the solution's process: call it before the solution is loaded."""
     from solforge.bench.messages import Calibrate
 
@@ -154,7 +158,7 @@ def calibrate_handshake(child: Any, line: Any, request_id: int, copy_bytes: list
     for slot in range(len(copy_bytes)):
         samples = []
         for _ in range(rounds):
-            samples.append(judge_round(line, iteration, slot, timeout_s) / 1e6)
+            samples.append(judge_round(line, iteration, slot, timeout_s, wake=wake) / 1e6)
             iteration += 1
         # A low quantile, not the median: the handshake's own cost is fixed, and a busy
         # machine only adds to it; subtracting its noisy median would erase fast calls.
@@ -180,6 +184,7 @@ class CpuLoop:
     timeout_s: float
     profile_every: int = 0  # about 1 in this many timed calls runs under torch's profiler (0: none), drawn secretly
     min_profiled: int = 1  # with profile_every, at least this many profiled calls per loop
+    wake: bool = False  # the solution's process waits for GO asleep (`handshake`; `wake_for` decides)
 
 
 @dataclass
@@ -213,7 +218,7 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
             slot = i % loop.ring
             loop.before_reuse(slot)
             loop.prepare(i, slot, "warmup")
-            judge_round(loop.line, i, slot, loop.timeout_s, on_armed=lambda: loop.publish(slot))
+            judge_round(loop.line, i, slot, loop.timeout_s, on_armed=lambda: loop.publish(slot), wake=loop.wake)
             loop.keep(i, slot)
             i += 1
     start = time.perf_counter()
@@ -236,7 +241,7 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
             loop.flush(slot)
             waited_before[0] = child.run_queue_wait_ns()
 
-        raw = judge_round(loop.line, i, slot, loop.timeout_s, on_armed=armed, profile=profile)
+        raw = judge_round(loop.line, i, slot, loop.timeout_s, on_armed=armed, profile=profile, wake=loop.wake)
         waited_after = child.run_queue_wait_ns()
         done_cpu = child.cpu_ns()
         if ready_cpu is not None and last_done_cpu is not None:
@@ -281,6 +286,30 @@ def judge_threads(n: int | None = 1) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def busy_threads(before: dict[int, tuple[int, int, bool]] | None,
+                 after: dict[int, tuple[int, int, bool]] | None) -> int | None:
+    """How many threads ran between two readings of a process's threads
+    (`processes.thread_activity`: thread id -> (ns run, times scheduled, running)):
+    those whose run time or count of times scheduled grew, new ones that did either,
+    and those running at the second reading. None when either reading is missing."""
+    if before is None or after is None:
+        return None
+    return sum(1 for tid, (ns, scheduled, running) in after.items()
+               if running or (ns, scheduled) != before.get(tid, (0, 0, False))[:2])
+
+
+def wake_for(busy: int | None, cpus: int) -> bool:
+    """Whether the solution's process should wait for GO asleep (`handshake`): when its
+    threads that ran during the warm-up (`busy`), plus the judge publishing the inputs,
+    are more than the `cpus` it may run on. Then a main thread spinning on GO makes
+    the machine oversubscribed before every call, and one of the call's own threads may
+    wait behind another for a scheduler tick at GO (seen on the 2-CPU developer
+    machine, 2026-12-03: a numba `parallel=True` kernel of two threads timed at 1.9 ms
+    in some evaluations and 3.3-5.2 ms in others, docs/measurements.md). Fewer threads
+    spin: the call then starts within nanoseconds of GO. Unknown (`busy` None): spin."""
+    return busy is not None and busy + 1 > cpus
 
 
 def contended_waits_ms(raw_ms: list[float], waited_ms: list[float | None]) -> list[float]:

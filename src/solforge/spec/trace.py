@@ -84,6 +84,11 @@ class TimingStats(BaseModel):
     contended_calls: int = Field(
         default=0, description="Timed calls whose threads waited for a CPU over a quarter of the call and 1 ms (CPU)."
     )
+    go_wait: str | None = Field(
+        default=None,
+        description="How the solution's process waited for the judge's GO (CPU): 'spin' on a shared word, or 'wake' "
+                    "asleep until a datagram, for a solution whose threads fill the CPUs (solforge.bench.handshake).",
+    )
 
 
 class GuardFinding(BaseModel):
