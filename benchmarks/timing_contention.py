@@ -1,8 +1,9 @@
-"""Is the scheduler in the CPU timings? Side by side, on the CPU, three ways of timing:
+"""Is the scheduler in the CPU timings? Side by side, on the CPU, four ways of timing:
 - the defaults: the judge's torch work on one thread while it times
   (`BenchConfig.judge_threads=1`), and the solution's process waiting for GO asleep when
   its threads fill the CPUs (`go_wait="auto"`, `timing.wake_for`);
-- GO always spun on (`go_wait="spin"`, before the second change);
+- GO always spun on (`go_wait="spin"`, before the second change), and GO always waited
+  for asleep (`go_wait="wake"`: for a serial kernel, what the wake-up adds to a figure);
 - and the judge on the caller's threads as well (`judge_threads=None`: torch's default,
   every core; before both changes).
 
@@ -29,7 +30,7 @@ import time
 
 DEFAULT_POINTS = ('numba/silu_and_mul:{"PARALLEL": false}', 'numba/silu_and_mul:{"PARALLEL": true}',
                   'numba/rmsnorm_rows:{}')
-VARIANTS = {"defaults (GO: auto)": {}, "GO spun on": {"go_wait": "spin"},
+VARIANTS = {"defaults (GO: auto)": {}, "GO spun on": {"go_wait": "spin"}, "GO asleep": {"go_wait": "wake"},
             "GO spun on, judge on the caller's threads": {"go_wait": "spin", "judge_threads": None}}
 
 

@@ -18,7 +18,9 @@ Two ways to wait for GO, chosen by the judge per call (WAKE_BIT in READY's slot)
   the price of a CPU taken while the judge publishes the inputs;
 - asleep in the socket (`wake=True`): the judge sends a GO(i) datagram after the GO
   word, and the solution's process wakes to it. The wake-up (microseconds) is on the
-  clock and calibrated like the rest of the handshake. For a solution whose threads
+  clock and stays in the figure (`timing`: only the spun-on handshake is subtracted,
+  since a solution's own thread watching the GO word would not spend it). For a
+  solution whose threads
   fill the machine's CPUs (`timing.wake_for`): a spinning main thread, the judge
   publishing and the solution's other threads are more runnable threads than CPUs,
   and at GO one of the call's threads can be queued behind another until a scheduler

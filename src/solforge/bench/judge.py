@@ -252,7 +252,7 @@ class Judge:
         self.child: Child | None = None
         self.cutoff_ms = dict(cutoff_ms or {})  # workload uuid -> latency past which timing stops
         self.line: HotLine | None = None
-        self.overhead_ms: dict[bool, dict[int, float]] = {}  # waiting asleep for GO? -> output bytes -> ms
+        self.overhead_ms: dict[int, float] = {}
         self.load_log = ""
         self.own_kernels: list[str] = []
         self.wanted = forbidden_names(definition) if not trusted else {}
@@ -281,14 +281,13 @@ class Judge:
             sizes = sorted({0 if self.dps else min(self._out_bytes(w), MAX_CALIBRATED_COPY_BYTES) for w in workloads})
             if self.line is None:
                 self.line = HotLine()
-            for wake in (False, True):  # which one a timing uses is known after its warm-up (`wake_for`)
-                try:
-                    medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
-                                                  self.config.timeout_s, wake=wake)
-                except OutOfStep as lost:
-                    raise ChildLost(EvaluationStatus.TIMEOUT if lost.timeout else EvaluationStatus.RUNTIME_ERROR,
-                                    f"calibrating the handshake: {lost}") from None
-                self.overhead_ms[wake] = dict(zip(sizes, medians))
+            try:
+                medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
+                                              self.config.timeout_s)
+            except OutOfStep as lost:
+                raise ChildLost(EvaluationStatus.TIMEOUT if lost.timeout else EvaluationStatus.RUNTIME_ERROR,
+                                f"calibrating the handshake: {lost}") from None
+            self.overhead_ms = dict(zip(sizes, medians))
         reply = child.request(
             Load(id=child.new_id(), definition=self.definition.model_dump(mode="json"),
                  solution=self.solution.model_dump(mode="json"), workdir=str(self.workdir), trusted=self.trusted,
@@ -309,10 +308,13 @@ class Judge:
         self._iterations += 10_000_000
         return self._iterations
 
-    def overhead_for(self, out_bytes: int, wake: bool = False) -> float:
-        """The calibrated handshake overhead, ms, for a call that hands over `out_bytes`,
-        the solution's process waiting for GO asleep (`wake`) or spinning."""
-        overheads = self.overhead_ms.get(wake)
+    def overhead_for(self, out_bytes: int) -> float:
+        """The calibrated handshake overhead, ms, for a call that hands over `out_bytes`:
+        the handshake with GO spun on, whichever way the timing waits for GO. Waiting
+        asleep adds the wake-up's latency to every call, and it stays in the figure: a
+        solution whose own thread watched the GO word would not spend it, so subtracting
+        it would credit that solution with time it never took."""
+        overheads = self.overhead_ms
         if not overheads:
             return 0.0
         if self.dps:
@@ -745,7 +747,7 @@ class WorkloadRun:
                 loop.wake = go_wait == "wake" or (go_wait == "auto" and wake_for(
                     busy_threads(run_before, child.thread_activity()), _cpus(child)))
                 cutoff = self.judge.cutoff_ms.get(self.workload.uuid)
-                overhead = self.judge.overhead_for(slot_bytes(out_layout[0]), loop.wake)
+                overhead = self.judge.overhead_for(slot_bytes(out_layout[0]))
                 run = time_cpu(child, loop, 0.0, budget.max_time_s, budget.max_iters, budget.min_iters,
                                first_iteration=timed_start,
                                cutoff_raw_ms=None if cutoff is None else cutoff + overhead)
@@ -795,7 +797,7 @@ class WorkloadRun:
             raise Verdict(EvaluationStatus.REWARD_HACK, message, [finding(Guard.OUTSIDE_CALL, message)])
         self._check_timed(run.iterations, kept, seeds)
         self._check_probes(probes, seeds, dists, timed_start)
-        overhead = self.judge.overhead_for(out_bytes, loop.wake)
+        overhead = self.judge.overhead_for(out_bytes)
         raw_ms = [ns / 1e6 for ns in run.raw_ns]
         samples = [max(r - overhead, MIN_SAMPLE_MS) for r in raw_ms]
         waited_ms = [None if ns is None else ns / 1e6 for ns in run.waited_ns]

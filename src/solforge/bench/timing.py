@@ -3,11 +3,10 @@
 On the CPU the judge times each call itself (`time_cpu`), from its side of a handshake
 with the solution's process; nothing the solution's process reports enters the figure:
 
-1. Before the solution is loaded, the bare handshake is timed (`calibrate_handshake`),
-   with GO spun on and with GO waited for asleep: GO/DONE frames over the socket, and
-   for a solution that returns its outputs (not destination-passing) the copy of that
-   many bytes into a shared buffer. Its low quantile (`overhead_ms`) is subtracted from
-   every sample; the raw samples are kept too.
+1. Before the solution is loaded, the bare handshake is timed (`calibrate_handshake`):
+   GO/DONE frames over the socket, and for a solution that returns its outputs (not
+   destination-passing) the copy of that many bytes into a shared buffer. Its low
+   quantile (`overhead_ms`) is subtracted from every sample; the raw samples are kept too.
 2. Warm-up by time (`warmup_s`, at least one call), samples discarded.
 3. Timed iterations until `max_iters` samples or `max_time_s` (never fewer than
    `min_iters`). Each iteration, outside the timed region: fresh inputs from a secret
@@ -18,8 +17,10 @@ with the solution's process; nothing the solution's process reports enters the f
    (`flush_bytes_for`; also when `BenchConfig.flush_bytes` is set). Then the handshake
    (`handshake`): the clock runs from the judge's GO to the kernel's receive time of the
    solution's DONE. The solution's process waits for GO spinning, or asleep when the
-   threads it ran in the warm-up and the judge are more than its CPUs (`wake_for`); both
-   ways are calibrated in step 1. The judge's own torch work in the loop runs on one thread
+   threads it ran in the warm-up and the judge are more than its CPUs (`wake_for`);
+   asleep, the wake-up's latency stays in each sample (only the spun-on handshake is
+   subtracted: a solution watching the GO word with a thread of its own would not spend
+   it). The judge's own torch work in the loop runs on one thread
    (`judge_threads`): more threads' OpenMP workers spin on after each op and take a CPU
    from the call. Around each call the judge reads how long the solution's threads
    waited, runnable, for a CPU (`processes.run_queue_wait_ns`); calls that waited over
@@ -145,11 +146,11 @@ def is_stable(t: TimingStats) -> bool:
 
 
 def calibrate_handshake(child: Any, line: Any, request_id: int, copy_bytes: list[int], rounds: int,
-                        timeout_s: float, wake: bool = False) -> list[float]:
-    """The bare round trip (`handshake`; its 20th percentile), in milliseconds, for each size in
-    `copy_bytes` (the hand-over copy of a returned output; 0 for none), with the
-    solution's process spinning on GO or, `wake`, asleep until a GO datagram. Runs the
-    `calibrate` request of the solution's process: call it before the solution is loaded."""
+                        timeout_s: float) -> list[float]:
+    """The bare round trip (`handshake`, GO spun on; its 20th percentile), in milliseconds,
+    for each size in `copy_bytes` (the hand-over copy of a returned output; 0 for none).
+    Runs the `calibrate` request of the solution's process: call it before the solution
+    is loaded."""
     from solforge.bench.messages import Calibrate
 
     child.send(Calibrate(id=request_id, copy_bytes=copy_bytes, rounds=rounds), fds=line.their_fds)
@@ -158,7 +159,7 @@ def calibrate_handshake(child: Any, line: Any, request_id: int, copy_bytes: list
     for slot in range(len(copy_bytes)):
         samples = []
         for _ in range(rounds):
-            samples.append(judge_round(line, iteration, slot, timeout_s, wake=wake) / 1e6)
+            samples.append(judge_round(line, iteration, slot, timeout_s) / 1e6)
             iteration += 1
         # A low quantile, not the median: the handshake's own cost is fixed, and a busy
         # machine only adds to it; subtracting its noisy median would erase fast calls.
