@@ -1,8 +1,7 @@
 """Is the scheduler in the CPU timings? Side by side, on the CPU, four ways of timing:
 - the defaults: the judge's torch work on one thread while it times
-  (`BenchConfig.judge_threads=1`), and, for a solution whose threads fill the CPUs, a
-  warm-up trial of spinning on GO and waiting for it asleep, the faster kept
-  (`go_wait="auto"`, `timing.wake_for`, `timing.faster_asleep`);
+  (`BenchConfig.judge_threads=1`), and the solution's process waiting for GO asleep when
+  its threads fill the CPUs (`go_wait="auto"`, `timing.wake_for`);
 - GO always spun on (`go_wait="spin"`, before the second change), and GO always waited
   for asleep (`go_wait="wake"`: for a serial kernel, what the wake-up adds to a figure);
 - and the judge on the caller's threads as well (`judge_threads=None`: torch's default,
