@@ -104,9 +104,6 @@ from solforge.bench.timing import (
 from solforge.spec import Definition, EvaluationStatus, GuardFinding, Solution, SpecError, TimingStats, Workload
 
 RING = 3  # buffers per workload: call k+3 sees call k's addresses with new values
-# where the trial of both ways of waiting for GO numbers its calls, in the warm-up's block of iteration
-# numbers (`next_iteration`: blocks of 10_000_000; a warm-up by time runs far fewer calls than this)
-WARMUP_TRIAL_OFFSET = 5_000_000
 MIN_SAMPLE_MS = 1e-4  # a sample at or below the handshake's overhead is recorded as this, in ms
 KEEP_BYTES = 512 * 2**20  # timed outputs the judge keeps for its checks after the loop
 CALIBRATION_ROUNDS = 30
@@ -747,10 +744,8 @@ class WorkloadRun:
                 run_before = child.thread_activity()
                 time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
                 go_wait = self.config.go_wait
-                loop.wake = go_wait == "wake"
-                if go_wait == "auto" and wake_for(busy_threads(run_before, child.thread_activity()), _cpus(child)):
-                    loop.try_both = True  # more warm-up calls, both ways; the faster is kept
-                    time_cpu(child, loop, 0.0, 0.0, 0, 0, first_iteration=warm_start + WARMUP_TRIAL_OFFSET)
+                loop.wake = go_wait == "wake" or (go_wait == "auto" and wake_for(
+                    busy_threads(run_before, child.thread_activity()), _cpus(child)))
                 cutoff = self.judge.cutoff_ms.get(self.workload.uuid)
                 overhead = self.judge.overhead_for(slot_bytes(out_layout[0]))
                 run = time_cpu(child, loop, 0.0, budget.max_time_s, budget.max_iters, budget.min_iters,
@@ -810,7 +805,7 @@ class WorkloadRun:
                      contended_calls=contended_calls(raw_ms, waited_ms),
                      flushed_bytes_per_call=self.flushed_bytes // max(len(run.raw_ns) + len(run.profiled), 1), cut=run.cut,
                      solution_samples_ms=reply.solution_samples_ms[-len(samples):], timed_by="judge",
-                     go_wait="wake" if loop.wake else "spin", go_trial_ms=loop.go_trial_ms)
+                     go_wait="wake" if loop.wake else "spin")
 
     def _timed_decoy_findings(self, reply: Cooled, calls: int) -> list[GuardFinding]:
         """The decoy rule of the correctness calls, over the timed calls: a solution

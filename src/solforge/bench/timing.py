@@ -16,10 +16,9 @@ with the solution's process; nothing the solution's process reports enters the f
    that is not available, a buffer of twice the last-level cache written
    (`flush_bytes_for`; also when `BenchConfig.flush_bytes` is set). Then the handshake
    (`handshake`): the clock runs from the judge's GO to the kernel's receive time of the
-   solution's DONE. The solution's process waits for GO spinning; when the threads it
-   ran in the warm-up and the judge are more than its CPUs (`wake_for`), more warm-up
-   calls try both spinning and asleep, and the faster way is kept (`faster_asleep`).
-   Asleep, the wake-up's latency stays in each sample (only the spun-on handshake is
+   solution's DONE. The solution's process waits for GO spinning, or asleep when the
+   threads it ran in the warm-up and the judge are more than its CPUs (`wake_for`);
+   asleep, the wake-up's latency stays in each sample (only the spun-on handshake is
    subtracted: a solution watching the GO word with a thread of its own would not spend
    it). The judge's own torch work in the loop runs on one thread
    (`judge_threads`): more threads' OpenMP workers spin on after each op and take a CPU
@@ -88,7 +87,6 @@ GAP_SHARE = 1.0  # ... plus this share of the time measured inside the calls
 # a warning. The window read runs from just before GO to just after the judge wakes at
 # DONE, a little wider than the clock's: a few tenths of a ms of wait at the edges is
 # common and is not contention.
-GO_TRIAL_CALLS = 3  # warm-up calls each way when both ways of waiting for GO are tried (`CpuLoop.try_both`)
 CONTENDED_SHARE = 0.25
 CONTENDED_MIN_MS = 1.0
 CONTENDED_WARN_SHARE = 0.25
@@ -187,11 +185,7 @@ class CpuLoop:
     timeout_s: float
     profile_every: int = 0  # about 1 in this many timed calls runs under torch's profiler (0: none), drawn secretly
     min_profiled: int = 1  # with profile_every, at least this many profiled calls per loop
-    wake: bool = False  # the solution's process waits for GO asleep (`handshake`)
-    # the warm-up alternates both ways of waiting for GO, GO_TRIAL_CALLS each at least, and then
-    # sets `wake` to the faster (`faster_asleep`) and itself to False
-    try_both: bool = False
-    go_trial_ms: dict[str, float] | None = None  # after a trial: the median raw ms of each way ("spin", "wake")
+    wake: bool = False  # the solution's process waits for GO asleep (`handshake`; `wake_for` decides)
 
 
 @dataclass
@@ -221,23 +215,13 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
     i = first_iteration
     if warmup_s > 0 or max_iters == 0:
         deadline = time.perf_counter() + warmup_s
-        trial: dict[bool, list[int]] = {False: [], True: []}  # raw ns by way of waiting for GO (`try_both`)
-        while (i == first_iteration or time.perf_counter() < deadline
-               or (loop.try_both and min(map(len, trial.values())) < GO_TRIAL_CALLS)):
+        while i == first_iteration or time.perf_counter() < deadline:
             slot = i % loop.ring
-            wake = bool((i - first_iteration) % 2) if loop.try_both else loop.wake
             loop.before_reuse(slot)
             loop.prepare(i, slot, "warmup")
-            trial[wake].append(judge_round(loop.line, i, slot, loop.timeout_s, on_armed=lambda: loop.publish(slot),
-                                           wake=wake))
+            judge_round(loop.line, i, slot, loop.timeout_s, on_armed=lambda: loop.publish(slot), wake=loop.wake)
             loop.keep(i, slot)
             i += 1
-        if loop.try_both:
-            loop.wake, loop.try_both = faster_asleep(trial[False], trial[True]), False
-            loop.go_trial_ms = {way: sorted(trial[asleep])[len(trial[asleep]) // 2] / 1e6
-                                for way, asleep in (("spin", False), ("wake", True))}
-    if max_iters == 0:
-        return run
     start = time.perf_counter()
     last_done_cpu = child.cpu_ns()
     while len(run.raw_ns) < max_iters:
@@ -318,7 +302,7 @@ def busy_threads(before: dict[int, tuple[int, int, bool]] | None,
 
 
 def wake_for(busy: int | None, cpus: int) -> bool:
-    """Whether waiting for GO asleep (`handshake`) is worth a trial: when the solution's
+    """Whether the solution's process should wait for GO asleep (`handshake`): when its
     threads that ran during the warm-up (`busy`), plus the judge publishing the inputs,
     are more than the `cpus` it may run on. Then a main thread spinning on GO makes
     the machine oversubscribed before every call, and one of the call's own threads may
@@ -327,17 +311,6 @@ def wake_for(busy: int | None, cpus: int) -> bool:
     in some evaluations and 3.3-5.2 ms in others, docs/measurements.md). Fewer threads
     spin: the call then starts within nanoseconds of GO. Unknown (`busy` None): spin."""
     return busy is not None and busy + 1 > cpus
-
-
-def faster_asleep(spin_raw_ns: list[int], wake_raw_ns: list[int]) -> bool:
-    """After a trial of both ways of waiting for GO (raw round trips, ns, of warm-up
-    calls): whether the calls waited for asleep were faster (lower median). Either way
-    the figure is an upper bound on the call: spun on, it may hold a wait for a CPU;
-    asleep, the wake-up's latency (about 60 us on the 2-CPU developer machine,
-    2026-12-03, against 9 us spun on), which is never subtracted."""
-    if not spin_raw_ns or not wake_raw_ns:
-        return False
-    return sorted(wake_raw_ns)[len(wake_raw_ns) // 2] < sorted(spin_raw_ns)[len(spin_raw_ns) // 2]
 
 
 def contended_waits_ms(raw_ms: list[float], waited_ms: list[float | None]) -> list[float]:

@@ -87,12 +87,7 @@ class TimingStats(BaseModel):
     go_wait: str | None = Field(
         default=None,
         description="How the solution's process waited for the judge's GO (CPU): 'spin' on a shared word, or 'wake' "
-                    "asleep until a datagram (solforge.bench.handshake).",
-    )
-    go_trial_ms: dict[str, float] | None = Field(
-        default=None,
-        description="For a solution whose threads fill the CPUs: the median raw round trip, ms, of the warm-up calls "
-                    "tried each way ('spin', 'wake'); the faster way was kept (CPU).",
+                    "asleep until a datagram, for a solution whose threads fill the CPUs (solforge.bench.handshake).",
     )
 
 
