@@ -211,6 +211,15 @@ def stop(line: HotLine) -> None:
 # -- the solution's side ------------------------------------------------------------------------
 
 
+def _frame(sock: socket.socket) -> tuple[int, int, int]:
+    """The next frame from the judge, (kind, iteration, slot); EOFError when the socket
+    closed or the datagram is not a frame."""
+    data = sock.recv(HOT_FRAME.size)
+    if len(data) != HOT_FRAME.size:
+        raise EOFError
+    return HOT_FRAME.unpack(data)
+
+
 def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int, bool], Any], call: Callable[[Any], None],
                  on_error: Callable[[BaseException], None]) -> None:
     """The solution's side until STOP: `arm(slot, profile)` prepares a call's arguments
@@ -224,10 +233,7 @@ def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int, bool], Any], ca
     words = page._map
     try:
         while True:
-            data = sock.recv(HOT_FRAME.size)
-            if len(data) != HOT_FRAME.size:
-                raise EOFError
-            kind, i, slot = HOT_FRAME.unpack(data)
+            kind, i, slot = _frame(sock)
             if kind == STOP:
                 return
             if kind != READY:
@@ -236,10 +242,7 @@ def serve_rounds(page_fd: int, sock_fd: int, arm: Callable[[int, bool], Any], ca
             want = i + 1
             _WORD.pack_into(words, _ARMED, want)
             if slot & WAKE_BIT:  # asleep until the judge's GO datagram; the GO word is then set
-                data = sock.recv(HOT_FRAME.size)
-                if len(data) != HOT_FRAME.size:
-                    raise EOFError
-                got, gi, _ = HOT_FRAME.unpack(data)
+                got, gi, _ = _frame(sock)
                 if got == STOP:
                     return
                 if got != GO or gi != i:

@@ -55,7 +55,8 @@ PROTECTED: tuple[str, ...] = (
     *(f"solforge.bench.solution_process.Session.{name}"
       for name in ("load", "call", "hot", "time_on_device", "_invoke", "_hand_over", "_arguments")),
     *(f"solforge.bench.arena.Arena.{name}" for name in ("read", "write", "view", "span")),
-    "solforge.bench.handshake.serve_rounds", "solforge.bench.handshake.SignalPage.get",
+    "solforge.bench.handshake.serve_rounds", "solforge.bench.handshake._frame",
+    "solforge.bench.handshake.SignalPage.get",
     "solforge.bench.handshake.SignalPage.set", "solforge.bench.timing.time_on_device",
     "solforge.bench.timing.device_loop", "solforge.bench.guards.recorder.OpRecorder.record",
     *(f"solforge.bench.solution_process.Session.{name}"
