@@ -74,16 +74,11 @@ def test_spinning_for_go_the_solution_takes_a_cpu_while_the_judge_publishes():
     assert 0 < raw < PUBLISH_S * 1e9
 
 
-def _raw_server(line: HotLine) -> _Server:
-    server = _Server(line)
-    return server
-
-
 def test_asleep_for_go_any_frame_but_this_calls_go_ends_the_rounds():
     for frame in ((READY, 0, 0), (GO, 1, 0), (7, 0, 0)):  # another READY, the GO of another call, garbage
         line = HotLine()
         try:
-            server = _raw_server(line)
+            server = _Server(line)
             line.send(READY, 0, WAKE_BIT)
             deadline = time.monotonic() + 10
             while line.page.get(16) != 1 and time.monotonic() < deadline:  # ARMED
@@ -99,7 +94,7 @@ def test_asleep_for_go_any_frame_but_this_calls_go_ends_the_rounds():
 def test_asleep_for_go_a_stop_ends_the_rounds_without_a_call():
     line = HotLine()
     try:
-        server = _raw_server(line)
+        server = _Server(line)
         line.send(READY, 0, WAKE_BIT)
         line.send(STOP, 0, 0)
         assert server.ended.wait(10) and server.error is None and server.calls == 0

@@ -20,12 +20,11 @@ Two ways to wait for GO, chosen by the judge per call (WAKE_BIT in READY's slot)
   word, and the solution's process wakes to it. The wake-up (microseconds) is on the
   clock and stays in the figure (`timing`: only the spun-on handshake is subtracted,
   since a solution's own thread watching the GO word would not spend it). For a
-  solution whose threads
-  fill the machine's CPUs (`timing.wake_for`): a spinning main thread, the judge
-  publishing and the solution's other threads are more runnable threads than CPUs,
-  and at GO one of the call's threads can be queued behind another until a scheduler
-  tick moves it (seen: a two-thread numba kernel on two CPUs timed at 1.9 or 5 ms by
-  the call).
+  solution whose threads fill the machine's CPUs (`timing.wake_for`): a spinning main
+  thread, the judge publishing and the solution's other threads are more runnable
+  threads than CPUs, and at GO one of the call's threads can be queued behind another
+  until a scheduler tick moves it (seen: a two-thread numba kernel on two CPUs timed
+  at 1.9 or 5 ms by the call).
 4. The clock stops at the kernel's receive timestamp of that datagram (SO_TIMESTAMPNS):
    the moment the solution's process declared the call done, whenever the judge wakes
    to read it. The judge sleeps meanwhile, so it takes no CPU from the call.

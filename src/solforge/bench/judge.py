@@ -314,16 +314,15 @@ class Judge:
         asleep adds the wake-up's latency to every call, and it stays in the figure: a
         solution whose own thread watched the GO word would not spend it, so subtracting
         it would credit that solution with time it never took."""
-        overheads = self.overhead_ms
-        if not overheads:
+        if not self.overhead_ms:
             return 0.0
         if self.dps:
-            return overheads.get(0, 0.0)
+            return self.overhead_ms.get(0, 0.0)
         size = min(out_bytes, MAX_CALIBRATED_COPY_BYTES)
-        if size in overheads:
-            base = overheads[size]
+        if size in self.overhead_ms:
+            base = self.overhead_ms[size]
         else:
-            base = overheads[min(overheads, key=lambda s: abs(s - size))]
+            base = self.overhead_ms[min(self.overhead_ms, key=lambda s: abs(s - size))]
         return base * (out_bytes / size) if out_bytes > MAX_CALIBRATED_COPY_BYTES and size else base
 
     def close(self) -> None:

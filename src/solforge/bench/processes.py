@@ -161,51 +161,51 @@ def _context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def run_queue_wait_ns(pid: int) -> int | None:
-    """The time the threads of process `pid` have spent runnable but waiting for a CPU,
-    in ns, summed over its threads now alive: the second field of each thread's
-    /proc/<pid>/task/<tid>/schedstat (Linux, CONFIG_SCHED_INFO; the kernel's
-    Documentation/scheduler/sched-stats.rst: "time spent waiting on a runqueue"). None
-    where /proc cannot tell (not Linux, the process gone)."""
+def _thread_readings(pid: int, state: bool = False) -> dict[int, tuple[list[int], bytes]] | None:
+    """Thread id -> (the fields of /proc/<pid>/task/<tid>/schedstat: ns run, ns waiting
+    on a runqueue, times scheduled; the state letter in its stat when `state`, else
+    b"") for each thread of process `pid` now alive (Linux, CONFIG_SCHED_INFO; the
+    kernel's Documentation/scheduler/sched-stats.rst and proc(5)). None where /proc
+    cannot tell (not Linux, the process gone); a thread that ended meanwhile is left out."""
     root = f"/proc/{pid}/task"
     try:
         tids = os.listdir(root)
     except OSError:
         return None
-    total, read = 0, 0
+    out: dict[int, tuple[list[int], bytes]] = {}
     for tid in tids:
         try:
             with open(f"{root}/{tid}/schedstat", "rb") as f:
-                total += int(f.read().split()[1])
-            read += 1
+                fields = [int(x) for x in f.read().split()[:3]]
+            letter = b""
+            if state:
+                with open(f"{root}/{tid}/stat", "rb") as f:
+                    letter = f.read().rsplit(b")", 1)[1].split()[0]  # after the command name, which may hold ")"
+            if len(fields) == 3:
+                out[int(tid)] = (fields, letter)
         except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
             continue
-    return total if read else None
+    return out
+
+
+def run_queue_wait_ns(pid: int) -> int | None:
+    """The time the threads of process `pid` have spent runnable but waiting for a CPU,
+    in ns, summed over its threads now alive: the second field of each thread's
+    schedstat ("time spent waiting on a runqueue", `_thread_readings`). None where /proc
+    cannot tell (not Linux, the process gone)."""
+    readings = _thread_readings(pid)
+    return sum(fields[1] for fields, _ in readings.values()) if readings else None
 
 
 def thread_activity(pid: int) -> dict[int, tuple[int, int, bool]] | None:
     """Thread id -> (ns run on a CPU, times scheduled onto a CPU, running now) for each
-    thread of process `pid` now alive: the first and third fields of
-    /proc/<pid>/task/<tid>/schedstat and the state in its stat (Linux; the kernel's
-    Documentation/scheduler/sched-stats.rst and proc(5)). The run time of a thread on a
-    CPU is brought up to date only when it is switched or ticked, so a thread that ran
+    thread of process `pid` now alive (`_thread_readings`). The run time of a thread on
+    a CPU is brought up to date only when it is switched or ticked, so a thread that ran
     shows in the count of times scheduled or in its state. None where /proc cannot tell."""
-    root = f"/proc/{pid}/task"
-    try:
-        tids = os.listdir(root)
-    except OSError:
+    readings = _thread_readings(pid, state=True)
+    if not readings:
         return None
-    out: dict[int, tuple[int, int, bool]] = {}
-    for tid in tids:
-        try:
-            with open(f"{root}/{tid}/schedstat", "rb") as f:
-                fields = f.read().split()
-            with open(f"{root}/{tid}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]  # after the command name, which may hold ")"
-            out[int(tid)] = (int(fields[0]), int(fields[2]), state == b"R")
-        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
-            continue
-    return out or None
+    return {tid: (fields[0], fields[2], letter == b"R") for tid, (fields, letter) in readings.items()}
 
 
 def describe_exit(code: int | None, sandboxed: bool = False) -> str:
