@@ -87,8 +87,11 @@ from solforge.bench.messages import (
 from solforge.bench.processes import Child, ChildLost, ChildStartError
 from solforge.bench.timing import (
     CONTENDED_WARN_SHARE,
+    IDLE_BUSY_SHARE,
+    WIND_DOWN_MS,
     CacheFlusher,
     CpuLoop,
+    busy_after_calls_ms,
     busy_threads,
     calibrate_handshake,
     contended_calls,
@@ -743,13 +746,17 @@ class WorkloadRun:
                 run_before = child.thread_activity()
                 time_cpu(child, loop, budget.warmup_s, 0.0, 0, 0, first_iteration=warm_start)
                 go_wait = self.config.go_wait
-                loop.wake = go_wait == "wake" or (go_wait == "auto" and wake_for(
-                    busy_threads(run_before, child.thread_activity()), _cpus(child)))
+                busy = busy_threads(run_before, child.thread_activity())
+                loop.wake = go_wait == "wake" or (go_wait == "auto" and wake_for(busy, _cpus(child)))
+                loop.pool_threads = max(0, (busy or 1) - 1)
                 cutoff = self.judge.cutoff_ms.get(self.workload.uuid)
                 overhead = self.judge.overhead_for(slot_bytes(out_layout[0]))
                 run = time_cpu(child, loop, 0.0, budget.max_time_s, budget.max_iters, budget.min_iters,
                                first_iteration=timed_start,
                                cutoff_raw_ms=None if cutoff is None else cutoff + overhead)
+                # where thread pools may wind down between calls the gaps allow them that much, and
+                # the process must then go quiet (see WIND_DOWN_MS)
+                after_calls = None if self.judge.trusted or not loop.pool_threads else busy_after_calls_ms(child)
         except CallRaised:
             stop(line)
             reply = child.receive(request.id, self.timeout_s)
@@ -790,6 +797,11 @@ class WorkloadRun:
                                      "process's tasks)"))
         if found:
             raise Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in found), found)
+        if after_calls is not None and after_calls[0] > IDLE_BUSY_SHARE * after_calls[1]:
+            message = (f"work outside the timed call: the solution's process used {after_calls[0]:.1f} ms of CPU in "
+                       f"{after_calls[1]:.1f} ms, {WIND_DOWN_MS:g} ms after its last call, when thread pools have gone "
+                       "to sleep and nothing is asked of it")
+            raise Verdict(EvaluationStatus.REWARD_HACK, message, [finding(Guard.OUTSIDE_CALL, message)])
         if not self.judge.trusted and run.gap_cpu_ms > gap_limit_ms(run, len(_tasks(child)) or 1):
             message = (f"work outside the timed call: the solution's process used {run.gap_cpu_ms:.1f} ms of CPU "
                        f"between its {len(run.raw_ns)} timed calls, which took {run.inside_ms:.1f} ms in all")

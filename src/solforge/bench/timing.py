@@ -80,6 +80,22 @@ CHECKED_FRACTION = 1 / 8  # at least this share of timed iterations is checked a
 # to work on between calls; this catches blatant background work, not a subtle race.
 GAP_ALLOWANCE_MS = 5.0
 GAP_SHARE = 1.0  # ... plus this share of the time measured inside the calls
+# ... plus what waiting costs while the judge works between calls (checks, prepares; W ms
+# of wall time per gap, which grows with the workload's bytes): the main thread sleeps
+# until READY (`handshake.serve_rounds`), but each other thread that ran in the warm-up (a
+# thread pool's workers) may spin for up to WIND_DOWN_MS of W before it sleeps. GNU OpenMP's
+# workers spin GOMP_SPINCOUNT (300,000) rounds of a PAUSE loop after a parallel region
+# (libgomp manual, "GOMP_SPINCOUNT"); on the developer machine that was 4-8 ms of CPU
+# per region (2026-12-04, docs/measurements.md); PAUSE takes up to ~140 cycles on other
+# Intel cores, ~20 ms. Without this, an honest numba parallel=True kernel of 256 x 4096
+# rows used 9 ms of CPU per gap against an allowance of 7.5 and was called a reward hack.
+WIND_DOWN_MS = 25.0
+# Where that allowance applies, once the loop is over the judge rests WIND_DOWN_MS, so that
+# thread pools have gone to sleep, and reads the solution's process CPU over
+# IDLE_WINDOW_MS: a process still busy then (its main thread waits for the next frame
+# asleep) runs work of its own between calls, which the allowance must not cover.
+IDLE_WINDOW_MS = 3.0
+IDLE_BUSY_SHARE = 0.5  # busy: more than this share of the window on one CPU
 # A timed call is contended when the solution's threads waited for a CPU longer than this
 # share of the call and this many ms (`contended_calls`: one scheduler tick at HZ=1000; a
 # thread queued behind another until a tick moves it was seen to wait one tick, 4 ms at
@@ -186,6 +202,7 @@ class CpuLoop:
     profile_every: int = 0  # about 1 in this many timed calls runs under torch's profiler (0: none), drawn secretly
     min_profiled: int = 1  # with profile_every, at least this many profiled calls per loop
     wake: bool = False  # the solution's process waits for GO asleep (`handshake`; `wake_for` decides)
+    pool_threads: int = 0  # threads besides the main one that ran in the warm-up (a pool winding down after calls)
 
 
 @dataclass
@@ -194,6 +211,7 @@ class CpuRun:
 
     raw_ns: list[int] = field(default_factory=list)
     gap_cpu_ms: float = 0.0  # CPU time of the solution's process between DONE and the next GO
+    gap_wait_ms: float = 0.0  # how much of it thread pools winding down may take (see WIND_DOWN_MS)
     inside_ms: float = 0.0  # sum of the raw round trips
     iterations: list[int] = field(default_factory=list)  # iteration numbers timed, in order
     cut: bool = False  # stopped early: the median was past the cut-off
@@ -224,6 +242,7 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
             i += 1
     start = time.perf_counter()
     last_done_cpu = child.cpu_ns()
+    last_done_s = time.perf_counter()
     while len(run.raw_ns) < max_iters:
         n = len(run.raw_ns)
         owed = loop.min_profiled - len(run.profiled) if loop.profile_every > 0 else 0  # profiled calls still due
@@ -235,6 +254,7 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
         loop.before_reuse(slot)
         loop.prepare(i, slot, "probe" if profile else "time")
         ready_cpu = child.cpu_ns()
+        gap_ms = (time.perf_counter() - last_done_s) * 1e3
         waited_before: list[int | None] = [None]
 
         def armed(slot: int = slot) -> None:
@@ -245,8 +265,10 @@ def time_cpu(child: Any, loop: CpuLoop, warmup_s: float, max_time_s: float, max_
         raw = judge_round(loop.line, i, slot, loop.timeout_s, on_armed=armed, profile=profile, wake=loop.wake)
         waited_after = child.run_queue_wait_ns()
         done_cpu = child.cpu_ns()
+        last_done_s = time.perf_counter()
         if ready_cpu is not None and last_done_cpu is not None:
             run.gap_cpu_ms += (ready_cpu - last_done_cpu) / 1e6
+            run.gap_wait_ms += loop.pool_threads * min(gap_ms, WIND_DOWN_MS)
         last_done_cpu = done_cpu
         loop.keep(i, slot)
         if profile:  # checked like any timed call, but its time is the profiler's too: not a sample
@@ -332,8 +354,24 @@ def contended_calls(raw_ms: list[float], waited_ms: list[float | None]) -> int:
 
 def gap_limit_ms(run: CpuRun, threads: int = 1) -> float:
     """The CPU time a solution's process of `threads` threads may use between its calls
-    (see GAP_ALLOWANCE_MS: per call, for every two threads that may be winding down)."""
-    return GAP_ALLOWANCE_MS * max(1.0, threads / 2) * len(run.raw_ns) + GAP_SHARE * run.inside_ms
+    (see GAP_ALLOWANCE_MS: per call, for every two threads that may be winding down;
+    and what waiting cost while the judge worked, `CpuRun.gap_wait_ms`)."""
+    return (GAP_ALLOWANCE_MS * max(1.0, threads / 2) * len(run.raw_ns) + GAP_SHARE * run.inside_ms
+            + run.gap_wait_ms)
+
+
+def busy_after_calls_ms(child: Any) -> tuple[float, float] | None:
+    """(CPU ms the solution's process used, window ms) over IDLE_WINDOW_MS, after resting
+    WIND_DOWN_MS once its last call signalled DONE (see IDLE_WINDOW_MS). None where the
+    process's CPU clock cannot be read."""
+    time.sleep(WIND_DOWN_MS / 1e3)
+    cpu0, t0 = child.cpu_ns(), time.perf_counter()
+    time.sleep(IDLE_WINDOW_MS / 1e3)
+    cpu1, t1 = child.cpu_ns(), time.perf_counter()
+    if cpu0 is None or cpu1 is None:
+        return None
+    window_ms = (t1 - t0) * 1e3
+    return (cpu1 - cpu0) / 1e6, window_ms
 
 
 # -- the GPU: events in the solution's process ---------------------------------------------------
