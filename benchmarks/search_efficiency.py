@@ -24,10 +24,11 @@ budget's best; the fraction of candidates with a parent that beat their best par
 
 `--search-seeds N` runs N random seeds per (problem, method) instead of 3 (the issue's
 minimum): a mean over 3 seeds on a space larger than the budget is largely the luck of
-those 3 draws; more seeds cost only replay time.
+those 3 draws; more seeds cost only replay time. `--first-seed K` starts them at K, so
+that a change to the search can be tried on seeds apart from the ones reported.
 
     .venv/bin/python benchmarks/search_efficiency.py --tables bench-out/tuner [--out bench-out/search]
-        [--search-seeds 3]
+        [--search-seeds 3] [--first-seed 0]
 """
 
 from __future__ import annotations
@@ -180,6 +181,10 @@ def main() -> int:
     parser.add_argument("--tables", type=Path, default=Path("bench-out/tuner"))
     parser.add_argument("--out", type=Path, default=Path("bench-out/search"))
     parser.add_argument("--search-seeds", type=int, default=len(SEEDS), help="random seeds per problem and method")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first random seed (seeds first-seed .. first-seed + search-seeds - 1); e.g. seeds "
+                             "kept apart for trying changes to the search, so that the reported ones are not those "
+                             "it was tried on")
     args = parser.parse_args()
     problems = _problems(args.tables)
     if not problems:
@@ -193,7 +198,7 @@ def main() -> int:
             table_best = max(p["fitness"] for t in tables.values() for p in t["points"].values())
             for method in METHODS:
                 runs = []
-                for seed in range(args.search_seeds):
+                for seed in range(args.first_seed, args.first_seed + args.search_seeds):
                     t0 = time.monotonic()
                     runs.append(replay(name, tables, method, seed, max(BUDGETS), Path(tmp)))
                     print(f"  {name} {method} seed {seed}: {len(runs[-1])} evaluated in "

@@ -29,7 +29,7 @@ of the machine falls on many points once rather than on one point N times) and t
 table's fitness of a point is the median of its N fitnesses.
 
     .venv/bin/python benchmarks/tuner_efficiency.py --out bench-out/tuner [--measure] [--timings 3]
-        [--seeds numba/rmsnorm_rows]
+        [--seeds numba/rmsnorm_rows] [--definition rmsnorm_h4096] [--tuner-seeds 5] [--first-tuner-seed 0]
 """
 
 from __future__ import annotations
@@ -64,9 +64,19 @@ def _key(params: dict) -> str:
     return json.dumps(params, sort_keys=True)
 
 
-def measure(seed, out: Path, timings: int = 1) -> dict:
-    """Evaluate every point of `seed`'s space `timings` times (resuming from
-    `<out>/measured/<seed>.json`); a point's fitness is the median of its timings'."""
+def table_path(out: Path, seed, definition_name: str | None = None) -> Path:
+    """Where `seed`'s table is kept: `<out>/measured/<seed>.json` on its first definition,
+    `<seed>__on__<definition>.json` on another one."""
+    name = seed.name.replace("/", "__") + (f"__on__{definition_name}" if definition_name else "")
+    return out / "measured" / f"{name}.json"
+
+
+def measure(seed, out: Path, timings: int = 1, definition_name: str | None = None) -> dict:
+    """Evaluate every point of `seed`'s space `timings` times (resuming from its
+    `table_path`) on its first definition, or on `definition_name`; a point's fitness is
+    the median of its timings'. The eager baseline is measured once per definition: a
+    table of another seed on the same definition lends its own, so that the seeds of one
+    problem are scored against the same figures."""
     from solforge.bench import BenchConfig, attach_sol, evaluate, run_bench
     from solforge.hardware import Device
     from solforge.roofline import baseline_latencies
@@ -74,19 +84,25 @@ def measure(seed, out: Path, timings: int = 1) -> dict:
     from solforge.search.fitness import judge
     from solforge.search.workloads import choose_workloads
 
-    path = out / "measured" / (seed.name.replace("/", "__") + ".json")
+    from solforge.problems import load_builtin
+
+    path = table_path(out, seed, definition_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = json.loads(path.read_text()) if path.exists() else {}
-    definition, workloads = _definition_for(seed)
+    definition, workloads = load_builtin(definition_name) if definition_name else _definition_for(seed)
     if definition is None:
         return table
     ensure_ceilings("cpu")
     config = BenchConfig(device="cpu")
     choice = choose_workloads(definition, workloads, "cpu")
     if "baselines" not in table:
-        result = run_bench(definition, choice.search, [], "cpu", baselines=("eager",), config=config)
+        lent = next((t["baselines"] for t in map(json.loads, map(Path.read_text, path.parent.glob("*.json")))
+                     if t.get("definition") == definition.name and "baselines" in t), None)
+        if lent is None:
+            result = run_bench(definition, choice.search, [], "cpu", baselines=("eager",), config=config)
+            lent = baseline_latencies(result.baselines)
         table.update(seed=seed.name, definition=definition.name, workloads=[w.label for w in choice.search],
-                     baselines=baseline_latencies(result.baselines), points={})
+                     baselines=lent, points={})
     device = Device.parse("cpu")
     names = list(seed.param_space)
     points = list(itertools.product(*seed.param_space.values()))
@@ -144,15 +160,28 @@ def main() -> int:
     parser.add_argument("--measure", action="store_true", help="measure the points not yet in the tables")
     parser.add_argument("--timings", type=int, default=1, help="evaluations per point; its fitness is their median")
     parser.add_argument("--seeds", default="", help="comma-separated seed names (default: every numba seed)")
+    parser.add_argument("--definition", default=None,
+                        help="measure and replay the seeds on this built-in definition (default: each seed's first)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--tuner-seeds", type=int, default=len(TUNER_SEEDS),
+                        help="replays per seed and strategy (the goal's median is over 5)")
+    parser.add_argument("--first-tuner-seed", type=int, default=0,
+                        help="the first tuner seed; e.g. seeds kept apart for trying changes to the tuner, so that "
+                             "the reported ones are not those it was tried on")
     args = parser.parse_args()
+    tuner_seeds = range(args.first_tuner_seed, args.first_tuner_seed + args.tuner_seeds)
     from solforge.knowledge import load_seeds
 
     seeds = [s for s in load_seeds("numba") if not args.seeds or s.name in args.seeds.split(",")]
+    if args.definition:
+        from solforge.problems import load_builtin
+
+        target, _ = load_builtin(args.definition)
+        seeds = [s for s in seeds if s.applies_to(target)]
     rows = []
     for seed in seeds:
-        path = args.out / "measured" / (seed.name.replace("/", "__") + ".json")
-        table = (measure(seed, args.out, args.timings) if args.measure
+        path = table_path(args.out, seed, args.definition)
+        table = (measure(seed, args.out, args.timings, args.definition) if args.measure
                  else (json.loads(path.read_text()) if path.exists() else {}))
         size = math.prod(len(v) for v in seed.param_space.values())
         if len(table.get("points", {})) < size:
@@ -162,13 +191,14 @@ def main() -> int:
         best = max(v["fitness"] for v in table["points"].values())
         for strategy in args.strategies.split(","):
             t0 = time.monotonic()
-            needed = [replay(seed, table, strategy, s) for s in TUNER_SEEDS]
+            needed = [replay(seed, table, strategy, s) for s in tuner_seeds]
             median = statistics.median(n if n is not None else math.inf for n in needed)
             rows.append({"seed": seed.name, "definition": table["definition"], "space": size, "best": best,
                          "strategy": strategy, "needed": needed, "median": median,
                          "fraction": median / size, "goal": median <= GOAL_FRACTION * size,
                          "replay_s": time.monotonic() - t0})
-    print("| seed | definition (workloads) | space | best fitness | strategy | evaluations to 98% (5 seeds) "
+    print(f"| seed | definition (workloads) | space | best fitness | strategy | evaluations to 98% "
+          f"({len(tuner_seeds)} seeds) "
           "| median | fraction | <= 25% |")
     print("| --- | --- | ---: | ---: | --- | --- | ---: | ---: | --- |")
     for r in rows:
