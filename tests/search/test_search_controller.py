@@ -166,3 +166,24 @@ def test_each_proposal_gets_its_own_random_source_from_the_run_seed(tmp_path):
     assert draws[0] == draws[1]  # reproducible for a given seed
     assert len(set(draws[0])) == len(draws[0])  # and a fresh source per proposal
     assert all(isinstance(c.rng, random.Random) for c in first.contexts)
+
+
+def test_a_resumed_run_rebuilds_the_supervisors_weights_from_the_archive(tmp_path):
+    controller, archive, _ = _controller(tmp_path, _config(max_candidates=10))
+    controller.run_search()
+    weights, quality = dict(controller.supervisor.weights), dict(controller.supervisor.quality)
+    assert any(q > 0 for q in quality.values())  # the scripted scores let some operator beat its parents
+    archive.close()
+    reopened = Archive.open(tmp_path / "run")
+    resumed, _, _ = _controller(tmp_path, _config(max_candidates=10), archive=reopened)
+    assert resumed.supervisor.quality == pytest.approx(quality)
+    assert resumed.supervisor.weights == pytest.approx(weights)
+    reopened.close()
+
+
+def test_best_of_n_draws_its_operators_without_feedback(tmp_path):
+    controller, archive, _ = _controller(tmp_path, _config(max_candidates=10, strategy="best-of-n"))
+    start = dict(controller.supervisor.weights)
+    controller.run_search()
+    assert controller.supervisor.weights == start
+    assert not [n for n in archive.notes() if n.operator == "supervisor"]

@@ -251,3 +251,43 @@ def test_supervisor_redirects_after_patience_steps_and_resets_on_improvement():
     assert sup.direction == directions()["seed"]
     picks = [sup.choose(random.Random(i)) for i in range(200)]
     assert picks.count("seed") > picks.count("tune")
+
+
+def test_supervisor_gives_most_proposals_to_the_operator_whose_candidates_beat_their_parents():
+    sup = StallSupervisor(["tune", "crossover", "seed"], patience=100)
+    for _ in range(12):
+        sup.observe(False, "tune", False)
+        sup.observe(False, "crossover", True)  # beats its parents, though no new best
+        sup.observe(False, "seed", False)
+    assert sup.weights["crossover"] > 0.7 and min(sup.weights.values()) >= 0.1 - 1e-9
+    assert abs(sum(sup.weights.values()) - 1) < 1e-9
+    picks = [sup.choose(random.Random(i)) for i in range(300)]
+    assert picks.count("crossover") > 2 * max(picks.count("tune"), picks.count("seed"))
+    # credit moves on: when tune starts improving and crossover stops, tune is pursued
+    for _ in range(12):
+        sup.observe(False, "tune", True)
+        sup.observe(False, "crossover", False)
+    assert sup.weights["tune"] > 0.7 > 0.15 > sup.weights["crossover"]
+
+
+def test_supervisor_without_evidence_keeps_its_starting_weights_and_redirects_by_credit():
+    sup = StallSupervisor(["tune", "crossover", "seed"], patience=3, directions=directions())
+    start = dict(sup.weights)
+    sup.observe(False, "tune", False)
+    sup.observe(False, "crossover", None)  # no parent, no new best: reward 0
+    assert sup.weights == start  # every quality is 0: nothing to pursue
+    sup = StallSupervisor(["tune", "crossover", "seed"], patience=3, directions=directions())
+    sup.observe(False, "seed", True)  # seed beat its parent once (no new best)
+    sup.observe(False, "tune", False)
+    r = sup.observe(False, "crossover", False)
+    # the ring's next is crossover, but seed has the credit: the redirect favours it
+    assert r is not None and r.favoured == "seed" and sup.direction == directions()["seed"]
+
+
+def test_best_of_n_supervisor_never_adapts_or_redirects():
+    sup = StallSupervisor(["tune", "crossover", "seed"], patience=2, adaptive=False)
+    start = dict(sup.weights)
+    for _ in range(10):
+        assert sup.observe(False, "crossover", True) is None
+    assert sup.weights == start and sup.direction is None
+

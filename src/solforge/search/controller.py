@@ -54,7 +54,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -180,7 +180,9 @@ class Controller:
         self.search_wls, self.heldout_wls = list(search_workloads), list(held_out_workloads)
         self.operators, self.seed_kernels, self.on_progress = operators, seed_kernels, on_progress
         self.strategy = make_strategy(config.strategy)
-        self.supervisor = StallSupervisor(list(operators), patience=config.patience, directions=directions())
+        # best-of-N: operators drawn independently of every result (no adaptation, no redirect)
+        self.supervisor = StallSupervisor(list(operators), patience=config.patience, directions=directions(),
+                                          adaptive=not isinstance(self.strategy, BestOfNStrategy))
         self.rng = random.Random(config.random_seed)
         self.tried: dict[str, int] = {}
         self.ready: deque[_Proposal] = deque()  # proposed, waiting for admission
@@ -222,9 +224,16 @@ class Controller:
                 c = self.archive.candidate(e.candidate_id)
                 self.strategy.restore_elite(e.island, tuple(e.cell),
                                             EvaluatedCandidate(c.id, c.family, dict(c.parameters), e.fitness, c.solution))
-        first = self.archive.history()
-        if first:
-            self.first_fitness = first[0].fitness
+        history = self.archive.history()
+        if history:
+            self.first_fitness = history[0].fitness
+        # the supervisor's weights: its observations again, in order (its redirects are in the notes already)
+        fitness = {c.id: c.fitness for c in self.archive.candidates() if c.fitness is not None}
+        best = 0.0
+        for h in history:
+            c = self.archive.candidate(h.candidate_id)
+            self.supervisor.observe(h.fitness > best, c.operator, self._beat_parents(h.fitness, c.parent_ids, fitness))
+            best = max(best, h.fitness)
 
     # -- what an operator is shown -----------------------------------------------------------
     def _lineage(self) -> tuple[LineageStep, ...]:
@@ -551,11 +560,19 @@ class Controller:
         self._decided(job, decision, scored.fitness)
 
     def _decided(self, job: _Job, decision: Decision, fitness: float) -> None:
-        redirect = self.supervisor.observe(decision.new_best)
+        fitnesses = {p: self.archive.candidate(p).fitness for p in job.candidate.parent_ids}
+        redirect = self.supervisor.observe(decision.new_best, job.candidate.operator,
+                                           self._beat_parents(fitness, job.candidate.parent_ids, fitnesses))
         if redirect is not None:
             self.archive.add_note(NoteKind.supervisor, f"{redirect.reason}: favour {redirect.favoured}; "
                                   f"{redirect.direction}", operator="supervisor")
         self.last = f"#{job.candidate_id} {job.candidate.operator}: fitness {fitness:.4f} ({decision.reason})"
+
+    @staticmethod
+    def _beat_parents(fitness: float, parent_ids: Sequence[int], fitnesses: Mapping[int, float | None]) -> bool | None:
+        """Whether `fitness` beats the best of the evaluated parents; None without one."""
+        known = [f for p in parent_ids if (f := fitnesses.get(p)) is not None]
+        return fitness > max(known) if known else None
 
     def snapshot(self) -> ProgressSnapshot:
         best = self.strategy.best()

@@ -211,9 +211,10 @@ class MapElitesStrategy:
 class BestOfNStrategy:
     """Best-of-N sampling, the baseline a search must beat (OpenEvolve #100): every
     proposal starts from the same place, the first candidate that passed, and nothing
-    learned since reaches the operators (the controller gives them no trial history),
-    so the N candidates are independent samples of the same operators; the best is kept
-    and never built on."""
+    learned since reaches the operators (the controller gives them no trial history, and
+    draws them with fixed weights: its supervisor neither adapts nor redirects), so the N
+    candidates are independent samples of the same operators; the best is kept and never
+    built on."""
 
     name = "best-of-n"
 
