@@ -205,11 +205,12 @@ class Controller:
 
     # -- resume ----------------------------------------------------------------------------
     def restore(self) -> None:
-        """Rebuild the strategy and the family counts from the archive."""
-        for c in self.archive.candidates():
+        """Rebuild the strategy, the family counts and the supervisor's weights from the archive."""
+        records = {c.id: c for c in self.archive.candidates()}
+        for c in records.values():
             self.tried[c.family] = self.tried.get(c.family, 0) + 1
         if isinstance(self.strategy, BestOfNStrategy):
-            first = next((c for c in self.archive.candidates() if c.sound and (c.fitness or 0) > 0), None)
+            first = next((c for c in records.values() if c.sound and (c.fitness or 0) > 0), None)
             best = self.archive.best(1, sound_only=True)
             self.strategy.restore([EvaluatedCandidate(c.id, c.family, dict(c.parameters), c.fitness, c.solution)
                                    for c in ([first] if first else []) + best])
@@ -228,10 +229,10 @@ class Controller:
         if history:
             self.first_fitness = history[0].fitness
         # the supervisor's weights: its observations again, in order (its redirects are in the notes already)
-        fitness = {c.id: c.fitness for c in self.archive.candidates() if c.fitness is not None}
+        fitness = {i: c.fitness for i, c in records.items()}
         best = 0.0
         for h in history:
-            c = self.archive.candidate(h.candidate_id)
+            c = records[h.candidate_id]
             self.supervisor.observe(h.fitness > best, c.operator, self._beat_parents(h.fitness, c.parent_ids, fitness))
             best = max(best, h.fitness)
 
