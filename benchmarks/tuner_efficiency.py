@@ -79,12 +79,11 @@ def measure(seed, out: Path, timings: int = 1, definition_name: str | None = Non
     problem are scored against the same figures."""
     from solforge.bench import BenchConfig, attach_sol, evaluate, run_bench
     from solforge.hardware import Device
+    from solforge.problems import load_builtin
     from solforge.roofline import baseline_latencies
     from solforge.search.evaluator import ensure_ceilings
     from solforge.search.fitness import judge
     from solforge.search.workloads import choose_workloads
-
-    from solforge.problems import load_builtin
 
     path = table_path(out, seed, definition_name)
     path.parent.mkdir(parents=True, exist_ok=True)
