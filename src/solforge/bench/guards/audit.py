@@ -64,6 +64,7 @@ import sys
 import sysconfig
 from types import FrameType
 
+from solforge.bench.guards import audit_events
 from solforge.bench.guards.findings import Guard, dedupe, finding
 from solforge.spec import GuardFinding
 
@@ -84,6 +85,12 @@ _LIBRARIES = tuple(sorted({
 } | {os.path.dirname(os.path.dirname(os.path.realpath(__file__))).rsplit(os.sep, 1)[0] + os.sep, _STDLIB}))
 _PROCESS_EVENTS = frozenset({"os.fork", "os.forkpty", "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn",
                              "os.spawn", "pty.spawn", "_thread.start_new_thread", "_thread.start_joinable_thread"})
+_SIGNAL_EVENTS = frozenset({"os.kill", "os.killpg", "os.pidfd_open"})
+_REMOVE_EVENTS = frozenset({"os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.truncate"})
+# Every event `AuditGuard._judge` acts on (the hook is called for these alone).
+JUDGED_EVENTS = frozenset({"object.__getattr__", "sys._getframe", "compile", "code.__new__", "ctypes.dlsym",
+                           "ctypes.dlsym/handle", "open"}) | _PROCESS_EVENTS | _HEAP_EVENTS | _NETWORK_EVENTS \
+    | _SIGNAL_EVENTS | _REMOVE_EVENTS
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # torch's C ABI for AOTInductor and the Itanium-mangled prefixes of its C++ namespaces
 # (at::, c10::, torch::; `K` for const methods), and the linker's own lookups.
@@ -182,7 +189,7 @@ class AuditGuard:
         self.armed = False
         self._findings: list[GuardFinding] = []
         self._busy = False
-        sys.addaudithook(self._hook)
+        audit_events.add(self._hook, JUDGED_EVENTS)
         _audit_pidfd_open()
 
     def arm(self, files_root: str, writable_root: str | None = None, own_cache: str | None = None) -> None:
@@ -249,7 +256,7 @@ class AuditGuard:
             self._busy = False
 
     def _judge(self, event: str, args: tuple) -> None:
-        caller = sys._getframe(2)  # the frame that raised the event (1 is _hook)
+        caller = sys._getframe(audit_events.CALLER_DEPTH + 1)  # the frame that raised the event (1 is _hook, 2 the dispatcher)
         if event == "object.__getattr__":
             if len(args) >= 2 and args[1] in _FRAME_ATTRS:
                 where = self._own(caller)
@@ -288,7 +295,7 @@ class AuditGuard:
         if event in ("ctypes.dlsym", "ctypes.dlsym/handle") and len(args) >= 2:
             self._symbol(args[0], args[1], caller)
             return
-        if event in ("os.kill", "os.killpg", "os.pidfd_open") and args and isinstance(args[0], int):
+        if event in _SIGNAL_EVENTS and args and isinstance(args[0], int):
             self._signal(event, args[0], args[1] if len(args) > 1 else "pidfd", caller)
             return
         if event == "open" and args and isinstance(args[0], (str, bytes)):
@@ -297,7 +304,7 @@ class AuditGuard:
             mode = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
             self._open(path, flags, mode, caller)
             return
-        if event in ("os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "os.truncate") and args:
+        if event in _REMOVE_EVENTS and args:
             if self.writable_root is not None and isinstance(args[0], (str, bytes)):
                 self._write(os.fsdecode(args[0]), event, caller)
             elif self.writable_root is None:

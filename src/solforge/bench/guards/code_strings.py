@@ -40,6 +40,7 @@ import sys
 import threading
 from types import FrameType
 
+from solforge.bench.guards import audit_events
 from solforge.bench.guards.findings import Guard, dedupe, finding
 from solforge.bench.guards.launches import _WRITTEN  # .py files written in this process -> the writer's file
 from solforge.spec import GuardFinding
@@ -48,6 +49,7 @@ _STDLIB = os.path.dirname(os.path.realpath(os.__file__)) + os.sep
 _ARMED: dict[str, object] = {}  # "forbidden": list[str], "root": str (with a trailing separator)
 _FINDINGS: list[GuardFinding] = []
 _HOOKED: list[bool] = []
+_EVENTS = ("compile", "code.__new__", "marshal.loads")  # what the hook judges
 _BUSY = threading.local()  # per thread: the hook's own parse compiles too (a busy flag shared by
 # threads would let another thread's compile through unchecked)
 
@@ -64,7 +66,7 @@ def check_code_strings(forbidden: list[str], root: str) -> None:
     _ARMED["root"] = os.path.realpath(root) + os.sep
     if not _HOOKED:
         _HOOKED.append(True)
-        sys.addaudithook(_hook)
+        audit_events.add(_hook, _EVENTS)
 
 
 def take_code_string_findings() -> list[GuardFinding]:
@@ -75,14 +77,14 @@ def take_code_string_findings() -> list[GuardFinding]:
 
 
 def _hook(event: str, args: tuple) -> None:
-    if event not in ("compile", "code.__new__", "marshal.loads") or not _ARMED or getattr(_BUSY, "on", False):
+    if not _ARMED or getattr(_BUSY, "on", False):
         return
     _BUSY.on = True  # ast.parse below raises the compile event again
     try:
         # A compile may be asked for through the standard library (runpy, timeit); a code
         # object is built by the solution only when its own code calls the constructor
         # (the import machinery unmarshals every .pyc on the solution's behalf).
-        where = _owner(sys._getframe(1), through_stdlib=event == "compile")
+        where = _owner(sys._getframe(audit_events.CALLER_DEPTH), through_stdlib=event == "compile")
         if where is None:
             return
         if event == "compile":

@@ -64,6 +64,7 @@ import types
 import weakref
 from collections.abc import Iterator
 
+from solforge.bench.guards import audit_events
 from solforge.bench.guards.findings import Guard, finding
 from solforge.spec import GuardFinding, Language, Solution
 
@@ -232,7 +233,7 @@ def record_generated_sources() -> None:
     (PEP 578 hooks cannot be removed) that returns at once for other events."""
     if not _RECORDING:
         _RECORDING.append(True)
-        sys.addaudithook(_note_generated)
+        audit_events.add(_note_generated, ("exec", "open"))
 
 
 def _caller_file(frame: types.FrameType | None) -> str | None:
@@ -253,7 +254,7 @@ def _note_generated(event: str, args: tuple) -> None:
         code = args[0] if args else None
         if isinstance(code, types.CodeType) and code.co_name == "<module>" and code.co_filename.startswith("<") \
                 and not code.co_filename.startswith("<frozen"):
-            caller = _caller_file(sys._getframe(1))
+            caller = _caller_file(sys._getframe(audit_events.CALLER_DEPTH))
             if caller is not None:
                 stack = [code]
                 while stack:
@@ -270,7 +271,7 @@ def _note_generated(event: str, args: tuple) -> None:
     flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
     if not (set(mode) & set("wax+") or flags & _WRITE_FLAGS):
         return
-    writer = _caller_file(sys._getframe(1))  # from the frame that opened it
+    writer = _caller_file(sys._getframe(audit_events.CALLER_DEPTH))  # from the frame that opened it
     if writer is not None:
         _WRITTEN[os.path.realpath(path)] = writer
 

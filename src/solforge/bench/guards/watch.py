@@ -52,6 +52,7 @@ import weakref
 from collections.abc import Iterator
 from types import FrameType
 
+from solforge.bench.guards import audit_events
 from solforge.bench.guards.code_strings import take_code_string_findings
 from solforge.bench.guards.findings import Guard, finding
 from solforge.spec import GuardFinding
@@ -165,7 +166,9 @@ def watch_call(device: str) -> Iterator[CallReport]:
     """
     global _HOOK_INSTALLED
     if not _HOOK_INSTALLED:
-        sys.addaudithook(_audit_hook)  # permanent by design of PEP 578; inert outside a watch
+        # permanent (PEP 578); inert outside a watch. The _thread events are left to the
+        # wrappers, which see thread starts with their idents.
+        audit_events.add(_audit_hook, (e for e in _AUDIT_EVENTS if not e.startswith("_thread.")))
         _HOOK_INSTALLED = True
     report = CallReport(device=device)
     watch = _Watch(report)
@@ -213,11 +216,9 @@ def _leave(watch: _Watch, check_streams: bool) -> None:
 
 
 def _audit_hook(event: str, args: tuple) -> None:
-    if not _ACTIVE or event not in _AUDIT_EVENTS:
+    if not _ACTIVE:
         return
-    if event.startswith("_thread."):
-        return  # the wrappers see thread starts with their idents; the hook is their backup
-    _ACTIVE[-1].note(f"{event}{_first_arg(args)}", sys._getframe(1))
+    _ACTIVE[-1].note(f"{event}{_first_arg(args)}", sys._getframe(audit_events.CALLER_DEPTH))
 
 
 def _first_arg(args: tuple) -> str:
