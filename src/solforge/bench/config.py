@@ -56,6 +56,13 @@ class BenchConfig(BaseModel):
     )
     trials: int = Field(default=3, ge=3, description="Correctness trials per workload, each with fresh inputs.")
     timing: TimingBudget | None = Field(default=None, description="None: CPU_TIMING or CUDA_TIMING by device.")
+    rerun_unstable: bool = Field(
+        default=True,
+        description="On the host timer, time a workload once more when its first timing is unstable "
+        "(timing.is_stable), and mark it unstable only if the second is too. The screening budget does not: its "
+        "figure only says whether a candidate could be a new best, and the search re-times a would-be best with the "
+        "full budget whatever its stability.",
+    )
     timing_checks: int = Field(default=2, ge=0, description="Timed iterations whose outputs are checked, per workload.")
     cuda_graph: bool = Field(default=False, description="Time CUDA-graph replays (for launch-bound kernels).")
     lock_clocks: bool = Field(
@@ -108,8 +115,9 @@ class BenchConfig(BaseModel):
         return CPU_TIMING if device == "cpu" else CUDA_TIMING
 
     def screening(self, device: str) -> BenchConfig:
-        """This config with the screening budget on `device` (`screening_budget`)."""
-        return self.model_copy(update={"timing": screening_budget(self.timing_for(device))})
+        """This config with the screening budget on `device` (`screening_budget`), and no
+        second timing of an unstable figure (`rerun_unstable`)."""
+        return self.model_copy(update={"timing": screening_budget(self.timing_for(device)), "rerun_unstable": False})
 
 
 SCREENING_SHARE = 3  # a screening timing gets a third of the full budget's samples and time

@@ -638,6 +638,10 @@ class WorkloadRun:
         if timed.cut:
             warnings.append(f"cut: timing stopped after {timed.count} samples, median {timed.median_ms:.4g} ms past "
                             f"the cut-off of {self.judge.cutoff_ms[self.workload.uuid]:.4g} ms")
+        elif self.judge.host_timed and not is_stable(timed) and not self.config.rerun_unstable:
+            timed = timed.model_copy(update={"unstable": True})
+            warnings.append(f"unstable timing: {timed.count} samples, IQR {timed.iqr_ms:.4g} ms on a median of "
+                            f"{timed.median_ms:.4g} ms (a screening figure, not re-run)")
         elif self.judge.host_timed and not is_stable(timed):
             again = self._time_once(budget, clocks)
             again = again.model_copy(update={"reruns": 1})

@@ -19,8 +19,10 @@ candidate's latency per workload: the harness stops timing a workload whose medi
 already past it, and the round's verdict is "cut" (`fitness.Verdict`), which no strategy
 selects on. `--no-cache` turns the extra dedup keys and the compile caches off, `--no-cut`
 the cut-off and the screening budget: without `--no-cut`, a candidate's first timing
-has a third of the full budget (`bench.config.screening_budget`), enough to say whether
-it could be a new best, since a would-be new best is re-timed with the full budget.
+has a third of the full budget (`bench.config.screening_budget`), and an unstable one is
+not timed twice by the harness (`BenchConfig.rerun_unstable`): enough to say whether it
+could be a new best, since a would-be new best, unstable or not, is re-timed with the
+full budget.
 
 What is selected. A would-be new best is re-timed before the strategy sees it; so is an
 unstable one. A round whose verdict is not sound (cut; unstable and not confirmed by a
