@@ -638,18 +638,15 @@ class WorkloadRun:
         if timed.cut:
             warnings.append(f"cut: timing stopped after {timed.count} samples, median {timed.median_ms:.4g} ms past "
                             f"the cut-off of {self.judge.cutoff_ms[self.workload.uuid]:.4g} ms")
-        elif self.judge.host_timed and not is_stable(timed) and not self.config.rerun_unstable:
-            timed = timed.model_copy(update={"unstable": True})
-            warnings.append(f"unstable timing: {timed.count} samples, IQR {timed.iqr_ms:.4g} ms on a median of "
-                            f"{timed.median_ms:.4g} ms (a screening figure, not re-run)")
         elif self.judge.host_timed and not is_stable(timed):
-            again = self._time_once(budget, clocks)
-            again = again.model_copy(update={"reruns": 1})
-            timed = again
-            if not is_stable(again):
-                timed = again.model_copy(update={"unstable": True})
-                warnings.append(f"unstable timing: {again.count} samples, IQR {again.iqr_ms:.4g} ms on a median of "
-                                f"{again.median_ms:.4g} ms after a re-run (a busy machine?)")
+            rerun = self.config.rerun_unstable  # not for a screening figure: the search re-times what matters
+            if rerun:
+                timed = self._time_once(budget, clocks).model_copy(update={"reruns": 1})
+            if not rerun or not is_stable(timed):
+                timed = timed.model_copy(update={"unstable": True})
+                warnings.append(f"unstable timing: {timed.count} samples, IQR {timed.iqr_ms:.4g} ms on a median of "
+                                f"{timed.median_ms:.4g} ms " + ("after a re-run (a busy machine?)" if rerun
+                                                                 else "(a screening figure, not re-run)"))
         if timed.contended_calls > CONTENDED_WARN_SHARE * timed.count:
             waits = sorted(contended_waits_ms(timed.raw_samples_ms, timed.run_queue_wait_ms))
             warnings.append(f"contended: in {timed.contended_calls} of {timed.count} timed calls the solution's "

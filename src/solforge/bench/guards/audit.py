@@ -256,7 +256,7 @@ class AuditGuard:
             self._busy = False
 
     def _judge(self, event: str, args: tuple) -> None:
-        caller = sys._getframe(audit_events.CALLER_DEPTH + 1)  # the frame that raised the event (1 is _hook, 2 the dispatcher)
+        caller = sys._getframe(audit_events.CALLER_DEPTH + 1)  # the event's raiser (1 is _hook)
         if event == "object.__getattr__":
             if len(args) >= 2 and args[1] in _FRAME_ATTRS:
                 where = self._own(caller)
