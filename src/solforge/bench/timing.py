@@ -94,7 +94,12 @@ WIND_DOWN_MS = 25.0
 # thread pools have gone to sleep, and reads the solution's process CPU over
 # IDLE_WINDOW_MS: a process still busy then (its main thread waits for the next frame
 # asleep) runs work of its own between calls, which the allowance must not cover.
-IDLE_WINDOW_MS = 3.0
+# Another process's CPU clock advances only when the kernel accounts its running thread, at
+# a scheduler tick or a switch (4 ms apart at HZ=250, 10 ms at HZ=100), so over a window W
+# a process busy on one CPU reads at least W minus one tick: a 3 ms window read 0.0 ms for
+# `while True: pass` (2026-12-04, the developer machine, HZ=250). 24 ms reads more than
+# half the window for a busy process down to HZ=100 (at least 14 ms of 24).
+IDLE_WINDOW_MS = 24.0
 IDLE_BUSY_SHARE = 0.5  # busy: more than this share of the window on one CPU
 # A timed call is contended when the solution's threads waited for a CPU longer than this
 # share of the call and this many ms (`contended_calls`: one scheduler tick at HZ=1000; a
