@@ -102,6 +102,14 @@ class BenchConfig(BaseModel):
         "sources' hash, reused by later evaluations of the same sources in this run or another (`compile_cache`). "
         "None: numba compiles every evaluation afresh, and Triton uses TRITON_CACHE_DIR or its default.",
     )
+    build_ahead: bool = Field(
+        default=False,
+        description="On the CPU, outside the sandbox: build each untrusted solution (its import, and one untimed call "
+        "that makes numba compile) outside the device lock, while another evaluation in this process is judged; "
+        "stopped (SIGSTOP) in every timed section (`judge.run_judged`). `solforge evolve` turns it on for its "
+        "concurrent evaluations. The untimed call is not judged: a wrong answer on a process's first call only "
+        "goes unseen.",
+    )
     sandbox: bool = Field(
         default=False,
         description="Run each solution's process under bubblewrap: no network, read-only root, its own PID "

@@ -28,6 +28,12 @@ What the judge checks (each one a guard with its exploit in the tests):
   the judge's wall clock;
 - replies nobody asked for on the solution's channel (forged replies).
 
+Built ahead (`BenchConfig.build_ahead`, `run_judged`), a solution's process has made one
+call before the judged ones, untimed and unjudged but under the guards of a call
+(`Judge.prime`): a wrong answer on a process's very first call only is then not seen,
+and a kernel that caches its first result answers the judge's first call wrong
+(INCORRECT_NUMERICAL) rather than being caught as a cache.
+
 What this does not cover: a solution running as the same user can, outside the
 sandbox, read what the operating system lets that user read (the judge's memory
 through /proc/<pid>/mem where the kernel's ptrace policy allows it: the judge marks
@@ -38,12 +44,14 @@ network, read-only root) closes that.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import math
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -81,10 +89,12 @@ from solforge.bench.messages import (
     Hot,
     Load,
     Loaded,
+    Prime,
+    Primed,
     TimedOnDevice,
     TimeOnDevice,
 )
-from solforge.bench.processes import Child, ChildLost, ChildStartError
+from solforge.bench.processes import Child, ChildLost, ChildStartError, reap_strays
 from solforge.bench.timing import (
     CONTENDED_WARN_SHARE,
     IDLE_BUSY_SHARE,
@@ -145,16 +155,67 @@ class WorkloadOutcome:
 # -- shared children ---------------------------------------------------------------------------
 
 _REFERENCES: dict[str, Child] = {}
-_DEVICE_LOCKS: dict[str, threading.RLock] = {}
+_DEVICE_LOCKS: dict[str, DeviceLock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-def device_lock(device: str) -> threading.RLock:
-    """The lock one evaluation holds on `device` for all its work: two timings on one
+class DeviceLock:
+    """What one evaluation holds on a device for its judged work: two timings on one
     device would disturb each other, and the device's reference process serves one
-    evaluation at a time."""
+    evaluation at a time. Reentrant in its holder's thread. `first()` is a short turn
+    (a new solution's process started and its handshake calibrated) that goes before
+    the threads waiting for a judged turn, so that a solution built ahead
+    (`building_ahead`) builds while another one is judged, not after it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._first_waiting = 0
+
+    def _acquire(self, first: bool) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return
+            self._first_waiting += first
+            try:
+                while self._owner is not None or (not first and self._first_waiting):
+                    self._cond.wait()
+            finally:
+                self._first_waiting -= first
+            self._owner, self._depth = me, 1
+
+    def _release(self) -> None:
+        with self._cond:
+            assert self._owner == threading.get_ident(), "DeviceLock released by a thread that does not hold it"
+            self._depth -= 1
+            if not self._depth:
+                self._owner = None
+                self._cond.notify_all()
+
+    def __enter__(self) -> DeviceLock:
+        self._acquire(first=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+    @contextmanager
+    def first(self) -> Iterator[None]:
+        """The lock for a short turn, ahead of the judged turns waiting."""
+        self._acquire(first=True)
+        try:
+            yield
+        finally:
+            self._release()
+
+
+def device_lock(device: str) -> DeviceLock:
+    """The device's `DeviceLock`."""
     with _LOCKS_GUARD:
-        return _DEVICE_LOCKS.setdefault(device, threading.RLock())
+        return _DEVICE_LOCKS.setdefault(device, DeviceLock())
 
 
 def reference_process(device: str, startup_timeout_s: float) -> Child:
@@ -173,24 +234,158 @@ def retire_reference(device: str) -> None:
         child.kill()
 
 
+_DUMPABLE_GUARD = threading.Lock()
+_DUMPABLE = {"depth": 0, "before": 0}
+
+
 @contextmanager
 def not_dumpable() -> Iterator[None]:
     """This process is not dumpable for the block (PR_SET_DUMPABLE 0, Linux): processes of
     other users, and unprivileged ones, cannot read its memory or descriptors through
-    /proc while it holds expected outputs. Restored after."""
+    /proc while a solution's process is alive. Counted across threads: restored only
+    when the last open block ends (one evaluation's end must not make the judge
+    dumpable while another's solution is alive)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        before = libc.prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+        libc.prctl  # noqa: B018 (Linux only)
     except (OSError, AttributeError):
         yield
         return
-    if before > 0:
-        libc.prctl(4, 0, 0, 0, 0)
+    with _DUMPABLE_GUARD:
+        if not _DUMPABLE["depth"]:
+            _DUMPABLE["before"] = libc.prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+            if _DUMPABLE["before"] > 0:
+                libc.prctl(4, 0, 0, 0, 0)
+        _DUMPABLE["depth"] += 1
     try:
         yield
     finally:
-        if before > 0:
-            libc.prctl(4, before, 0, 0, 0)
+        with _DUMPABLE_GUARD:
+            _DUMPABLE["depth"] -= 1
+            if not _DUMPABLE["depth"] and _DUMPABLE["before"] > 0:
+                libc.prctl(4, _DUMPABLE["before"], 0, 0, 0)
+
+
+# -- solutions built ahead -----------------------------------------------------------------------
+# A solution's process may build (import, compile, one untimed call: `Judge.prime`) outside
+# the device lock while another solution is judged. It must never run while anything is
+# timed: every timed section (`quiet`) stops them all (SIGSTOP to their process groups)
+# and resumes them after. A process stays registered until its evaluation holds the
+# device lock, so one that has built and waits cannot run during another's timing either.
+
+_AHEAD: set[Child] = set()
+_AHEAD_GUARD = threading.Lock()
+_QUIET = {"depth": 0}
+STOP_WAIT_S = 2.0  # how long `quiet` waits for a stopped process's threads to be seen stopped
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (its children, theirs, ...), from /proc/<pid>/task/*/children."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def all_stopped(pid: int) -> bool:
+    """Whether every thread of `pid` is stopped ('T' or 't' in /proc/<pid>/task/*/stat),
+    or the process is gone."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"T", b"t", b"Z", b"X"):
+            return False
+    return True
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _stop(children: list[Child]) -> None:
+    """SIGSTOP each child's process group, then every process below it (one that left
+    the group is still its descendant), and wait until all their threads are stopped.
+    Every pid stopped is kept in _STOPPED for `quiet` to resume."""
+    pids: list[int] = []
+    for child in children:
+        pid = child.process.pid
+        if pid is None:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGSTOP)  # the group first: nothing in it forks after this
+        _signal(pid, signal.SIGSTOP)
+        pids.append(pid)
+        _STOPPED.add(pid)
+    for pid in list(pids):
+        for below in descendants(pid):
+            _signal(below, signal.SIGSTOP)
+            _STOPPED.add(below)
+            pids.append(below)
+    deadline = time.monotonic() + STOP_WAIT_S
+    for pid in pids:
+        while not all_stopped(pid) and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+
+_STOPPED: set[int] = set()
+
+
+@contextmanager
+def building_ahead(child: Child) -> Iterator[None]:
+    """`child` builds outside the device lock for the block: it is stopped at once when a
+    timed section is in progress, and in every timed section until the block ends."""
+    with _AHEAD_GUARD:
+        _AHEAD.add(child)
+        if _QUIET["depth"]:
+            _stop([child])
+    try:
+        yield
+    finally:
+        with _AHEAD_GUARD:
+            _AHEAD.discard(child)  # if stopped now, resumed when the timed section ends
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """A timed section (a handshake's calibration, a timing): every solution's process
+    building ahead, and every process below it, is stopped for the block, and any
+    process a solution detached is killed first (`reap_strays`). The caller holds the
+    device lock."""
+    with _AHEAD_GUARD:
+        _QUIET["depth"] += 1
+        if _AHEAD:
+            reap_strays()
+            _stop([c for c in _AHEAD if c.alive])
+    try:
+        yield
+    finally:
+        with _AHEAD_GUARD:
+            _QUIET["depth"] -= 1
+            if not _QUIET["depth"]:
+                for pid in _STOPPED:
+                    _signal(pid, signal.SIGCONT)
+                _STOPPED.clear()
 
 
 def host_memory_available_bytes() -> int | None:
@@ -267,6 +462,7 @@ class Judge:
         self._flusher: CacheFlusher | None = None
         self._iterations = 0
         self.limit: Any = None  # limits.MemoryLimit on the current solution's process
+        self.loaded: Loaded | None = None  # the current solution's process's Loaded reply
 
     # -- the solution's process ---------------------------------------------------------------
 
@@ -274,6 +470,12 @@ class Judge:
         """A fresh solution's process: calibrate the handshake, then build the solution.
         Returns the Loaded reply; raises Verdict for a build failure (COMPILE_ERROR) or a
         reward hack found at build time, ChildLost, ChildStartError."""
+        self.spawn(workloads)
+        return self.load()
+
+    def spawn(self, workloads: list[Workload]) -> None:
+        """Start a fresh solution's process and calibrate its handshake (a timed section:
+        `quiet`), before any solution code is in it. Raises ChildLost, ChildStartError."""
         sandbox = str(self.workdir.parent) if self.config.sandbox else None
         self.child = child = Child("solution", self.device, self.config.startup_timeout_s, sandbox_dir=sandbox)
         if self.config.memory_limit_gb is not None:
@@ -285,12 +487,20 @@ class Judge:
             if self.line is None:
                 self.line = HotLine()
             try:
-                medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
-                                              self.config.timeout_s)
+                with quiet():
+                    medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
+                                                  self.config.timeout_s)
             except OutOfStep as lost:
                 raise ChildLost(EvaluationStatus.TIMEOUT if lost.timeout else EvaluationStatus.RUNTIME_ERROR,
                                 f"calibrating the handshake: {lost}") from None
             self.overhead_ms = dict(zip(sizes, medians))
+
+    def load(self) -> Loaded:
+        """Build the solution in the process `spawn` started. Returns the Loaded reply;
+        raises Verdict for a build failure (COMPILE_ERROR) or a reward hack found at build
+        time, ChildLost."""
+        child = self.child
+        assert child is not None
         reply = child.request(
             Load(id=child.new_id(), definition=self.definition.model_dump(mode="json"),
                  solution=self.solution.model_dump(mode="json"), workdir=str(self.workdir), trusted=self.trusted,
@@ -300,7 +510,20 @@ class Judge:
             raise Verdict(reply.status, reply.log, reply.findings)
         assert isinstance(reply, Loaded)
         self.load_log, self.own_kernels = reply.log, reply.own_kernels
+        self.loaded = reply
         return reply
+
+    def prime(self, workload: Workload) -> None:
+        """The built solution's one untimed, unjudged call, on inputs of `workload` that its
+        process draws (`messages.Prime`), within `timeout_s` like a judged request.
+        Raises Verdict for a reward hack the guards saw in it, ChildLost."""
+        child = self.child
+        assert child is not None
+        reply = child.request(Prime(id=child.new_id(), workload=workload.model_dump(mode="json")),
+                              self.config.timeout_s)
+        if isinstance(reply, Failed):
+            raise Verdict(reply.status, reply.log, reply.findings)
+        assert isinstance(reply, Primed)
 
     def _out_bytes(self, workload: Workload) -> int:
         axes = self.definition.resolve_axes(workload.axes)
@@ -332,6 +555,7 @@ class Judge:
         if self.child is not None:
             self.child.close()
             self.child = None
+        self.loaded = None
         self._release_limit()
         if self.line is not None:
             self.line.close()
@@ -341,6 +565,7 @@ class Judge:
         if self.child is not None:
             self.child.kill()
             self.child = None
+        self.loaded = None
         self._release_limit()
 
     def lost(self, lost: ChildLost) -> str:
@@ -662,9 +887,10 @@ class WorkloadRun:
                                warnings, clocks)
 
     def _time_once(self, budget: Any, clocks: dict[str, Any]) -> TimingStats:
-        if self.judge.host_timed:
-            return self._time_cpu(budget)
-        return self._time_device(budget, clocks)
+        with quiet():
+            if self.judge.host_timed:
+                return self._time_cpu(budget)
+            return self._time_device(budget, clocks)
 
     def _time_cpu(self, budget: Any) -> TimingStats:
         out_layout = self.sol_arena.layout.outputs
@@ -976,59 +1202,137 @@ def run_judged(definition: Definition, solution: Solution, workloads: list[Workl
                cutoff_ms: Mapping[str, float] | None = None) -> list[Any]:
     """Evaluate `solution` on each workload with a fresh solution's process (started
     again after any failure): `emit(workload, status, log, extension_fields)` makes each
-    workload's Trace. Returns the traces in workload order."""
+    workload's Trace. Returns the traces in workload order.
+
+    The evaluation holds the device lock for its judged work. With `config.build_ahead`
+    (an untrusted solution on the CPU, outside the sandbox), its first process is started
+    and calibrated in a short turn of the lock (`DeviceLock.first`), then builds outside
+    it (`building_ahead`: stopped in every timed section), then makes one untimed call
+    on inputs it draws itself (`Judge.prime`), while another evaluation may be judged."""
     root = Path(tempfile.mkdtemp(prefix="solforge-"))
     workdir = root / "solution"
     workdir.mkdir()
-    traces: list[Any] = []
     judge = Judge(definition, solution, device, config, trusted, workdir, flush_bytes, cutoff_ms)
+    lock = device_lock(device)
     try:
-        with device_lock(device), not_dumpable():
-            rest: tuple[EvaluationStatus, str, list[GuardFinding]] | None = None
-            for wl in workloads:
-                if rest is not None:
-                    traces.append(emit(wl, rest[0], rest[1], {"guard_findings": rest[2]}))
-                    continue
-                axes = definition.resolve_axes(wl.axes)
-                skipped = memory_problem(definition, axes, device)
-                if skipped:
-                    traces.append(emit(wl, EvaluationStatus.RUNTIME_ERROR, skipped, {"skipped": "memory"}))
-                    continue
+        with not_dumpable(), contextlib.ExitStack() as ahead:
+            early = None
+            if config.build_ahead and not trusted and not config.sandbox and device == "cpu":
+                early = _build_ahead(judge, lock, workloads, ahead)
+            with lock:
+                ahead.close()  # its own turn now: no other evaluation times until it ends
                 try:
-                    if judge.child is None:
-                        loaded = judge.start(workloads)
-                        if not loaded.runnable:
-                            rest = (EvaluationStatus.RUNTIME_ERROR, loaded.log, [])
-                            traces.append(emit(wl, rest[0], rest[1], {}))
-                            continue
-                    outcome = judge.run_workload(wl)
-                except Verdict as v:
-                    if judge.child is not None and v.kill:
-                        judge.kill()
-                    build = judge.child is None and v.status in (EvaluationStatus.COMPILE_ERROR,) or \
-                        (v.status is EvaluationStatus.REWARD_HACK and not judge.load_log and judge.child is None
-                         and not traces_have_passed(traces))
-                    log = v.message
-                    ext = {"guard_findings": dedupe(v.findings), "max_absolute_error": v.max_absolute_error,
-                           "max_relative_error": v.max_relative_error}
-                    traces.append(emit(wl, v.status, log, ext))
-                    if v.status is EvaluationStatus.COMPILE_ERROR and build:
-                        rest = (v.status, log, dedupe(v.findings))
-                    continue
-                except ChildLost as lost:
-                    if judge.child is not None:
-                        judge.child.kill()  # reaped before the limit is read: the OOM kill is recorded by then
-                    message = judge.lost(lost)
-                    judge.kill()
-                    tail = _log_tail(workdir)
-                    traces.append(emit(wl, lost.status, message + (f"\n{tail}" if tail else ""), {}))
-                    continue
-                except ChildStartError:
-                    raise
-                traces.append(emit(wl, EvaluationStatus.PASSED, judge.load_log, {"outcome": outcome}))
+                    return _judged(judge, workloads, emit, workdir, early)
+                finally:
+                    judge.close()
     finally:
         judge.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _build_ahead(judge: Judge, lock: DeviceLock, workloads: list[Workload],
+                 registered: contextlib.ExitStack) -> Verdict | ChildLost | None:
+    """Start and build the solution's first process outside the judged turn (see
+    `run_judged`); the process stays registered as building ahead (stopped in others'
+    timed sections) until `registered` is closed, once the device lock is held. Returns
+    the build's failure, to be reported at the first workload as if it had happened
+    there (the process is already killed), or None."""
+    with lock.first():
+        try:
+            judge.spawn(workloads)
+        except ChildLost as lost:
+            if judge.child is not None:
+                judge.child.kill()
+            return lost
+    assert judge.child is not None
+    registered.enter_context(building_ahead(judge.child))
+    try:
+        loaded = judge.load()
+        prime = _prime_workload(judge.definition, workloads, judge.device)
+        if loaded.runnable and prime is not None:
+            judge.prime(prime)
+    except Verdict as v:
+        if v.kill:
+            judge.kill()  # now: a failed build must not live on while others are judged
+        return v
+    except ChildLost as lost:
+        if judge.child is not None:
+            judge.child.kill()  # the memory limit stays for `Judge.lost` to read
+        return lost
+    return None
+
+
+def _prime_workload(definition: Definition, workloads: list[Workload], device: str) -> Workload | None:
+    """The workload whose inputs the solution's first, untimed call is given while it is
+    built ahead: the smallest one whose inputs are all drawn (no dataset file), that fits
+    this machine; None when there is none."""
+    from solforge.spec import SafetensorsInput
+
+    fits = []
+    for wl in workloads:
+        if any(isinstance(v, SafetensorsInput) for v in wl.inputs.values()):
+            continue
+        axes = definition.resolve_axes(wl.axes)
+        if memory_problem(definition, axes, device):
+            continue
+        fits.append((plan(definition, axes, 1).size, wl))
+    return min(fits, key=lambda f: f[0])[1] if fits else None
+
+
+def _judged(judge: Judge, workloads: list[Workload], emit: Callable[[Workload, EvaluationStatus, str, dict[str, Any]], Any],
+            workdir: Path, early: Verdict | ChildLost | None) -> list[Any]:
+    """`run_judged`'s work under the device lock: each workload in turn. `early`: the
+    failure of a build ahead, reported at the first workload judged."""
+    definition, device = judge.definition, judge.device
+    traces: list[Any] = []
+    fresh = judge.child is not None and early is None  # built ahead: its Loaded reply is not yet looked at
+    rest: tuple[EvaluationStatus, str, list[GuardFinding]] | None = None
+    for wl in workloads:
+        if rest is not None:
+            traces.append(emit(wl, rest[0], rest[1], {"guard_findings": rest[2]}))
+            continue
+        axes = definition.resolve_axes(wl.axes)
+        skipped = memory_problem(definition, axes, device)
+        if skipped:
+            traces.append(emit(wl, EvaluationStatus.RUNTIME_ERROR, skipped, {"skipped": "memory"}))
+            continue
+        try:
+            if early is not None:
+                failure, early = early, None
+                raise failure
+            if judge.child is None:
+                judge.start(workloads)
+                fresh = True
+            if fresh:
+                fresh = False
+                assert judge.loaded is not None
+                if not judge.loaded.runnable:
+                    rest = (EvaluationStatus.RUNTIME_ERROR, judge.loaded.log, [])
+                    traces.append(emit(wl, rest[0], rest[1], {}))
+                    continue
+            outcome = judge.run_workload(wl)
+        except Verdict as v:
+            if judge.child is not None and v.kill:
+                judge.kill()
+            build = judge.child is None and v.status in (EvaluationStatus.COMPILE_ERROR,) or \
+                (v.status is EvaluationStatus.REWARD_HACK and not judge.load_log and judge.child is None
+                 and not traces_have_passed(traces))
+            log = v.message
+            ext = {"guard_findings": dedupe(v.findings), "max_absolute_error": v.max_absolute_error,
+                   "max_relative_error": v.max_relative_error}
+            traces.append(emit(wl, v.status, log, ext))
+            if v.status is EvaluationStatus.COMPILE_ERROR and build:
+                rest = (v.status, log, dedupe(v.findings))
+            continue
+        except ChildLost as lost:
+            if judge.child is not None:
+                judge.child.kill()  # reaped before the limit is read: the OOM kill is recorded by then
+            message = judge.lost(lost)
+            judge.kill()
+            tail = _log_tail(workdir)
+            traces.append(emit(wl, lost.status, message + (f"\n{tail}" if tail else ""), {}))
+            continue
+        traces.append(emit(wl, EvaluationStatus.PASSED, judge.load_log, {"outcome": outcome}))
     return traces
 
 

@@ -85,6 +85,18 @@ class Load(_Message):
     compile_cache_dir: str | None = None  # BenchConfig.compile_cache_dir (`compile_cache`)
 
 
+class Prime(_Message):
+    """Call the built solution once on inputs of `workload` (its JSON) that the solution's
+    process draws itself: not timed, not judged, its outputs dropped, its launches not
+    counted; under the guards of a call and the integrity check after it. A compiler that
+    works at the first call (numba's) works here, while another solution may be judged
+    (`judge.run_judged`, BenchConfig.build_ahead). Replied with Primed, or Failed for a
+    reward hack seen."""
+
+    kind: Literal["prime"] = "prime"
+    workload: dict[str, Any]
+
+
 class Attach(_Message):
     """Map a workload's arena (its file descriptor follows this message). The reference
     process also gets the definition and the workload (it computes their reference)."""
@@ -162,7 +174,7 @@ class ExpectSeeded(_Message):
 
 
 Request = Annotated[
-    Calibrate | Load | Attach | Call | Hot | TimeOnDevice | Detach | Exit | Expect | ExpectSeeded,
+    Calibrate | Load | Prime | Attach | Call | Hot | TimeOnDevice | Detach | Exit | Expect | ExpectSeeded,
     Field(discriminator="kind"),
 ]
 REQUEST = TypeAdapter(Request)
@@ -200,6 +212,10 @@ class Loaded(_Message):
     log: str = ""
     findings: list[GuardFinding] = Field(default_factory=list)
     own_kernels: list[str] = Field(default_factory=list, description="Kernels defined in the solution's modules.")
+
+
+class Primed(_Message):
+    kind: Literal["primed"] = "primed"
 
 
 class Attached(_Message):
@@ -267,7 +283,7 @@ class DefinitionError(_Message):
 
 
 Reply = Annotated[
-    Ready | Calibrated | Loaded | Attached | Called | Cooled | TimedOnDevice | Detached | ExpectedReply | Failed
+    Ready | Calibrated | Loaded | Primed | Attached | Called | Cooled | TimedOnDevice | Detached | ExpectedReply | Failed
     | DefinitionError,
     Field(discriminator="kind"),
 ]

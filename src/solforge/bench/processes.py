@@ -250,8 +250,9 @@ class Child:
                                        name=f"solforge-{role}-{device}", daemon=False)
             with _SPAWN_LOCK, _main_hidden():
                 self.process.start()
+                _LIVE.add(self)  # known before the lock is free: `reap_strays` must not take it for a stray
         theirs.close()
-        _LIVE.add(self)  # known before it answers: reap_strays in another thread must not take it for a stray
+        _LIVE.add(self)  # (the sandboxed one: bwrap is the judge's child, never the template's)
         try:
             ready = self._read(startup_timeout_s, expect_id=0)
         except ChildLost as lost:
@@ -406,6 +407,21 @@ class Child:
 
 
 _LIVE: set[Child] = set()
+_HARNESS_PIDS: set[int] = set()  # other children of the template that the harness started (`harness_child`)
+
+
+@contextlib.contextmanager
+def harness_child(process: Any) -> Iterator[Any]:
+    """Start `process` (a multiprocessing Process of the forkserver context: a child of
+    the template that runs harness code, not a solution) and keep `reap_strays` off it
+    until the block ends."""
+    with _SPAWN_LOCK, _main_hidden():
+        process.start()
+        _HARNESS_PIDS.add(process.pid)
+    try:
+        yield process
+    finally:
+        _HARNESS_PIDS.discard(process.pid)
 
 
 def resume_if_stopped(pid: int | None) -> bool:
@@ -439,7 +455,8 @@ def reap_strays() -> list[int]:
     template = getattr(getattr(multiprocessing.forkserver, "_forkserver", None), "_forkserver_pid", None)
     if not template:
         return []
-    live = {child.process.pid for child in _LIVE}
+    with _SPAWN_LOCK:  # a child started meanwhile is registered before the lock is free
+        live = {child.process.pid for child in _LIVE} | _HARNESS_PIDS
     killed = []
     try:
         tasks = os.listdir(f"/proc/{template}/task")

@@ -40,6 +40,8 @@ from solforge.bench.messages import (
     Hot,
     Load,
     Loaded,
+    Prime,
+    Primed,
     Ready,
     TimedOnDevice,
     TimeOnDevice,
@@ -148,6 +150,8 @@ class Session:
                 return self.calibrate(request, recv_handle(conn), recv_handle(conn))
             if isinstance(request, Load):
                 return self.load(request)
+            if isinstance(request, Prime):
+                return self.prime(request)
             if isinstance(request, Attach):
                 from multiprocessing.reduction import recv_handle
 
@@ -229,6 +233,46 @@ class Session:
         if findings:
             raise _Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in findings), findings)
         return Loaded(id=request.id, runnable=built.fn is not None, log=built.log, own_kernels=own)
+
+    def prime(self, request: Prime) -> Primed:
+        """One call of the built solution on inputs of `request.workload` drawn here
+        (`messages.Prime`). What it returns or raises is dropped: the judged calls decide.
+        Raises _Verdict (REWARD_HACK) for what the guards of a call, or the integrity
+        check after it, found."""
+        import secrets
+
+        import torch
+
+        from solforge.bench.arena import plan, torch_dtype
+        from solforge.bench.inputs import make_inputs
+
+        if self.fn is None or self.definition is None or self.solution is None:
+            return Primed(id=request.id)
+        definition = self.definition
+        workload = Workload.model_validate(request.workload)
+        axes = definition.resolve_axes(workload.axes)
+        inputs = make_inputs(definition, workload, axes, secrets.randbits(62), "normal", "cpu", None)
+        outs = {t.name: torch.empty(t.shape, dtype=torch_dtype(t.dtype))
+                for t in plan(definition, axes, 1, inputs=False).outputs[0].tensors}
+        dps = outs if self.solution.spec.destination_passing_style else None
+        counted = None if self.counter is None else (self.counter.count, self.counter.own_ns,
+                                                     self.counter.by_kernel.copy())
+        watch = contextlib.nullcontext() if self.trusted else self.guards.watch_call(self.device)
+        findings: list[GuardFinding] = []
+        with watch as report:
+            try:
+                self._invoke(inputs, dps)
+            except _Verdict:  # the solution raised: the judged calls raise it again, and report it
+                pass
+        if counted is not None:  # its launches count for nothing
+            self.counter.count, self.counter.own_ns, self.counter.by_kernel = counted
+        if report is not None:
+            findings += report.findings
+        if not self.trusted:
+            findings += self.snapshot.verify() + self.audit.take()
+        if findings:
+            raise _Verdict(EvaluationStatus.REWARD_HACK, "; ".join(f.message for f in findings), findings)
+        return Primed(id=request.id)
 
     # -- workloads --------------------------------------------------------------------------------
 

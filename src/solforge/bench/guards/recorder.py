@@ -273,7 +273,7 @@ def implementation_ops(aten_name: str) -> tuple[str, ...]:
     segfaults, and `batch_norm` is forbidden by the norm definitions). An overload whose
     call kills the child is skipped, and a fresh child goes on after it. Cached per name
     for the judge's process. Raises nothing: a name whose every child fails gives ()."""
-    from solforge.bench.processes import _context
+    from solforge.bench.processes import _context, harness_child
 
     ctx = _context()
     skip: list[str] = []
@@ -281,32 +281,39 @@ def implementation_ops(aten_name: str) -> tuple[str, ...]:
     for _ in range(_SAMPLE_CHILDREN_MAX):
         ours, theirs = ctx.Pipe(duplex=False)
         child = ctx.Process(target=_sample_overloads, args=(aten_name, tuple(skip), theirs), daemon=True)
-        child.start()
-        theirs.close()
-        trying, done = None, False
-        deadline = time.monotonic() + _SAMPLE_TIMEOUT_S
-        try:
-            while time.monotonic() < deadline and ours.poll(max(0.0, deadline - time.monotonic())):
-                kind, value = ours.recv()
-                if kind == "trying":
-                    trying = value
-                elif kind == "found":
-                    found.update(dict.fromkeys(value))
-                    trying = None
-                elif kind == "done":
-                    done = True
-                    break
-        except (EOFError, OSError):  # the child died during an overload's sample call
-            pass
-        finally:
-            ours.close()
-            if child.is_alive():
-                child.kill()
-            child.join(5)
+        with harness_child(child):  # not a stray to kill when another thread ends a solution
+            theirs.close()
+            deadline = time.monotonic() + _SAMPLE_TIMEOUT_S
+            done, trying = _sample_loop(child, ours, deadline, found)
         if done or trying is None:
             break
         skip.append(trying)
     return tuple(found)
+
+
+def _sample_loop(child: Any, ours: Any, deadline: float, found: dict[str, None]) -> tuple[bool, str | None]:
+    """Read one sample child's reports into `found` until it is done, dies or `deadline`
+    passes; end it. Returns (done, the overload it was trying when it stopped)."""
+    trying, done = None, False
+    try:
+        while time.monotonic() < deadline and ours.poll(max(0.0, deadline - time.monotonic())):
+            kind, value = ours.recv()
+            if kind == "trying":
+                trying = value
+            elif kind == "found":
+                found.update(dict.fromkeys(value))
+                trying = None
+            elif kind == "done":
+                done = True
+                break
+    except (EOFError, OSError):  # the child died during an overload's sample call
+        pass
+    finally:
+        ours.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+    return done, trying
 
 
 def _sample_overloads(aten_name: str, skip: tuple[str, ...], conn: Any) -> None:
