@@ -5,9 +5,10 @@ Two variants of the same `solforge evolve` command (same problem, device, operat
 random seed, workloads and candidate count), run alternately in rounds so that the
 load of a shared machine falls on both alike:
 - new: the defaults (dedup by parameter point, normalized source and numba's IR; the
-  cut-off at 3x the best's latency; compile caches under the cache directory);
-- old: `--no-cache --no-cut` (dedup by parameter point only, no cut-off, fresh compile
-  caches for every run).
+  cut-off at 3x the best's latency; compile caches under the cache directory; the next
+  candidates built, numba's compile included, while one is judged);
+- old: `--no-cache --no-cut --no-build-ahead` (dedup by parameter point only, no
+  cut-off, fresh compile caches for every run, one candidate at a time).
 
 The search workloads are the CPU smoke ones by default (`--workloads smoke`, t = 1, 7,
 64 rows of 4096: what `make demo` searched when the issue was written); `--workloads
@@ -57,7 +58,7 @@ import time
 from pathlib import Path
 
 PROBLEM = "rmsnorm_h4096"
-VARIANTS = {"new": [], "old (--no-cache --no-cut)": ["--no-cache", "--no-cut"]}
+VARIANTS = {"new": [], "old (--no-cache --no-cut --no-build-ahead)": ["--no-cache", "--no-cut", "--no-build-ahead"]}
 ISSUE_VARIANT = "issue-time code"
 _RUN = re.compile(r"run (\S+): (\d+) candidates evaluated")
 

@@ -114,6 +114,9 @@ def evolve(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="No compile caches and no source/IR dedup.")] = False,
     no_cut: Annotated[bool, typer.Option("--no-cut", help="Never cut timing at 3x the best, and time every candidate with the full budget (no "
                                         "screening budget for first timings).")] = False,
+    no_build_ahead: Annotated[bool, typer.Option(
+        "--no-build-ahead", help="On the CPU, evaluate one candidate at a time: no candidate builds (and numba "
+                                 "compiles) while another is judged.")] = False,
     target: Annotated[Optional[str], typer.Option(
         help="Cross-compile every Triton/CUDA candidate for this GPU target first: sm_80, sm_90a, sm_100a.")] = None,
     compile_only: Annotated[bool, typer.Option(
@@ -136,7 +139,8 @@ def evolve(
                           max_candidates=max_candidates, random_seed=random_seed, runs_root=runs_root,
                           llm=tuple(llm or ()), llm_config=llm_config, max_cost_usd=max_cost_usd, agent_cmd=agent_cmd,
                           agent_timeout_s=agent_timeout, dataset_root=root, tune_strategy=tune,
-                          workloads=workloads, cache=not no_cache, cut=not no_cut, target=target,
+                          workloads=workloads, cache=not no_cache, cut=not no_cut, build_ahead=not no_build_ahead,
+                          target=target,
                           compile_only=compile_only, ray=ray, workers=workers,
                           baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None)
     if ray is not None:

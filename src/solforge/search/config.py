@@ -56,6 +56,7 @@ class EvolveConfig:
     cache: bool = True  # compile caches and the normalized/artifact dedup keys (`--no-cache`: neither)
     cut: bool = True  # cut timing at cut_factor x the best's latency (`--no-cut`: never)
     cut_factor: float = 3.0  # tinygrad's BEAM search cuts at 3x the best
+    build_ahead: bool = True  # CPU: build the next candidates while one is judged (`--no-build-ahead`: never)
     proposal_workers: int | None = None  # proposals running at once; None: the evaluator's capacity
     lockstep: bool = False  # propose only once every evaluation is kept: reproducible whatever the evaluator's speed
     target: str | None = None  # cross-compile every Triton/CUDA candidate for this GPU target first ("sm_90a")

@@ -18,9 +18,10 @@ backend they both run.
   solution's process compiles into a directory of its own, named by its sources
   (`solforge.bench.compile_cache`); `--no-cache` gives every run fresh, empty ones
   (`compile_cache_env`).
-- `LocalEvaluator` runs it on this machine's devices, one evaluation per device at a
-  time, on a `concurrent.futures` thread pool (the harness isolates each evaluation in
-  processes of its own; the thread only waits).
+- `LocalEvaluator` runs it on this machine's devices, one evaluation judged per device
+  at a time, on a `concurrent.futures` thread pool (the harness isolates each evaluation
+  in processes of its own; the thread only waits). On the CPU, two more per device build
+  their solutions meanwhile (`BenchConfig.build_ahead`: stopped while anything is timed).
 - `RayEvaluator` (`solforge evolve --ray auto|ADDRESS`) runs it in Ray actors: one per
   GPU (`num_gpus=1`), or one per CPU slot. The archive stays with the controller: an
   actor returns Traces and never writes anything. An actor that dies is restarted by
@@ -261,20 +262,32 @@ class Evaluator(Protocol):
         ...
 
 
+BUILT_AHEAD = 2  # evaluations per device building ahead (`BenchConfig.build_ahead`) beside the one judged
+
+
 class LocalEvaluator:
-    """The harness backend on this machine's devices: one evaluation per device at a time."""
+    """The harness backend on this machine's devices: one evaluation judged per device at a
+    time. With the harness's `build_ahead` (the CPU), `BUILT_AHEAD` more per device start
+    and build their solutions meanwhile, outside the device lock and stopped while it
+    times (`bench.judge.run_judged`): numba's compile of the next candidates overlaps the
+    judging of this one. Three in flight, not two: when a judged turn ends, a candidate
+    waiting to start its process goes first (`DeviceLock.first`), so the next build
+    starts while the next candidate is judged."""
 
     def __init__(self, backend: HarnessBackend, devices: Sequence[str]) -> None:
         self.backend = backend
         self.devices = tuple(devices)
-        self.capacity = len(self.devices)
+        config = getattr(backend, "config", None)  # a backend without a harness config builds nothing ahead
+        ahead = BUILT_AHEAD if getattr(config, "build_ahead", False) and not backend.compile_only else 0
+        self.capacity = len(self.devices) * (1 + ahead)
         self.baselines: Baselines | None = None
         self.baseline_failures: dict[str, dict[str, str]] = {}
         self.baseline_spreads: Spreads = {}  # baseline -> workload uuid -> (IQR / median, unstable)
         self.description = f"local: {', '.join(self.devices)}"
         self._free: queue.Queue[str] = queue.Queue()
-        for d in self.devices:
-            self._free.put(d)
+        for _ in range(1 + ahead):
+            for d in self.devices:
+                self._free.put(d)
         self._pool = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="solforge-evaluate")
 
     @property
@@ -296,7 +309,7 @@ class LocalEvaluator:
 
     def _run(self, request: EvaluationRequest) -> list[Trace]:
         assert self.baselines is not None, "LocalEvaluator: baselines are measured before any evaluation"
-        device = self._free.get()  # the pool has one thread per device: one is always free here
+        device = self._free.get()  # the pool has one thread per place in the queue: one is always free here
         try:
             return self.backend.evaluate(request, device, self.baselines)
         except EvaluationError:
