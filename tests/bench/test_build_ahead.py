@@ -368,3 +368,34 @@ def test_a_kernel_that_caches_its_first_result_is_wrong_on_the_first_judged_call
     ev = evaluate(RMSNORM, [WORKLOAD], exploit_solution("cache_call_count"), "cpu", config)[0].evaluation
     assert ev.status is EvaluationStatus.INCORRECT_NUMERICAL, ev.log[-1500:]
     assert ev.log.startswith("call 0 "), ev.log[-1500:]
+
+
+def test_the_judges_own_work_for_other_evaluations_never_overlaps_a_timed_section():
+    """Another evaluation's checks and SOL reports run in this process outside the device
+    lock (`outside_timing`): a timed section waits for such a block to end, and such a
+    block waits for a timed section to end."""
+    from solforge.bench.judge import outside_timing
+
+    events: list[str] = []
+    inside = threading.Event()
+
+    def work(hold_s: float) -> None:
+        with outside_timing():
+            events.append("work starts")
+            inside.set()
+            time.sleep(hold_s)
+            events.append("work ends")
+
+    first = threading.Thread(target=work, args=(0.4,))
+    first.start()
+    inside.wait(10)
+    with device_lock("cpu"), quiet():
+        events.append("timing starts")
+        inside.clear()
+        second = threading.Thread(target=work, args=(0.0,))
+        second.start()
+        time.sleep(0.3)
+        events.append("timing ends")
+    first.join(10)
+    second.join(10)
+    assert events == ["work starts", "work ends", "timing starts", "timing ends", "work starts", "work ends"]

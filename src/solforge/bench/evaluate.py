@@ -10,6 +10,7 @@ build time applies to every workload.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import platform
@@ -20,7 +21,7 @@ from typing import Any
 
 from solforge.bench.build import compile_solution, eager_solution
 from solforge.bench.config import BenchConfig
-from solforge.bench.judge import WorkloadOutcome, run_judged
+from solforge.bench.judge import WorkloadOutcome, outside_timing, run_judged
 from solforge.bench.timing import flush_bytes_for
 from solforge.hardware import Device
 from solforge.roofline import attach_sol, baseline_latencies
@@ -135,19 +136,22 @@ def evaluate(
 def _evaluate(definition: Definition, workloads: list[Workload], solution: Solution, device: str | Device | None,
               config: BenchConfig, trusted: bool, cutoff_ms: Mapping[str, float] | None = None) -> list[Trace]:
     dev = device if isinstance(device, Device) else Device.parse(device or config.device)
-    for wl in workloads:
-        problems = check_workload(definition, wl)
-        if problems:
-            raise SpecError(f"workload {wl.uuid}: {problems[0]}")
-    emit = _tracer(definition, solution, dev)
-    if not trusted:
-        from solforge.bench.guards import static_findings
+    # built ahead, another evaluation may be timing meanwhile: this process's own checks wait for it
+    with outside_timing() if config.build_ahead else contextlib.nullcontext():
+        for wl in workloads:
+            problems = check_workload(definition, wl)
+            if problems:
+                raise SpecError(f"workload {wl.uuid}: {problems[0]}")
+        emit = _tracer(definition, solution, dev)
+        findings = []
+        if not trusted:
+            from solforge.bench.guards import static_findings
 
-        findings = static_findings(solution, definition)
-        if findings:
-            log = "static guard: " + "; ".join(f.message for f in findings)
-            return [emit(wl, EvaluationStatus.REWARD_HACK, log, {"guard_findings": findings}) for wl in workloads]
-    problems = check_solution(definition, solution)
+            findings = static_findings(solution, definition)
+        problems = check_solution(definition, solution)
+    if findings:
+        log = "static guard: " + "; ".join(f.message for f in findings)
+        return [emit(wl, EvaluationStatus.REWARD_HACK, log, {"guard_findings": findings}) for wl in workloads]
     if problems:
         return [emit(wl, EvaluationStatus.COMPILE_ERROR, problems[0], {}) for wl in workloads]
     reports: dict[str, Any] = {}

@@ -366,26 +366,57 @@ def building_ahead(child: Child) -> Iterator[None]:
             _AHEAD.discard(child)  # if stopped now, resumed when the timed section ends
 
 
+_WORK = threading.Condition()
+_WORK_STATE = {"timing": 0, "working": 0}
+
+
 @contextmanager
-def quiet() -> Iterator[None]:
-    """A timed section (a handshake's calibration, a timing): every solution's process
-    building ahead, and every process below it, is stopped for the block, and any
-    process a solution detached is killed first (`reap_strays`). The caller holds the
-    device lock."""
-    with _AHEAD_GUARD:
-        _QUIET["depth"] += 1
-        if _AHEAD:
-            reap_strays()
-            _stop([c for c in _AHEAD if c.alive])
+def outside_timing() -> Iterator[None]:
+    """A block of the judge's own CPU work for an evaluation that does not hold the device
+    lock (its static checks before, its SOL reports after): it waits while a timed
+    section runs, and a timed section waits for it to end. It must not take the device
+    lock inside."""
+    with _WORK:
+        while _WORK_STATE["timing"]:
+            _WORK.wait()
+        _WORK_STATE["working"] += 1
     try:
         yield
     finally:
+        with _WORK:
+            _WORK_STATE["working"] -= 1
+            _WORK.notify_all()
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """A timed section (a handshake's calibration, a timing): the judge's work for other
+    evaluations waits (`outside_timing`), and every solution's process building ahead,
+    and every process below it, is stopped for the block; any process a solution
+    detached is killed first (`reap_strays`). The caller holds the device lock."""
+    with _WORK:
+        _WORK_STATE["timing"] += 1
+        while _WORK_STATE["working"]:
+            _WORK.wait()
+    try:
         with _AHEAD_GUARD:
-            _QUIET["depth"] -= 1
-            if not _QUIET["depth"]:
-                for pid in _STOPPED:
-                    _signal(pid, signal.SIGCONT)
-                _STOPPED.clear()
+            _QUIET["depth"] += 1
+            if _AHEAD:
+                reap_strays()
+                _stop([c for c in _AHEAD if c.alive])
+        try:
+            yield
+        finally:
+            with _AHEAD_GUARD:
+                _QUIET["depth"] -= 1
+                if not _QUIET["depth"]:
+                    for pid in _STOPPED:
+                        _signal(pid, signal.SIGCONT)
+                    _STOPPED.clear()
+    finally:
+        with _WORK:
+            _WORK_STATE["timing"] -= 1
+            _WORK.notify_all()
 
 
 def host_memory_available_bytes() -> int | None:

@@ -36,6 +36,7 @@ twice), never the kernel's: those are statuses in the Traces.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -158,9 +159,12 @@ class HarnessBackend:
         config = self.config.screening(device) if request.screening else self.config
         traces = evaluate(self.definition, workloads, request.solution, device, config,
                           cutoff_ms=dict(request.cutoff_ms) if request.cutoff_ms else None)
-        if self._device is None:
-            self._device = detect_device(device)
-        attach_sol(self.definition, traces, baselines, self._device)
+        from solforge.bench.judge import outside_timing
+
+        with outside_timing() if config.build_ahead else contextlib.nullcontext():  # others may be timing
+            if self._device is None:
+                self._device = detect_device(device)
+            attach_sol(self.definition, traces, baselines, self._device)
         if reports is not None:
             from solforge.bench.crosscompile import reports_for_workload
 

@@ -181,7 +181,8 @@ def prepare(definition: Definition, workloads: list[Workload], config: EvolveCon
     # them, the run's stored config does not (a resumed run finds them where it resumes)
     harness = bench if bench.compile_cache_dir is not None else bench.model_copy(
         update={"compile_cache_dir": compile_cache_dir(config.cache)})
-    if config.build_ahead and config.ray is None and device_kind(device) == "cpu" and not harness.sandbox:
+    if config.build_ahead and config.ray is None and device_kind(device) == "cpu" and not harness.sandbox \
+            and config.target is None:  # a cross-compile (ptxas) before each evaluation would run during timing
         harness = harness.model_copy(update={"build_ahead": True})  # this machine's way to evaluate, not stored
     backend = HarnessBackend(definition, harness, target=config.target, compile_only=config.compile_only,
                              cache_env=compile_cache_env(config.cache))
