@@ -399,3 +399,55 @@ def test_the_judges_own_work_for_other_evaluations_never_overlaps_a_timed_sectio
     first.join(10)
     second.join(10)
     assert events == ["work starts", "work ends", "timing starts", "timing ends", "work starts", "work ends"]
+
+
+def test_a_request_to_a_process_building_ahead_waits_for_the_timed_section(tmp_path):
+    """Sending to a process resumes it when stopped (`Child.send`): a request for a build
+    ahead is sent only once no timed section runs, so the process stays stopped."""
+    workdir = tmp_path / "w" / "solution"
+    workdir.mkdir(parents=True)
+    judge = Judge(RMSNORM, _solution("torch_rows", TORCH_ROWS), "cpu", BenchConfig(build_ahead=True), False,
+                  workdir, 0)
+    result: dict[str, object] = {}
+    try:
+        judge.spawn([WORKLOAD])
+        pid = judge.child.process.pid
+        with judge_module.building_ahead(judge.child):
+            with device_lock("cpu"), quiet():
+                assert judge_module.all_stopped(pid)
+                sender = threading.Thread(target=lambda: result.setdefault("loaded", judge.load(ahead=True)))
+                sender.start()
+                time.sleep(0.5)
+                assert judge_module.all_stopped(pid), "the request resumed the stopped process"
+                assert sender.is_alive() and "loaded" not in result
+            sender.join(60)
+        assert result["loaded"].runnable
+    finally:
+        judge.close()
+
+
+def test_a_process_that_runs_during_a_timed_section_is_killed_and_the_section_says_so():
+    """Whatever resumes a process building ahead during a timed section (a process it
+    detached that sends SIGCONT), the section ends with it killed and `intruded` set."""
+    import signal
+    import subprocess
+    import sys
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+
+    class Building:  # the two attributes a timed section reads of a child building ahead
+        process = busy
+        alive = True
+
+    building = Building()
+    try:
+        with judge_module.building_ahead(building):
+            with device_lock("cpu"), quiet() as section:
+                assert judge_module.all_stopped(busy.pid)
+                os.kill(busy.pid, signal.SIGCONT)  # what an escaped helper would do
+                time.sleep(0.3)
+            assert section.intruded
+        assert busy.wait(10) == -signal.SIGKILL
+    finally:
+        if busy.poll() is None:
+            busy.kill()

@@ -32,7 +32,13 @@ Built ahead (`BenchConfig.build_ahead`, `run_judged`), a solution's process has 
 call before the judged ones, untimed and unjudged but under the guards of a call
 (`Judge.prime`): a wrong answer on a process's very first call only is then not seen,
 and a kernel that caches its first result answers the judge's first call wrong
-(INCORRECT_NUMERICAL) rather than being caught as a cache.
+(INCORRECT_NUMERICAL) rather than being caught as a cache. Two untrusted solutions are
+then alive at once (one built ahead, stopped only in timed sections): native code in
+one could signal the other's process during its correctness calls, which the audit
+guard (Python-level) does not see; `BenchConfig.sandbox` (own PID namespace) turns
+building ahead off. A process built ahead that does not stay stopped through a timed
+section is killed, and that section is run again (`quiet`, `Quiet.intruded`). Its
+build's and first call's timeouts keep counting while it is stopped.
 
 What this does not cover: a solution running as the same user can, outside the
 sandbox, read what the operating system lets that user read (the judge's memory
@@ -47,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import math
 import os
 import secrets
@@ -115,6 +122,8 @@ from solforge.bench.timing import (
     wake_for,
 )
 from solforge.spec import Definition, EvaluationStatus, GuardFinding, Solution, SpecError, TimingStats, Workload
+
+log = logging.getLogger(__name__)
 
 RING = 3  # buffers per workload: call k+3 sees call k's addresses with new values
 MIN_SAMPLE_MS = 1e-4  # a sample at or below the handshake's overhead is recorded as this, in ms
@@ -323,29 +332,54 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
+def _cpu_ns(pid: int) -> int | None:
+    try:
+        return time.clock_gettime_ns(((~pid) << 3) | 2)  # the process's CPU clock (clock_getcpuclockid)
+    except OSError:
+        return None
+
+
+def _kill_tree(pid: int) -> None:
+    below = descendants(pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    for p in (pid, *below):
+        _signal(p, signal.SIGKILL)
+
+
 def _stop(children: list[Child]) -> None:
     """SIGSTOP each child's process group, then every process below it (one that left
-    the group is still its descendant), and wait until all their threads are stopped.
-    Every pid stopped is kept in _STOPPED for `quiet` to resume."""
-    pids: list[int] = []
-    for child in children:
-        pid = child.process.pid
-        if pid is None:
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGSTOP)  # the group first: nothing in it forks after this
-        _signal(pid, signal.SIGSTOP)
-        pids.append(pid)
-        _STOPPED.add(pid)
-    for pid in list(pids):
-        for below in descendants(pid):
-            _signal(below, signal.SIGSTOP)
-            _STOPPED.add(below)
-            pids.append(below)
+    the group is still its descendant), and wait until all their threads are stopped;
+    then reap what was detached meanwhile (`reap_strays`) and walk again, until a pass
+    finds everything stopped and nothing detached. A child whose tree does not stay
+    stopped within STOP_WAIT_S is killed (fail closed: its evaluation is lost, the timed
+    section is not shared). Every pid stopped is kept in _STOPPED for `quiet` to resume."""
+    roots = [c.process.pid for c in children if c.process.pid is not None]
     deadline = time.monotonic() + STOP_WAIT_S
-    for pid in pids:
-        while not all_stopped(pid) and time.monotonic() < deadline:
+    for root in roots:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(root, signal.SIGSTOP)  # the group first: nothing in it forks after this
+    while True:
+        pids: list[int] = []
+        for root in roots:
+            for pid in (root, *descendants(root)):
+                _signal(pid, signal.SIGSTOP)
+                _STOPPED.add(pid)
+                pids.append(pid)
+        while not all(all_stopped(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.0005)
+        detached = reap_strays()
+        settled = not detached and all(all_stopped(p) for p in pids) and \
+            set(pids) >= {d for root in roots for d in (root, *descendants(root))}
+        if settled:
+            return
+        if time.monotonic() >= deadline:
+            for root in roots:
+                if not all(all_stopped(p) for p in (root, *descendants(root))):
+                    log.warning("a solution's process building ahead (pid %s) did not stay stopped for a timed "
+                                "section: killed", root)
+                    _kill_tree(root)
+            return
 
 
 _STOPPED: set[int] = set()
@@ -372,10 +406,10 @@ _WORK_STATE = {"timing": 0, "working": 0}
 
 @contextmanager
 def outside_timing() -> Iterator[None]:
-    """A block of the judge's own CPU work for an evaluation that does not hold the device
-    lock (its static checks before, its SOL reports after): it waits while a timed
-    section runs, and a timed section waits for it to end. It must not take the device
-    lock inside."""
+    """A block of the judge's own work for an evaluation that does not hold the device
+    lock (its static checks before, its SOL reports after, a request sent to a process
+    building ahead): it waits while a timed section runs, and a timed section waits for
+    it to end. It must not take the device lock, nor enter a timed section, inside."""
     with _WORK:
         while _WORK_STATE["timing"]:
             _WORK.wait()
@@ -388,26 +422,48 @@ def outside_timing() -> Iterator[None]:
             _WORK.notify_all()
 
 
+@dataclass
+class Quiet:
+    """What a timed section found at its end: `intruded`, a process building ahead (or one
+    below it) used CPU during it, and was killed; the section's figures are not clean."""
+
+    intruded: bool = False
+
+
 @contextmanager
-def quiet() -> Iterator[None]:
+def quiet() -> Iterator[Quiet]:
     """A timed section (a handshake's calibration, a timing): the judge's work for other
     evaluations waits (`outside_timing`), and every solution's process building ahead,
-    and every process below it, is stopped for the block; any process a solution
-    detached is killed first (`reap_strays`). The caller holds the device lock."""
+    and every process below it, is stopped for the block (`_stop`); at its end, one that
+    used CPU meanwhile is killed and the section says so (`Quiet.intruded`). The caller
+    holds the device lock."""
+    report = Quiet()
     with _WORK:
         _WORK_STATE["timing"] += 1
         while _WORK_STATE["working"]:
             _WORK.wait()
+    clocks: dict[int, int | None] = {}
     try:
         with _AHEAD_GUARD:
             _QUIET["depth"] += 1
-            if _AHEAD:
-                reap_strays()
-                _stop([c for c in _AHEAD if c.alive])
         try:
-            yield
+            with _AHEAD_GUARD:
+                ahead = [c for c in _AHEAD if c.alive]
+                if ahead:
+                    reap_strays()
+                    _stop(ahead)
+                    clocks = {p: _cpu_ns(p) for c in ahead if c.process.pid is not None
+                              for p in (c.process.pid, *descendants(c.process.pid))}
+            yield report
         finally:
             with _AHEAD_GUARD:
+                for pid, before in clocks.items():
+                    after = _cpu_ns(pid)
+                    if before is not None and after is not None and after > before:
+                        log.warning("a process building ahead (pid %s) ran %.3f ms during a timed section: killed",
+                                    pid, (after - before) / 1e6)
+                        _kill_tree(pid)
+                        report.intruded = True
                 _QUIET["depth"] -= 1
                 if not _QUIET["depth"]:
                     for pid in _STOPPED:
@@ -518,25 +574,40 @@ class Judge:
             if self.line is None:
                 self.line = HotLine()
             try:
-                with quiet():
-                    medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
-                                                  self.config.timeout_s)
+                for _ in range(2):  # once more when a process building ahead ran during it (killed by then)
+                    with quiet() as section:
+                        medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
+                                                      self.config.timeout_s)
+                    if not section.intruded:
+                        break
             except OutOfStep as lost:
                 raise ChildLost(EvaluationStatus.TIMEOUT if lost.timeout else EvaluationStatus.RUNTIME_ERROR,
                                 f"calibrating the handshake: {lost}") from None
             self.overhead_ms = dict(zip(sizes, medians))
 
-    def load(self) -> Loaded:
-        """Build the solution in the process `spawn` started. Returns the Loaded reply;
-        raises Verdict for a build failure (COMPILE_ERROR) or a reward hack found at build
-        time, ChildLost."""
+    def _request(self, message: Any, timeout_s: float, ahead: bool) -> Any:
+        """`message` to the solution's process and its reply. `ahead` (the process builds
+        outside the device lock): sent only when no timed section runs (`outside_timing`),
+        since sending resumes a stopped process (`Child.send`)."""
         child = self.child
         assert child is not None
-        reply = child.request(
+        if not ahead:
+            return child.request(message, timeout_s)
+        with outside_timing():
+            child.send(message)
+        return child.receive(message.id, timeout_s)
+
+    def load(self, ahead: bool = False) -> Loaded:
+        """Build the solution in the process `spawn` started (`ahead`: see `_request`).
+        Returns the Loaded reply; raises Verdict for a build failure (COMPILE_ERROR) or a
+        reward hack found at build time, ChildLost."""
+        child = self.child
+        assert child is not None
+        reply = self._request(
             Load(id=child.new_id(), definition=self.definition.model_dump(mode="json"),
                  solution=self.solution.model_dump(mode="json"), workdir=str(self.workdir), trusted=self.trusted,
                  build_timeout_s=self.config.build_timeout_s, compile_cache_dir=self.config.compile_cache_dir),
-            self.config.build_timeout_s)
+            self.config.build_timeout_s, ahead)
         if isinstance(reply, Failed):
             raise Verdict(reply.status, reply.log, reply.findings)
         assert isinstance(reply, Loaded)
@@ -544,14 +615,15 @@ class Judge:
         self.loaded = reply
         return reply
 
-    def prime(self, workload: Workload) -> None:
+    def prime(self, workload: Workload, ahead: bool = False) -> None:
         """The built solution's one untimed, unjudged call, on inputs of `workload` that its
-        process draws (`messages.Prime`), within `timeout_s` like a judged request.
-        Raises Verdict for a reward hack the guards saw in it, ChildLost."""
+        process draws (`messages.Prime`), within `timeout_s` like a judged request
+        (`ahead`: see `_request`). Raises Verdict for a reward hack the guards saw in it,
+        ChildLost."""
         child = self.child
         assert child is not None
-        reply = child.request(Prime(id=child.new_id(), workload=workload.model_dump(mode="json")),
-                              self.config.timeout_s)
+        reply = self._request(Prime(id=child.new_id(), workload=workload.model_dump(mode="json")),
+                              self.config.timeout_s, ahead)
         if isinstance(reply, Failed):
             raise Verdict(reply.status, reply.log, reply.findings)
         assert isinstance(reply, Primed)
@@ -918,10 +990,12 @@ class WorkloadRun:
                                warnings, clocks)
 
     def _time_once(self, budget: Any, clocks: dict[str, Any]) -> TimingStats:
-        with quiet():
-            if self.judge.host_timed:
-                return self._time_cpu(budget)
-            return self._time_device(budget, clocks)
+        for _ in range(2):  # once more when a process building ahead ran during it (it is killed by then)
+            with quiet() as section:
+                timed = self._time_cpu(budget) if self.judge.host_timed else self._time_device(budget, clocks)
+            if not section.intruded:
+                break
+        return timed
 
     def _time_cpu(self, budget: Any) -> TimingStats:
         out_layout = self.sol_arena.layout.outputs
@@ -1243,12 +1317,14 @@ def run_judged(definition: Definition, solution: Solution, workloads: list[Workl
     root = Path(tempfile.mkdtemp(prefix="solforge-"))
     workdir = root / "solution"
     workdir.mkdir()
-    judge = Judge(definition, solution, device, config, trusted, workdir, flush_bytes, cutoff_ms)
+    ahead_ok = config.build_ahead and not trusted and not config.sandbox and device == "cpu"
+    with outside_timing() if ahead_ok else contextlib.nullcontext():  # its forbidden names may start processes
+        judge = Judge(definition, solution, device, config, trusted, workdir, flush_bytes, cutoff_ms)
     lock = device_lock(device)
     try:
         with not_dumpable(), contextlib.ExitStack() as ahead:
             early = None
-            if config.build_ahead and not trusted and not config.sandbox and device == "cpu":
+            if ahead_ok:
                 early = _build_ahead(judge, lock, workloads, ahead)
             with lock:
                 ahead.close()  # its own turn now: no other evaluation times until it ends
@@ -1278,10 +1354,10 @@ def _build_ahead(judge: Judge, lock: DeviceLock, workloads: list[Workload],
     assert judge.child is not None
     registered.enter_context(building_ahead(judge.child))
     try:
-        loaded = judge.load()
+        loaded = judge.load(ahead=True)
         prime = _prime_workload(judge.definition, workloads, judge.device)
         if loaded.runnable and prime is not None:
-            judge.prime(prime)
+            judge.prime(prime, ahead=True)
     except Verdict as v:
         if v.kill:
             judge.kill()  # now: a failed build must not live on while others are judged
@@ -1290,6 +1366,9 @@ def _build_ahead(judge: Judge, lock: DeviceLock, workloads: list[Workload],
         if judge.child is not None:
             judge.child.kill()  # the memory limit stays for `Judge.lost` to read
         return lost
+    except BaseException:  # anything else (a reply of the wrong kind): not left alive while others are judged
+        judge.kill()
+        raise
     return None
 
 
