@@ -101,7 +101,7 @@ from solforge.bench.messages import (
     TimedOnDevice,
     TimeOnDevice,
 )
-from solforge.bench.processes import Child, ChildLost, ChildStartError, reap_strays
+from solforge.bench.processes import Child, ChildLost, ChildStartError, children_of, reap_strays
 from solforge.bench.timing import (
     CONTENDED_WARN_SHARE,
     IDLE_BUSY_SHARE,
@@ -293,19 +293,9 @@ def descendants(pid: int) -> list[int]:
     found: list[int] = []
     todo = [pid]
     while todo:
-        parent = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{task}/children") as f:
-                    kids = [int(k) for k in f.read().split()]
-            except OSError:
-                continue
-            found += kids
-            todo += kids
+        kids = children_of(todo.pop())
+        found += kids
+        todo += kids
     return found
 
 

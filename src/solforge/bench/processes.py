@@ -448,6 +448,23 @@ def shutdown_children() -> None:
         child.kill()
 
 
+def children_of(pid: int) -> list[int]:
+    """The direct children of process `pid`, from /proc/<pid>/task/*/children (Linux);
+    [] where unreadable."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+    return found
+
+
 def reap_strays() -> list[int]:
     """Kill every process the template adopted that is not a live child of the judge: a
     process a solution detached (double fork, setsid) is reparented to the template, a
@@ -458,23 +475,13 @@ def reap_strays() -> list[int]:
     with _SPAWN_LOCK:  # a child started meanwhile is registered before the lock is free
         live = {child.process.pid for child in _LIVE} | _HARNESS_PIDS
     killed = []
-    try:
-        tasks = os.listdir(f"/proc/{template}/task")
-    except OSError:
-        return []
-    for task in tasks:
-        try:
-            with open(f"/proc/{template}/task/{task}/children") as f:
-                pids = [int(p) for p in f.read().split()]
-        except OSError:
+    for pid in children_of(template):
+        if pid in live:
             continue
-        for pid in pids:
-            if pid in live:
-                continue
-            for kill in (os.killpg, os.kill):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(pid, signal.SIGKILL)
-            killed.append(pid)
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+        killed.append(pid)
     return killed
 
 
