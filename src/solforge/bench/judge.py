@@ -66,7 +66,7 @@ from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from solforge.bench.arena import Arena, plan, slot_bytes
 from solforge.bench.config import BenchConfig
@@ -101,7 +101,7 @@ from solforge.bench.messages import (
     TimedOnDevice,
     TimeOnDevice,
 )
-from solforge.bench.processes import Child, ChildLost, ChildStartError, children_of, reap_strays
+from solforge.bench.processes import Child, ChildLost, ChildStartError, children_of, reap_strays, stat_state
 from solforge.bench.timing import (
     CONTENDED_WARN_SHARE,
     IDLE_BUSY_SHARE,
@@ -124,6 +124,7 @@ from solforge.bench.timing import (
 from solforge.spec import Definition, EvaluationStatus, GuardFinding, Solution, SpecError, TimingStats, Workload
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RING = 3  # buffers per workload: call k+3 sees call k's addresses with new values
 MIN_SAMPLE_MS = 1e-4  # a sample at or below the handshake's overhead is recorded as this, in ms
@@ -307,12 +308,8 @@ def all_stopped(pid: int) -> bool:
     except OSError:
         return True
     for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in (b"T", b"t", b"Z", b"X"):
+        state = stat_state(f"/proc/{pid}/task/{task}/stat")
+        if state is not None and state not in (b"T", b"t", b"Z", b"X"):
             return False
     return True
 
@@ -465,6 +462,17 @@ def quiet() -> Iterator[Quiet]:
             _WORK.notify_all()
 
 
+def timed_section(run: Callable[[], _T]) -> _T:
+    """`run()` in a timed section (`quiet`), and once more when a process building ahead
+    ran during it (`Quiet.intruded`: it is killed by then)."""
+    for _ in range(2):
+        with quiet() as section:
+            result = run()
+        if not section.intruded:
+            break
+    return result
+
+
 def host_memory_available_bytes() -> int | None:
     """MemAvailable from /proc/meminfo, in bytes; None where unreadable."""
     try:
@@ -564,12 +572,9 @@ class Judge:
             if self.line is None:
                 self.line = HotLine()
             try:
-                for _ in range(2):  # once more when a process building ahead ran during it (killed by then)
-                    with quiet() as section:
-                        medians = calibrate_handshake(child, self.line, child.new_id(), sizes, CALIBRATION_ROUNDS,
-                                                      self.config.timeout_s)
-                    if not section.intruded:
-                        break
+                line = self.line
+                medians = timed_section(lambda: calibrate_handshake(child, line, child.new_id(), sizes,
+                                                                    CALIBRATION_ROUNDS, self.config.timeout_s))
             except OutOfStep as lost:
                 raise ChildLost(EvaluationStatus.TIMEOUT if lost.timeout else EvaluationStatus.RUNTIME_ERROR,
                                 f"calibrating the handshake: {lost}") from None
@@ -980,12 +985,8 @@ class WorkloadRun:
                                warnings, clocks)
 
     def _time_once(self, budget: Any, clocks: dict[str, Any]) -> TimingStats:
-        for _ in range(2):  # once more when a process building ahead ran during it (it is killed by then)
-            with quiet() as section:
-                timed = self._time_cpu(budget) if self.judge.host_timed else self._time_device(budget, clocks)
-            if not section.intruded:
-                break
-        return timed
+        return timed_section(lambda: self._time_cpu(budget) if self.judge.host_timed
+                             else self._time_device(budget, clocks))
 
     def _time_cpu(self, budget: Any) -> TimingStats:
         out_layout = self.sol_arena.layout.outputs

@@ -424,17 +424,22 @@ def harness_child(process: Any) -> Iterator[Any]:
         _HARNESS_PIDS.discard(process.pid)
 
 
+def stat_state(path: str) -> bytes | None:
+    """The state letter (b"R", b"S", b"T", ...) of a /proc/<pid>/stat or
+    /proc/<pid>/task/<tid>/stat file; None where it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def resume_if_stopped(pid: int | None) -> bool:
     """SIGCONT `pid` when /proc/<pid>/stat says it is stopped by a signal (state 'T'):
     a harness process a solution stopped. True when it was stopped."""
     if not pid:
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    if state != b"T":
+    if stat_state(f"/proc/{pid}/stat") != b"T":
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGCONT)
