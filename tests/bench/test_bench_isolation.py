@@ -79,6 +79,8 @@ def test_the_environment_of_a_solution_is_scrubbed():
     assert "OPENAI_API_KEY" not in env and "HF_TOKEN" not in env and "TORCH_SECRET_TOKEN" not in env
     assert env["CUDA_MODULE_LOADING"] == "LAZY" and env["TRITON_INTERPRET"] == "1" and env["PATH"] == "/bin"
     assert "TRITON_INTERPRET" not in scrubbed_env("cuda:0", {"TRITON_INTERPRET": "1"})
+    # the torch profiler's log lines are off unless the user asks for them
+    assert env["KINETO_LOG_LEVEL"] == "6" and scrubbed_env("cpu", {"KINETO_LOG_LEVEL": "2"})["KINETO_LOG_LEVEL"] == "2"
     # End to end, in a process whose environment holds a secret when the harness starts.
     script = (
         "import sys\n"
@@ -97,6 +99,15 @@ def test_the_environment_of_a_solution_is_scrubbed():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OPENAI_API_KEY": "sk-not-for-solutions"})
     assert proc.stdout.startswith("PASSED"), proc.stdout + proc.stderr
+
+def test_the_harness_children_keep_the_profilers_log_lines_off_the_terminal():
+    # The forbidden ops' sample calls run under torch's profiler in children of the harness's
+    # template process, whose stderr is the user's terminal (torch 2.13 logs two lines per session).
+    script = "from solforge.bench.guards.recorder import implementation_ops; print(implementation_ops('softmax'))"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"})
+    assert "aten::_softmax" in proc.stdout, proc.stdout + proc.stderr
+    assert "profiler_st" not in proc.stderr, proc.stderr
 
 
 def cuda_solution(file: str) -> Solution:

@@ -75,7 +75,13 @@ ENV_ALLOW = frozenset({
     "SOLFORGE_PLUGINS", "SOLFORGE_CACHE_DIR",
 })
 # Families every child keeps; each language plugin adds its own (TRITON_, NUMBA_, TORCH_...).
-ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_")
+ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "KINETO_")
+# The torch profiler's (libkineto's) least level logged, unless the user sets KINETO_LOG_LEVEL:
+# its levels are VERBOSE 0, INFO 1, WARNING 2, STAGE 3, ERROR 4, USDT 5 (libkineto's
+# ILoggerObserver.h), and at its default (4) torch 2.13 prints two "USDT: ... profiler_start /
+# profiler_stop" lines on stderr for every profiler session, which the harness's checks open in
+# every solution process; 6 logs none of them.
+KINETO_LOG_LEVEL = "6"
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
 PRELOAD = ("solforge.bench.template",)
 MAX_MESSAGE_BYTES = 64 * 2**20  # a longer "message" is garbage on the channel, not a reply
@@ -108,6 +114,7 @@ def scrubbed_env(device: str | None = None, environ: dict[str, str] | None = Non
     env = {k: v for k, v in environ.items()
            if (k in ENV_ALLOW or k.startswith(prefixes)) and not _SECRET.search(k)}
     env.pop("TRITON_INTERPRET", None)
+    env.setdefault("KINETO_LOG_LEVEL", KINETO_LOG_LEVEL)
     if device is not None:
         kind, _ = split_device(device)
         for key, value in kind.env.items():

@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 
@@ -64,7 +65,11 @@ def _interrupt(signum: int, frame: object) -> None:
 def console_main() -> None:
     """The `solforge` executable: SIGTERM (`timeout`, `kill`) and SIGHUP (a closed
     terminal) end a command the way Ctrl-C does, so that its clean-up runs and no
-    process it started is left behind."""
+    process it started is left behind. The torch profiler's log lines (`solforge profile`,
+    `optimize`) are off unless KINETO_LOG_LEVEL is set (`processes.KINETO_LOG_LEVEL`)."""
+    from solforge.bench.processes import KINETO_LOG_LEVEL
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", KINETO_LOG_LEVEL)
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
