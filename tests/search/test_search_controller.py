@@ -168,6 +168,45 @@ def test_each_proposal_gets_its_own_random_source_from_the_run_seed(tmp_path):
     assert all(isinstance(c.rng, random.Random) for c in first.contexts)
 
 
+class _OutOfOrder(ScriptedEvaluator):
+    """Evaluations that finish out of the order they were submitted in: the i-th sleeps
+    `sleeps_s[i % len(sleeps_s)]`."""
+
+    def __init__(self, definition, sleeps_s, capacity: int = 3) -> None:
+        import itertools
+        import threading
+        import time
+
+        super().__init__(definition, capacity=capacity)
+        evaluate, counter, lock = self.backend.evaluate, itertools.count(), threading.Lock()
+
+        def slowed(request, device, baselines):
+            with lock:
+                i = next(counter)
+            time.sleep(sleeps_s[i % len(sleeps_s)])
+            return evaluate(request, device, baselines)
+
+        self.backend.evaluate = slowed
+
+
+def test_lockstep_with_several_in_flight_is_reproducible_whatever_order_evaluations_finish_in(tmp_path):
+    seen = []
+    for k, sleeps_s in enumerate(((0.0,), (0.15, 0.0, 0.05), (0.0, 0.1))):
+        watcher = _Watcher()
+        definition, _ = small_problem()
+        config = _config(max_candidates=9, operators=("watcher",), random_seed=3, lockstep=True, lockstep_in_flight=3,
+                         retime=False)  # as the search-efficiency replay: no re-timing jobs in flight
+        controller, archive, _ = _controller(tmp_path / str(k), config, evaluator=_OutOfOrder(definition, sleeps_s),
+                                             operators={"watcher": watcher})
+        controller.run_search()
+        # what each proposal knew: the points evaluated (with their fitness) and those still in flight
+        seen.append([[(t.candidate_id, t.fitness) for t in c.trials] for c in watcher.contexts])
+        pending = [sum(t.fitness is None for t in c.trials) for c in watcher.contexts]
+        assert pending[:3] == [0, 1, 2] and set(pending[3:]) == {2}, pending  # three in flight, never more
+        assert [h.candidate_id for h in archive.history()] == sorted(h.candidate_id for h in archive.history())
+    assert seen[0] == seen[1] == seen[2]
+
+
 def test_a_resumed_run_rebuilds_the_supervisors_weights_from_the_archive(tmp_path):
     controller, archive, _ = _controller(tmp_path, _config(max_candidates=10))
     controller.run_search()

@@ -58,7 +58,12 @@ class EvolveConfig:
     cut_factor: float = 3.0  # tinygrad's BEAM search cuts at 3x the best
     build_ahead: bool = True  # CPU: build the next candidates while one is judged (`--no-build-ahead`: never)
     proposal_workers: int | None = None  # proposals running at once; None: the evaluator's capacity
-    lockstep: bool = False  # propose only once every evaluation is kept: reproducible whatever the evaluator's speed
+    # lockstep: reproducible whatever the evaluator's speed: propose one at a time, only while fewer
+    # than `lockstep_in_flight` candidates are in flight (1: once every evaluation is kept), and take
+    # results in the order submitted; more than 1 replays a run whose evaluator keeps several in
+    # flight (the CPU's build-ahead keeps 3)
+    lockstep: bool = False
+    lockstep_in_flight: int = 1
     target: str | None = None  # cross-compile every Triton/CUDA candidate for this GPU target first ("sm_90a")
     compile_only: bool = False  # with `target`: judge on compile reports alone, no timing (a CPU-only machine)
     ray: str | None = None  # evaluate on Ray: "auto" or a cluster address; None: this machine's devices
@@ -107,7 +112,7 @@ def check(config: EvolveConfig, *, resuming: bool = False) -> None:
     if config.max_cost_usd is not None and (not math.isfinite(config.max_cost_usd) or config.max_cost_usd < 0):
         raise SpecError(f"--max-cost-usd: expected US dollars >= 0, got {config.max_cost_usd:g}")
     _positive(config.agent_timeout_s, "--agent-timeout", "seconds")
-    for name in ("queue_size", "patience", "heldout_tries"):
+    for name in ("queue_size", "patience", "heldout_tries", "lockstep_in_flight"):
         if getattr(config, name) < 1:
             raise SpecError(f"EvolveConfig.{name}: expected >= 1, got {getattr(config, name)}")
     for b in config.baselines or ():

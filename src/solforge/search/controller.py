@@ -337,7 +337,8 @@ class Controller:
         none is made that the budget would leave unevaluated."""
         if len(self.proposing) >= self.proposal_workers or self._cost_spent() or not self._can_admit():
             return False
-        if self.config.lockstep and (self.evaluating or self.pending or self.ready or self.proposing):
+        if self.config.lockstep and (self.proposing or len(self.evaluating) + len(self.pending) + len(self.ready)
+                                     >= self.config.lockstep_in_flight):
             return False
         if len(self.ready) + len(self.proposing) >= self.config.queue_size:
             return False
@@ -371,12 +372,20 @@ class Controller:
                 # still running when time runs out is abandoned)
                 if not self._can_admit() or not (self.proposing or self.ready or self._wants_proposal()):
                     break
-            done, _ = wait([*self.evaluating, *self.proposing], timeout=IDLE_WAIT_S, return_when=FIRST_COMPLETED)
+            done, _ = wait(self._waited(), timeout=IDLE_WAIT_S, return_when=FIRST_COMPLETED)
             for future in done:
                 if future in self.proposing:
                     self._on_proposal_done(future)
                 else:
                     self._on_evaluation_done(future)
+
+    def _waited(self) -> list[Future]:
+        """The futures the loop waits on: all of them; in lockstep only the proposal running,
+        else the oldest evaluation, so that results are taken in the order submitted whatever
+        order the evaluator finishes them in."""
+        if not self.config.lockstep:
+            return [*self.evaluating, *self.proposing]
+        return list(self.proposing) or list(self.evaluating)[:1]
 
     def _admit_and_submit(self) -> None:
         while len(self.evaluating) < self.evaluator.capacity and (self.pending or (self.ready and self._can_admit())):
