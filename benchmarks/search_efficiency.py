@@ -18,6 +18,12 @@ is judged against the same figures. Time is the table's: the measured evaluation
 of the points a run evaluated, summed in order. Re-timing is off (a replayed figure does
 not change); runs are in lockstep, so each is reproducible.
 
+`--in-flight 3` replays a run as `solforge evolve` makes it on the CPU, where the harness
+builds the next two candidates while one is judged: three candidates in flight, each
+proposed while the two before it are still pending (the tuner sees them as pending
+points), results taken in the order submitted (`EvolveConfig.lockstep_in_flight`).
+`--in-flight 1` (the default) proposes each candidate after the previous result.
+
 Reported per problem, budget and method (mean over the 3 seeds): the best fitness
 within the budget; the candidates and the (replayed) seconds to reach 95% of that
 budget's best; the fraction of candidates with a parent that beat their best parent.
@@ -28,7 +34,7 @@ those 3 draws; more seeds cost only replay time. `--first-seed K` starts them at
 that a change to the search can be tried on seeds apart from the ones reported.
 
     .venv/bin/python benchmarks/search_efficiency.py --tables bench-out/tuner [--out bench-out/search]
-        [--search-seeds 3] [--first-seed 0]
+        [--search-seeds 3] [--first-seed 0] [--in-flight 1] [--problems rmsnorm_h4096,...]
 """
 
 from __future__ import annotations
@@ -52,10 +58,13 @@ class TableBackend:
 
     compile_only = False
 
-    def __init__(self, definition, tables: dict[str, dict]) -> None:
+    def __init__(self, definition, tables: dict[str, dict], in_flight: int = 1) -> None:
+        from types import SimpleNamespace
+
         self.definition = definition
         self.tables = tables  # seed name -> its measured table
-        self.seconds: list[float] = []  # measured evaluation seconds, in evaluation order
+        # the evaluator's capacity: 1, or 3 with the harness's build-ahead (`LocalEvaluator`)
+        self.config = SimpleNamespace(build_ahead=in_flight > 1)
 
     def prepare(self) -> None:
         pass
@@ -76,9 +85,7 @@ class TableBackend:
 
         source = request.solution.sources[0]
         seed = next(k for k in seeds_for(self.definition, "numba") if k.entry_file == source.path)
-        point = self.tables[seed.name]["points"][json.dumps(read_params(source.content), sort_keys=True)]
-        self.seconds.append(point["seconds"])
-        fitness = point["fitness"]
+        fitness = self.point(seed.name, read_params(source.content))["fitness"]
         traces = []
         for w in request.workloads:
             if fitness > 0:
@@ -91,6 +98,10 @@ class TableBackend:
             traces.append(Trace(definition=self.definition.name, workload=w, solution=request.solution.name,
                                 evaluation=ev))
         return traces
+
+    def point(self, seed_name: str, params: dict) -> dict:
+        """The table's entry of a parameter point: {fitness, seconds, ...}."""
+        return self.tables[seed_name]["points"][json.dumps(params, sort_keys=True)]
 
 
 def _problems(tables_dir: Path) -> dict[str, dict[str, dict]]:
@@ -119,9 +130,11 @@ def _seed(name: str):
 
 
 def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int, budget: int,
-           root: Path) -> list[dict]:  # fmt: skip
+           root: Path, in_flight: int = 1) -> list[dict]:  # fmt: skip
     """Run the real controller against the tables; the evaluated candidates in order:
-    {fitness, parents' best fitness or None, seconds}."""
+    {fitness, parents' best fitness or None, seconds, operator}. `in_flight` candidates are
+    evaluated at once (each proposed knowing the others are pending; results taken in the
+    order submitted)."""
     from solforge.knowledge import seeds_for
     from solforge.problems import load_builtin
     from solforge.search import Archive, OperatorSetup, build_operators
@@ -132,14 +145,16 @@ def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int
 
     definition, workloads = load_builtin(definition_name)
     choice = choose_workloads(definition, workloads, "cpu")
-    backend = TableBackend(definition, tables)
+    backend = TableBackend(definition, tables, in_flight)
     evaluator = LocalEvaluator(backend, ["cpu"])
+    if evaluator.capacity < in_flight:
+        raise SystemExit(f"--in-flight {in_flight}: the evaluator keeps at most {evaluator.capacity} in flight")
     evaluator.baselines = {"eager": {}}
     operators = ("tune", "crossover", "seed")
     strategy = method
     # cache=False: no dedup key beyond the parameter point (every candidate here is one)
     config = EvolveConfig(device="cpu", strategy=strategy, operators=operators, max_candidates=budget,
-                          random_seed=seed, retime=False, lockstep=True, cache=False)
+                          random_seed=seed, retime=False, lockstep=True, lockstep_in_flight=in_flight, cache=False)
     search = tuple(choice.search)
     setup = OperatorSetup(definition=definition, device="cpu", language="numba", search_workloads=search,
                           evaluate=lambda s: evaluator.submit(EvaluationRequest(s, search)).result())
@@ -151,9 +166,10 @@ def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int
     controller.run_search()
     fitness = {c.id: c.fitness for c in archive.candidates() if c.fitness is not None}
     records = []
-    for h, seconds in zip(archive.history(), backend.seconds):
+    for h in archive.history():
         c = archive.candidate(h.candidate_id)
         parents = [fitness[p] for p in c.parent_ids if p in fitness]
+        seconds = backend.point(c.family, dict(c.parameters))["seconds"]  # family: the seed's name
         records.append({"fitness": h.fitness, "parent_best": max(parents) if parents else None, "seconds": seconds,
                         "operator": c.operator})
     archive.close()
@@ -185,8 +201,21 @@ def main() -> int:
                         help="the first random seed (seeds first-seed .. first-seed + search-seeds - 1); e.g. seeds "
                              "kept apart for trying changes to the search, so that the reported ones are not those "
                              "it was tried on")
+    parser.add_argument("--in-flight", type=int, default=1, choices=(1, 2, 3),
+                        help="candidates evaluated at once: 1, or 3 as `solforge evolve` keeps on the CPU "
+                             "(build-ahead): each proposed knowing the others are pending, results taken in order")
+    parser.add_argument("--problems", default=None, help="comma-separated definition names (default: every one "
+                                                         "whose tables are complete)")
     args = parser.parse_args()
     problems = _problems(args.tables)
+    if args.problems:
+        wanted = args.problems.split(",")
+        missing = [p for p in wanted if p not in problems]
+        if missing:
+            print(f"--problems: no complete tables under {args.tables}/measured for {', '.join(missing)} "
+                  f"(complete: {', '.join(sorted(problems)) or 'none'})", file=sys.stderr)
+            return 2
+        problems = {p: problems[p] for p in wanted}
     if not problems:
         print(f"no complete tables under {args.tables}/measured: run benchmarks/tuner_efficiency.py --measure",
               file=sys.stderr)
@@ -200,7 +229,7 @@ def main() -> int:
                 runs = []
                 for seed in range(args.first_seed, args.first_seed + args.search_seeds):
                     t0 = time.monotonic()
-                    runs.append(replay(name, tables, method, seed, max(BUDGETS), Path(tmp)))
+                    runs.append(replay(name, tables, method, seed, max(BUDGETS), Path(tmp), args.in_flight))
                     print(f"  {name} {method} seed {seed}: {len(runs[-1])} evaluated in "
                           f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
                 for budget in BUDGETS:
