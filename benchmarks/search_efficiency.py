@@ -22,7 +22,9 @@ not change); runs are in lockstep, so each is reproducible.
 builds the next two candidates while one is judged: three candidates in flight, each
 proposed while the two before it are still pending (the tuner sees them as pending
 points), results taken in the order submitted (`EvolveConfig.lockstep_in_flight`).
-`--in-flight 1` (the default) proposes each candidate after the previous result.
+`--in-flight 1` (the default) proposes each candidate after the previous result. The
+replayed seconds are summed one after another at any `--in-flight`: the overlap of a
+build ahead with a timing is not counted, so at 3 they overstate a run's wall time.
 
 Reported per problem, budget and method (mean over the 3 seeds): the best fitness
 within the budget; the candidates and the (replayed) seconds to reach 95% of that

@@ -81,6 +81,7 @@ def test_the_environment_of_a_solution_is_scrubbed():
     assert "TRITON_INTERPRET" not in scrubbed_env("cuda:0", {"TRITON_INTERPRET": "1"})
     # the torch profiler's log lines are off unless the user asks for them
     assert env["KINETO_LOG_LEVEL"] == "6" and scrubbed_env("cpu", {"KINETO_LOG_LEVEL": "2"})["KINETO_LOG_LEVEL"] == "2"
+    assert "KINETO_CONFIG" not in scrubbed_env("cpu", {"KINETO_CONFIG": "/tmp/kineto.conf"})  # its level only
     # End to end, in a process whose environment holds a secret when the harness starts.
     script = (
         "import sys\n"

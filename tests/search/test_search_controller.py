@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 
 import pytest
 from search_support import FAST_BENCH, ScriptedEvaluator, small_problem
@@ -23,8 +24,9 @@ from solforge.search import (
     ResourceUsage,
     build_operators,
 )
-from solforge.search.config import EvolveConfig
+from solforge.search.config import EvolveConfig, check
 from solforge.search.context import HELD_OUT_GATE
+from solforge.spec import SpecError
 from solforge.search.controller import Controller
 
 OPERATORS = ("tune", "crossover", "seed")
@@ -205,6 +207,48 @@ def test_lockstep_with_several_in_flight_is_reproducible_whatever_order_evaluati
         assert pending[:3] == [0, 1, 2] and set(pending[3:]) == {2}, pending  # three in flight, never more
         assert [h.candidate_id for h in archive.history()] == sorted(h.candidate_id for h in archive.history())
     assert seen[0] == seen[1] == seen[2]
+
+
+class _Stalling(_Watcher):
+    """Proposes as the watcher until its `stall_at`-th proposal, which marks the time budget
+    spent and then blocks until released (or 60 s)."""
+
+    def __init__(self, stall_at: int) -> None:
+        super().__init__()
+        self.stall_at, self.spent, self.release = stall_at, threading.Event(), threading.Event()
+        self.returned = threading.Event()  # the stalled proposal has ended
+
+    def propose(self, context):
+        if len(self.contexts) + 1 == self.stall_at:
+            self.contexts.append(context)
+            self.spent.set()
+            self.release.wait(60)
+            self.returned.set()
+            return None
+        return super().propose(context)
+
+
+def test_lockstep_ends_with_the_evaluations_in_flight_not_a_proposal_the_budget_cannot_use(tmp_path):
+    stalling = _Stalling(stall_at=4)
+    definition, _ = small_problem()
+    config = _config(max_candidates=20, max_wall_seconds=3600, operators=("watcher",), random_seed=3, lockstep=True,
+                     lockstep_in_flight=3, retime=False)
+    controller, archive, _ = _controller(tmp_path, config, evaluator=_OutOfOrder(definition, (0.1,)),
+                                         operators={"watcher": stalling})
+    controller._time_spent = stalling.spent.is_set  # the time budget runs out during the 4th proposal
+    try:
+        controller.run_search()
+        still_proposing = not stalling.returned.is_set()
+    finally:
+        stalling.release.set()
+    assert still_proposing and stalling.spent.is_set()
+    assert controller.evaluated == 3 == len(archive.evaluated_ids())  # the three in flight were kept
+
+
+def test_lockstep_in_flight_needs_lockstep():
+    with pytest.raises(SpecError, match="lockstep_in_flight"):
+        check(EvolveConfig(device="cpu", max_candidates=5, lockstep_in_flight=3))
+    check(EvolveConfig(device="cpu", max_candidates=5, lockstep=True, lockstep_in_flight=3))
 
 
 def test_a_resumed_run_rebuilds_the_supervisors_weights_from_the_archive(tmp_path):

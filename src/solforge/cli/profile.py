@@ -60,6 +60,9 @@ def profile(
     result = profile_model(target, device=device, dtype=dtype, layers=layers, batch=batch, seq_len=seq_len,
                            stage=stage, input_shapes=shapes, iterations=iterations, out=out)
     console.print(profile_table(result))
+    if device == "cuda" and result.model_ms <= 0:
+        console.print("the profiler recorded no CUDA kernel time (is CUPTI missing or not permitted?); "
+                      "rerun with KINETO_LOG_LEVEL=4 to see libkineto's errors, which solforge hides by default")
     console.print(f"SOL at {result.peaks or 'no peaks (run solforge calibrate)'}; gain at SOL = T / (T - t + t_SOL)")
     if result.new_definitions:
         console.print(f"new definitions ({len(result.new_definitions)}): {', '.join(sorted(result.new_definitions))}; "

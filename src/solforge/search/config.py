@@ -115,6 +115,9 @@ def check(config: EvolveConfig, *, resuming: bool = False) -> None:
     for name in ("queue_size", "patience", "heldout_tries", "lockstep_in_flight"):
         if getattr(config, name) < 1:
             raise SpecError(f"EvolveConfig.{name}: expected >= 1, got {getattr(config, name)}")
+    if config.lockstep_in_flight > 1 and not config.lockstep:
+        raise SpecError(f"EvolveConfig.lockstep_in_flight: {config.lockstep_in_flight} needs lockstep=True "
+                        "(without lockstep the evaluator's capacity sets how many are in flight)")
     for b in config.baselines or ():
         if b not in BASELINES:
             raise SpecError(f"--baselines: unknown baseline '{b}' (expected eager, compile)")

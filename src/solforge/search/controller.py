@@ -382,10 +382,14 @@ class Controller:
     def _waited(self) -> list[Future]:
         """The futures the loop waits on: all of them; in lockstep only the proposal running,
         else the oldest evaluation, so that results are taken in the order submitted whatever
-        order the evaluator finishes them in."""
+        order the evaluator finishes them in. Once no more candidates can be admitted (a
+        budget is spent) a running proposal is of no use: the evaluations in flight are
+        waited on first, so the run ends with them rather than with the proposal."""
         if not self.config.lockstep:
             return [*self.evaluating, *self.proposing]
-        return list(self.proposing) or list(self.evaluating)[:1]
+        if self.proposing and self._can_admit():
+            return list(self.proposing)
+        return list(self.evaluating)[:1] or list(self.proposing)
 
     def _admit_and_submit(self) -> None:
         while len(self.evaluating) < self.evaluator.capacity and (self.pending or (self.ready and self._can_admit())):
