@@ -121,6 +121,7 @@ def measure(seed, out: Path, timings: int = 1, definition_name: str | None = Non
                 point = table["points"][_key(params)] = {"fitnesses": [], "latencies_ms": [], "seconds_each": []}
             point.setdefault("fitnesses", [point["fitness"]] if "fitness" in point else [])
             point["fitnesses"].append(fit.value)
+            point.setdefault("verdicts", []).append(fit.verdict.value)  # each timing's; `verdict` is the last's
             point.setdefault("latencies_ms", []).append(latency)
             point.setdefault("seconds_each", []).append(seconds)
             point.update(fitness=statistics.median(point["fitnesses"]), verdict=fit.verdict.value, reason=fit.reason,
