@@ -307,6 +307,12 @@ def held_out_tokens(tokens: int) -> int:
     return tokens + tokens // 2 + 3
 
 
+def token_axis_of(axes: dict[str, int]) -> str | None:
+    """The axis of `axes` (a call's var axis name -> size) that counts tokens, "num_tokens" or
+    GEMM's "M", the one a held-out shape varies (`held_out_tokens`); None when it has neither."""
+    return next((a for a in ("num_tokens", "M") if a in axes), None)
+
+
 def workloads_for(defn: Definition, cand: Candidate, stage: str) -> list[Workload]:
     """Search workloads at the profiled shapes, CPU-sized smoke ones, and one held-out shape."""
     inputs = {n: RandomInput() for n in defn.inputs}
@@ -326,7 +332,7 @@ def workloads_for(defn: Definition, cand: Candidate, stage: str) -> list[Workloa
     for c in cand.calls:
         add(c.axes, f"profiled {stage} " + ",".join(f"{k}={v}" for k, v in c.axes.items()))
     first = cand.calls[0].axes if cand.calls else {}
-    token_axis = next((a for a in ("num_tokens", "M") if a in first), None)
+    token_axis = token_axis_of(first)
     if token_axis is not None:
         for t in (1, 7, 64):
             add({**first, token_axis: t}, f"smoke {token_axis}={t}", smoke=True)

@@ -89,7 +89,7 @@ def model_workloads(definition: Definition, workloads: list[Workload], calls: li
     workload with generated inputs. Empty (the caller keeps the definition's workloads)
     without calls, or when every workload reads its inputs from files."""
     from solforge.problems import split_workloads
-    from solforge.profile.candidates import held_out_tokens
+    from solforge.profile.candidates import held_out_tokens, token_axis_of
     from solforge.spec import SafetensorsInput, Workload
     from solforge.spec.workload import WorkloadExtension
 
@@ -112,7 +112,7 @@ def model_workloads(definition: Definition, workloads: list[Workload], calls: li
             seen.add(key)
             out.append(make(dict(call["axes"]), f"model {stage} " + ",".join(f"{k}={v}" for k, v in key), False))
     first = dict(calls[0]["axes"])
-    token_axis = next((a for a in ("num_tokens", "M") if a in first), None)
+    token_axis = token_axis_of(first)
     if token_axis is not None:
         held = held_out_tokens(first[token_axis])
         out.append(make({**first, token_axis: held}, f"held-out {token_axis}={held}", True))

@@ -335,14 +335,16 @@ def _open_archive(plan: RunPlan) -> Archive:
     names = () if config.compile_only else (config.baselines or ("eager", "compile"))
     if plan.resume_dir is not None:
         archive = Archive.open(plan.resume_dir)
-        evaluator.baselines = {k: dict(v) for k, v in (archive.run.config.get("baselines") or {}).items()}
-        for k, v in (archive.fact("baselines") or {}).items():
-            evaluator.baselines.setdefault(k, {}).update(v)
+        evaluator.baselines = _recorded(archive, "baselines")
         missing = [w for w in workloads if names and w.uuid not in evaluator.baselines.get("eager", {})]
         if missing:
             evaluator.measure_baselines(missing, names)
             archive.set_fact("baselines", evaluator.baselines)
-            archive.set_fact("baseline_spreads", getattr(evaluator, "baseline_spreads", {}))
+            # merged with those of an earlier resume, which this fact held until now
+            spreads = _recorded(archive, "baseline_spreads")
+            for k, v in (getattr(evaluator, "baseline_spreads", None) or {}).items():
+                spreads.setdefault(k, {}).update(v)
+            archive.set_fact("baseline_spreads", spreads)
         archive.set_status(RunStatus.running)
         return archive
     baselines = evaluator.measure_baselines(workloads, names) if names else {}
@@ -360,11 +362,13 @@ def _open_archive(plan: RunPlan) -> Archive:
     return archive
 
 
-def _merged_spreads(archive: Archive) -> dict[str, dict[str, Sequence]]:
-    """The baselines' spreads the run recorded: at its start, and for any workload measured
-    on a resume."""
-    out = {k: dict(v) for k, v in (archive.run.config.get("baseline_spreads") or {}).items()}
-    for k, v in (archive.fact("baseline_spreads") or {}).items():
+def _recorded(archive: Archive, key: str) -> dict[str, dict]:
+    """What the run recorded under `key` ("baselines": latencies in ms, or "baseline_spreads":
+    (IQR / median, unstable)), baseline name -> workload uuid -> value: the run config's entry
+    at its start, updated by the fact of that name written for workloads measured on a resume.
+    Fresh dicts, safe to mutate."""
+    out = {k: dict(v) for k, v in (archive.run.config.get(key) or {}).items()}
+    for k, v in (archive.fact(key) or {}).items():
         out.setdefault(k, {}).update(v)
     return out
 
@@ -441,7 +445,7 @@ def _run(plan: RunPlan, archive: Archive, on_progress: Callable[[ProgressSnapsho
         seconds_to_best = reached.evaluated_at - archive.run.created_at
     rows = summary_rows(archive, winner_id if winner_id is not None else best_id, split.search + split.held_out,
                         plan.evaluator.baselines or {}, archive.run.config.get("baseline_failures") or {},
-                        _merged_spreads(archive))
+                        _recorded(archive, "baseline_spreads"))
     archive.set_status(RunStatus.finished)
     device = archive.fact("device") or {}
     return EvolveResult(
