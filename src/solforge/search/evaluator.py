@@ -304,8 +304,8 @@ class LocalEvaluator:
 
     def measure_baselines(self, workloads: Sequence[Workload], names: Sequence[str]) -> Baselines:
         measured, self.baseline_failures, spreads = self.backend.measure_baselines(workloads, names, self.devices[0])
-        self.baseline_spreads = _merged(self.baseline_spreads, spreads)
-        self.baselines = _merged(self.baselines, measured)
+        self.baseline_spreads = merge_per_baseline(self.baseline_spreads, spreads)
+        self.baselines = merge_per_baseline(self.baselines, measured)
         return self.baselines
 
     def submit(self, request: EvaluationRequest) -> Future[list[Trace]]:
@@ -384,8 +384,8 @@ class RayEvaluator:
                 actor.measure_baselines.remote(list(workloads), list(names)))
         finally:
             self._idle.put(actor)
-        self.baseline_spreads = _merged(self.baseline_spreads, spreads)
-        self.baselines = _merged(self.baselines, measured)
+        self.baseline_spreads = merge_per_baseline(self.baseline_spreads, spreads)
+        self.baselines = merge_per_baseline(self.baselines, measured)
         return self.baselines
 
     def submit(self, request: EvaluationRequest) -> Future[list[Trace]]:
@@ -444,9 +444,11 @@ class _EvaluationActor:
         return os.getpid()
 
 
-def _merged(old: dict | None, new: dict) -> dict:
+def merge_per_baseline(old: dict | None, new: dict | None) -> dict:
+    """Baseline name -> workload uuid -> value (a latency in ms, or a spread), `new`'s
+    values over `old`'s; fresh dicts, neither argument changed."""
     out = {name: dict(v) for name, v in (old or {}).items()}
-    for name, v in new.items():
+    for name, v in (new or {}).items():
         out.setdefault(name, {}).update(v)
     return out
 

@@ -48,6 +48,7 @@ from solforge.search.evaluator import (
     device_kind,
     ensure_ceilings,
     evaluation_devices,
+    merge_per_baseline,
 )
 from solforge.search.operators import Operator, OperatorSetup, build_operators, choose_operators
 from solforge.search.workloads import WorkloadChoice, choose_workloads
@@ -336,15 +337,13 @@ def _open_archive(plan: RunPlan) -> Archive:
     if plan.resume_dir is not None:
         archive = Archive.open(plan.resume_dir)
         evaluator.baselines = _recorded(archive, "baselines")
+        # an earlier resume's spreads are kept with those measured now (the fact holds them all)
+        evaluator.baseline_spreads = _recorded(archive, "baseline_spreads")
         missing = [w for w in workloads if names and w.uuid not in evaluator.baselines.get("eager", {})]
         if missing:
             evaluator.measure_baselines(missing, names)
             archive.set_fact("baselines", evaluator.baselines)
-            # merged with those of an earlier resume, which this fact held until now
-            spreads = _recorded(archive, "baseline_spreads")
-            for k, v in (getattr(evaluator, "baseline_spreads", None) or {}).items():
-                spreads.setdefault(k, {}).update(v)
-            archive.set_fact("baseline_spreads", spreads)
+            archive.set_fact("baseline_spreads", evaluator.baseline_spreads)
         archive.set_status(RunStatus.running)
         return archive
     baselines = evaluator.measure_baselines(workloads, names) if names else {}
@@ -367,10 +366,7 @@ def _recorded(archive: Archive, key: str) -> dict[str, dict]:
     (IQR / median, unstable)), baseline name -> workload uuid -> value: the run config's entry
     at its start, updated by the fact of that name written for workloads measured on a resume.
     Fresh dicts, safe to mutate."""
-    out = {k: dict(v) for k, v in (archive.run.config.get(key) or {}).items()}
-    for k, v in (archive.fact(key) or {}).items():
-        out.setdefault(k, {}).update(v)
-    return out
+    return merge_per_baseline(archive.run.config.get(key), archive.fact(key))
 
 
 def _device_fact(config: EvolveConfig) -> dict:
