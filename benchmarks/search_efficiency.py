@@ -15,8 +15,8 @@ each, on the search workloads `solforge evolve` chooses on this CPU). Every cand
 these operators make is such a point, so a replay runs the whole search in seconds
 instead of the hours 4,500 harness evaluations take on this machine, and every method
 is judged against the same figures. Time is the table's: the measured evaluation seconds
-of the points a run evaluated, summed in order. Re-timing is off (a replayed figure does
-not change); runs are in lockstep, so each is reproducible.
+of the points a run evaluated (and re-timed), summed in order. Re-timing is off unless
+`--retime` (below); runs are in lockstep, so each is reproducible.
 
 `--in-flight 3` replays a run as `solforge evolve` makes it on the CPU, where the harness
 builds the next two candidates while one is judged: three candidates in flight, each
@@ -36,6 +36,15 @@ slows a timing (a 2-vCPU VM, where a parallel kernel's second thread competes wi
 harness), the median of three is still a slowed figure whenever two were, and a search
 judged on such a table is judged partly on which points had the bad luck.
 
+`--retime` replays a run as `solforge evolve` judges one: each evaluation of a point
+draws that point's next measured timing (the first from a timing chosen by the search
+seed), with the verdict the harness gave that timing; an unstable figure is not
+selected on, and a would-be new best or an unstable figure is timed again (the next
+timing), as the controller does. A method is then scored on the table figure (per
+`--point-figure`) of the candidate it holds best, the highest fitness among its sound
+ones: a search is judged on what it picked, not on the luck of a timing it drew. Without
+`--retime` every evaluation of a point gets the table figure, always sound.
+
 The tables this script replays by default are kept in git, under
 benchmarks/data/search_tables/measured (`--tables` for others): those of the problems
 measured since the eleventh session, so that a figure in docs/measurements.md can be
@@ -48,7 +57,8 @@ those 3 draws; more seeds cost only replay time. `--first-seed K` starts them at
 that a change to the search can be tried on seeds apart from the ones reported.
 
     .venv/bin/python benchmarks/search_efficiency.py [--tables benchmarks/data/search_tables] [--out bench-out/search]
-        [--search-seeds 3] [--first-seed 0] [--in-flight 1] [--point-figure median] [--problems rmsnorm_h4096,...]
+        [--search-seeds 3] [--first-seed 0] [--in-flight 1] [--point-figure median] [--retime]
+        [--problems rmsnorm_h4096,...]
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import statistics
 import sys
 import tempfile
@@ -73,13 +84,15 @@ class TableBackend:
 
     compile_only = False
 
-    def __init__(self, definition, tables: dict[str, dict], in_flight: int = 1) -> None:
+    def __init__(self, definition, tables: dict[str, dict], in_flight: int = 1, draw: int | None = None) -> None:
         from types import SimpleNamespace
 
         self.definition = definition
         self.tables = tables  # seed name -> its measured table
         # the evaluator's capacity: 1, or 3 with the harness's build-ahead (`LocalEvaluator`)
         self.config = SimpleNamespace(build_ahead=in_flight > 1)
+        self.draw = draw  # None: every evaluation of a point gets its table figure; else the seed of `timing`
+        self.served: dict[tuple[str, str], list[float]] = {}  # (seed, point) -> the seconds of each evaluation
 
     def prepare(self) -> None:
         pass
@@ -95,19 +108,26 @@ class TableBackend:
             EvaluationExtension,
             Performance,
             SolReport,
+            TimingStats,
             Trace,
         )
 
         source = request.solution.sources[0]
         seed = next(k for k in seeds_for(self.definition, "numba") if k.entry_file == source.path)
-        point = self.point(seed.name, read_params(source.content))
-        fitness = point["fitness"]
+        params = read_params(source.content)
+        point = self.point(seed.name, params)
+        fitness, verdict, seconds = self.timing(seed.name, params)
+        self.served.setdefault((seed.name, json.dumps(params, sort_keys=True)), []).append(seconds)
         traces = []
-        for w in request.workloads:
+        for i, w in enumerate(request.workloads):
             if fitness > 0:
+                # an unstable timing: one workload's figure flagged as the harness flags it
+                timing = (TimingStats(method="replay", median_ms=1.0 / fitness, iqr_ms=0.0, min_ms=1.0 / fitness,
+                                      count=1, unstable=True) if verdict == "unstable" and i == 0 else None)
                 ev = Evaluation(status="PASSED", environment=Environment(hardware="replay"),
                                 timestamp="2026-01-01T00:00:00Z", performance=Performance(latency_ms=1.0 / fitness),
-                                solforge=EvaluationExtension(sol=SolReport(sol_time_ms=0.5, sol_score=fitness)))
+                                solforge=EvaluationExtension(sol=SolReport(sol_time_ms=0.5, sol_score=fitness),
+                                                             timing=timing))
             else:
                 ev = Evaluation(status="RUNTIME_ERROR", environment=Environment(hardware="replay"),
                                 timestamp="2026-01-01T00:00:00Z", log=f"measured: {point['reason']}")
@@ -118,6 +138,22 @@ class TableBackend:
     def point(self, seed_name: str, params: dict) -> dict:
         """The table's entry of a parameter point: {fitness, seconds, ...}."""
         return self.tables[seed_name]["points"][json.dumps(params, sort_keys=True)]
+
+    def timing(self, seed_name: str, params: dict) -> tuple[float, str, float]:
+        """(fitness, verdict, seconds) of the point's next evaluation. Without `draw`: the
+        table's figure, always scored. With it: the point's measured timings in turn, from
+        one chosen by `draw` (so each search seed starts a point at its own timing, and a
+        re-timing gets the next one), each with the verdict the harness gave it."""
+        point = self.point(seed_name, params)
+        key = json.dumps(params, sort_keys=True)
+        if self.draw is None:
+            return point["fitness"], "scored" if point["fitness"] > 0 else "failed", point["seconds"]
+        fitnesses = point.get("fitnesses") or [point["fitness"]]
+        verdicts = point.get("verdicts") or [point["verdict"]] * len(fitnesses)
+        seconds = point.get("seconds_each") or [point["seconds"]] * len(fitnesses)
+        start = random.Random(f"{self.draw}/{seed_name}/{key}").randrange(len(fitnesses))
+        i = (start + len(self.served.get((seed_name, key), []))) % len(fitnesses)
+        return fitnesses[i], verdicts[i], seconds[i]
 
 
 def _problems(tables_dir: Path) -> dict[str, dict[str, dict]]:
@@ -146,11 +182,14 @@ def _seed(name: str):
 
 
 def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int, budget: int,
-           root: Path, in_flight: int = 1) -> list[dict]:  # fmt: skip
+           root: Path, in_flight: int = 1, retime: bool = False) -> list[dict]:  # fmt: skip
     """Run the real controller against the tables; the evaluated candidates in order:
-    {fitness, parents' best fitness or None, seconds, operator}. `in_flight` candidates are
-    evaluated at once (each proposed knowing the others are pending; results taken in the
-    order submitted)."""
+    {fitness as the search holds it, whether it is sound, the point's table figure,
+    parents' best fitness or None, seconds, operator}. `in_flight` candidates are evaluated
+    at once (each proposed knowing the others are pending; results taken in the order
+    submitted). `retime`: as `solforge evolve` runs, a would-be new best (or an unstable
+    figure) is timed again, and each evaluation of a point draws its next measured timing
+    with its verdict (`TableBackend.timing`)."""
     from solforge.knowledge import seeds_for
     from solforge.problems import load_builtin
     from solforge.search import Archive, OperatorSetup, build_operators
@@ -161,7 +200,7 @@ def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int
 
     definition, workloads = load_builtin(definition_name)
     choice = choose_workloads(definition, workloads, "cpu")
-    backend = TableBackend(definition, tables, in_flight)
+    backend = TableBackend(definition, tables, in_flight, draw=seed if retime else None)
     evaluator = LocalEvaluator(backend, ["cpu"])
     if evaluator.capacity < in_flight:
         raise SystemExit(f"--in-flight {in_flight}: the evaluator keeps at most {evaluator.capacity} in flight")
@@ -170,7 +209,7 @@ def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int
     strategy = method
     # cache=False: no dedup key beyond the parameter point (every candidate here is one)
     config = EvolveConfig(device="cpu", strategy=strategy, operators=operators, max_candidates=budget,
-                          random_seed=seed, retime=False, lockstep=True, lockstep_in_flight=in_flight, cache=False)
+                          random_seed=seed, retime=retime, lockstep=True, lockstep_in_flight=in_flight, cache=False)
     search = tuple(choice.search)
     setup = OperatorSetup(definition=definition, device="cpu", language="numba", search_workloads=search,
                           evaluate=lambda s: evaluator.submit(EvaluationRequest(s, search)).result())
@@ -185,27 +224,48 @@ def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int
     for h in archive.history():
         c = archive.candidate(h.candidate_id)
         parents = [fitness[p] for p in c.parent_ids if p in fitness]
-        seconds = backend.point(c.family, dict(c.parameters))["seconds"]  # family: the seed's name
-        records.append({"fitness": h.fitness, "parent_best": max(parents) if parents else None, "seconds": seconds,
-                        "operator": c.operator})
+        point = dict(c.parameters)
+        served = backend.served[(c.family, json.dumps(point, sort_keys=True))]  # family: the seed's name
+        records.append({"fitness": h.fitness, "sound": c.sound, "figure": backend.point(c.family, point)["fitness"],
+                        "parent_best": max(parents) if parents else None, "seconds": sum(served),
+                        "operator": c.operator, "family": c.family, "params": point})
     archive.close()
     evaluator.close()
     return records
 
 
 def metrics(records: list[dict], budget: int) -> dict:
+    """Of the first `budget` candidates: `best`, the table figure of the candidate the
+    search holds best (the highest fitness among its sound ones: with `--retime` a search
+    sees one timing or two of a point, and is judged on what it picked, not on a lucky
+    draw); the candidates and seconds until that reached 95% of its final value; the
+    fraction of candidates with a parent that beat their best parent."""
     head = records[:budget]
-    best = max((r["fitness"] for r in head), default=0.0)
-    running, t, reached_n, reached_s = 0.0, 0.0, None, None
+
+    def chosen(rs: list[dict]) -> float:
+        sound = [r for r in rs if r["sound"]]
+        return max(sound, key=lambda r: r["fitness"])["figure"] if sound else 0.0
+
+    best = chosen(head)
+    t, reached_n, reached_s = 0.0, None, None
     for i, r in enumerate(head):
         t += r["seconds"]
-        running = max(running, r["fitness"])
-        if reached_n is None and best > 0 and running >= 0.95 * best:
+        if reached_n is None and best > 0 and chosen(head[:i + 1]) >= 0.95 * best:
             reached_n, reached_s = i + 1, t
     with_parent = [r for r in head if r["parent_best"] is not None]
     improved = sum(1 for r in with_parent if r["fitness"] > r["parent_best"])
     return {"evaluated": len(head), "best": best, "to95_n": reached_n, "to95_s": reached_s,
             "improved": improved / len(with_parent) if with_parent else None}
+
+
+def _difference(ours: list[float], theirs: list[float]) -> str:
+    """The difference of the two means, and twice its standard error (the runs of the two
+    methods are independent draws; a difference inside it is the luck of the seeds)."""
+    diff = statistics.fmean(ours) - statistics.fmean(theirs)
+    if min(len(ours), len(theirs)) < 2:
+        return f"{diff:+.4f}"
+    se = math.sqrt(statistics.variance(ours) / len(ours) + statistics.variance(theirs) / len(theirs))
+    return f"{diff:+.4f} ({2 * se:.4f})"
 
 
 def main() -> int:
@@ -223,6 +283,10 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=1, choices=(1, 2, 3),
                         help="candidates evaluated at once: 1, or 3 as `solforge evolve` keeps on the CPU "
                              "(build-ahead): each proposed knowing the others are pending, results taken in order")
+    parser.add_argument("--retime", action="store_true",
+                        help="replay as `solforge evolve` judges: each evaluation of a point draws its next measured "
+                             "timing with that timing's verdict, and a would-be new best or an unstable figure is "
+                             "timed again; a method is scored on the table figure of the candidate it holds best")
     parser.add_argument("--problems", default=None, help="comma-separated definition names (default: every one "
                                                          "whose tables are complete)")
     args = parser.parse_args()
@@ -253,7 +317,8 @@ def main() -> int:
                 runs = []
                 for seed in range(args.first_seed, args.first_seed + args.search_seeds):
                     t0 = time.monotonic()
-                    runs.append(replay(name, tables, method, seed, max(BUDGETS), Path(tmp), args.in_flight))
+                    runs.append(replay(name, tables, method, seed, max(BUDGETS), Path(tmp), args.in_flight,
+                                       args.retime))
                     print(f"  {name} {method} seed {seed}: {len(runs[-1])} evaluated in "
                           f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
                 for budget in BUDGETS:
@@ -270,8 +335,8 @@ def main() -> int:
     (args.out / "search_efficiency.json").write_text(json.dumps(rows, indent=1))
     print(f"| problem (points) | budget | method | evaluated ({args.search_seeds} seeds) | best fitness (mean) "
           "| to 95%: candidates "
-          "| to 95%: s (replayed) | improved on parent | beats best-of-N |")
-    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |")
+          "| to 95%: s (replayed) | improved on parent | beats best-of-N | difference (2 s.e.) |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |")
     for r in rows:
         base = next(x for x in rows if x["problem"] == r["problem"] and x["budget"] == r["budget"]
                     and x["method"] == "best-of-n")
@@ -280,7 +345,8 @@ def main() -> int:
         fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         print(f"| {r['problem']} ({r['space']}) | {r['budget']} | {r['method']} | "
               f"{', '.join(str(n) for n in r['evaluated'])} | {r['best']:.4f} | {fmt(r['to95_n'], '.1f')} | "
-              f"{fmt(r['to95_s'], '.0f')} | {fmt(r['improved'], '.0%')} | {beats} |")
+              f"{fmt(r['to95_s'], '.0f')} | {fmt(r['improved'], '.0%')} | {beats} | "
+              f"{'-' if r['method'] == 'best-of-n' else _difference(r['best_each'], base['best_each'])} |")
     return 0
 
 

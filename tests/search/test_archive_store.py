@@ -325,6 +325,28 @@ def test_each_round_is_allowed_once_and_retiming_replaces_fitness(archive):
     assert archive.candidate(cid).fitness == pytest.approx(0.64)
 
 
+def test_the_tuners_history_says_whether_a_figure_is_sound(archive):
+    # An unstable round is kept with its figure but not sound, until a second unstable
+    # round confirms it (at the slower figure); the tuner keeps unsound figures out of its model.
+    from solforge.spec import TimingStats
+
+    def unstable(sol, score):
+        t = trace(sol, "w0", score)
+        t.evaluation.solforge.timing = TimingStats(method="x", median_ms=1.0, iqr_ms=0.5, min_ms=0.5, count=3,
+                                                   unstable=True)
+        return t
+
+    sol = solution("u = 1\n", name="u")
+    cid = archive.add_candidate(sol, operator="tune", family="f", parameters={"TILE": 64}).candidate.id
+    archive.start_evaluation(cid)
+    archive.record_evaluation(cid, [unstable(sol, 0.4)])
+    (t,) = archive.trials()
+    assert (t.verdict, t.sound, t.fitness) == (Verdict.unstable.value, False, pytest.approx(0.4))
+    archive.record_evaluation(cid, [unstable(sol, 0.7)], retimed=True)
+    (t,) = archive.trials()
+    assert (t.verdict, t.sound, t.fitness) == (Verdict.unstable.value, True, pytest.approx(0.4))
+
+
 def test_a_refused_round_writes_nothing(archive):
     sol = solution("atomic = 1\n", name="atomic")
     cid = archive.add_candidate(sol, operator="tune", family="f").candidate.id

@@ -247,3 +247,29 @@ def test_tune_never_proposes_the_parents_own_point_even_when_no_trial_records_it
                             tried_families={}, rng=random.Random(seed),
                             trials=(Trial(2, ROWS, {**base, "PARALLEL": True}, 0.4, "scored"),))
         assert TuneOperator(strategy).propose(ctx) is None
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "random", "grid", "local"])
+def test_tune_keeps_an_unconfirmed_unstable_figure_out_of_its_history_and_never_proposes_that_point(rmsnorm,
+                                                                                                    strategy):
+    # An unstable timing is a slowed figure: the model must not learn that its point is
+    # bad, nor evaluate it again. Once a re-timing confirmed it (sound), it is a figure.
+    from solforge.search.context import Trial
+
+    definition, kernels = rmsnorm
+    kernels = narrowed(kernels, PARALLEL=(False, True), FASTMATH=(False, True))  # 4 points
+    base = dict(kernels[ROWS].params)
+    parent = scored(1, ROWS, base, definition, kernels)
+    slowed = {**base, "PARALLEL": True}
+    confirmed = {**base, "FASTMATH": True}
+    trials = (
+        Trial(1, ROWS, base, 0.5, "scored"),
+        Trial(2, ROWS, slowed, 0.2, "unstable", sound=False),
+        Trial(3, ROWS, confirmed, 0.4, "unstable", sound=True),
+    )
+    for seed in range(5):
+        ctx = SearchContext(definition=definition, workloads=(), seed_kernels=kernels, parents=(parent,), elites=(),
+                            tried_families={}, rng=random.Random(seed), trials=trials)
+        p = TuneOperator(strategy).propose(ctx)
+        assert p.rationale.startswith(f"tune ({strategy}, 2 points known) {ROWS}: "), p.rationale
+        assert p.params == {**base, "PARALLEL": True, "FASTMATH": True}  # the one point not taken

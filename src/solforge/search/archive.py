@@ -549,10 +549,10 @@ class Archive:
             clauses.append("family = ?")
             params.append(family)
         rows = self._conn.execute(
-            f"SELECT id, family, parameters_json, state, fitness, verdict FROM candidates WHERE {' AND '.join(clauses)}"
+            f"SELECT id, family, parameters_json, state, fitness, verdict, sound FROM candidates WHERE {' AND '.join(clauses)}"
             " ORDER BY id", tuple(params))
         return [TrialRecord(r["id"], r["family"], json.loads(r["parameters_json"]), CandidateState(r["state"]),
-                            r["fitness"], r["verdict"]) for r in rows]
+                            r["fitness"], r["verdict"], bool(r["sound"])) for r in rows]
 
     def dedup_counts(self) -> dict[AddOutcome, int]:
         """Proposals that were not evaluated because they duplicated a kept candidate, by

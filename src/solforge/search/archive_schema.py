@@ -253,6 +253,7 @@ class TrialRecord:
     state: CandidateState
     fitness: float | None  # None until evaluated
     verdict: str | None  # `search.fitness.Verdict` value; None until evaluated
+    sound: bool = False  # whether a strategy may select on `fitness` (the candidate's `sound`)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ class Trial:
     params: Mapping[str, Any]
     fitness: float | None  # None: in flight
     verdict: str | None  # `search.fitness.Verdict` value ("cut": known slower than 3x the best); None in flight
+    sound: bool = True  # whether `fitness` is a figure to select on (the candidate's `sound` in the archive)
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,8 @@ class Controller:
     def _trials(self) -> tuple[Trial, ...]:
         """The tuner's history: every parameter point in the archive, and those proposed
         but not yet admitted (in flight, fitness None)."""
-        kept = [Trial(t.candidate_id, t.family, t.parameters, t.fitness, t.verdict) for t in self.archive.trials()]
+        kept = [Trial(t.candidate_id, t.family, t.parameters, t.fitness, t.verdict, t.sound)
+                for t in self.archive.trials()]
         waiting = [Trial(0, p.candidate.family, dict(p.candidate.params), None, None)
                    for p in self.ready if p.candidate.params]
         return tuple(kept + waiting)

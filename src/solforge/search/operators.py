@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from solforge.search.context import Candidate, EvaluatedCandidate, NoCandidate, SearchContext
+from solforge.search.fitness import Verdict
 from solforge.spec import Definition, Solution, SpecError, Trace, Workload
 
 if TYPE_CHECKING:
@@ -181,7 +182,9 @@ class TuneOperator:
     point Optuna's TPE model expects to be best given every point of that family the run
     has evaluated (`search.tuning`; the archive is the study's history, so a resumed run
     continues it); `strategy` "random", "grid" or "local" (a neighbour of the parent) for
-    comparison."""
+    comparison. A point whose figure is unstable and unconfirmed (not sound: a timing the
+    machine slowed) is kept out of the model's history, so that one slowed timing does not
+    teach it that a good region is bad, and is never proposed again."""
 
     name = "tune"
 
@@ -202,18 +205,20 @@ class TuneOperator:
         space = {n: tuple(v) for n, v in kernel.param_space.items()}
         if all(len(v) == 1 for v in space.values()):
             return None
-        history, pending = [], []
+        history, pending, unjudged = [], [], []
         for t in context.trials:
             if t.family != parent.family or not all(space.get(k) and v in space[k] for k, v in t.params.items()):
                 continue
             if t.fitness is None:
                 pending.append(dict(t.params))
+            elif t.verdict == Verdict.unstable.value and not t.sound:
+                unjudged.append(dict(t.params))  # a slowed figure: kept from the model, never proposed again
             else:
                 history.append((dict(t.params), t.fitness))
-        if not any(dict(parent.params) == p for p, _ in history):
+        if not any(dict(parent.params) == p for p, _ in history) and dict(parent.params) not in unjudged:
             pending.append(dict(parent.params))  # never the parent's own point
         params = Tuner(space, self.strategy).suggest(history, seed=context.rng.getrandbits(32), pending=pending,
-                                                     parent=dict(parent.params))
+                                                     parent=dict(parent.params), unjudged=unjudged)
         if params is None:
             return None
         changed = [f"{n} {parent.params.get(n)} -> {v}" for n, v in params.items() if parent.params.get(n) != v]

@@ -77,12 +77,15 @@ class Tuner:
     # -- the one call ---------------------------------------------------------------------
     def suggest(self, history: Sequence[tuple[Mapping[str, ParamValue], float]], seed: int,
                 pending: Sequence[Mapping[str, ParamValue]] = (),
-                parent: Mapping[str, ParamValue] | None = None) -> dict[str, ParamValue] | None:  # fmt: skip
+                parent: Mapping[str, ParamValue] | None = None,
+                unjudged: Sequence[Mapping[str, ParamValue]] = ()) -> dict[str, ParamValue] | None:  # fmt: skip
         """The next point to evaluate: not in `history` ((params, value) pairs, value the
-        fitness, higher is better; 0 for a failure) nor in `pending` (points in flight).
+        fitness, higher is better; 0 for a failure), nor in `pending` (points in flight),
+        nor in `unjudged` (points evaluated whose figures the model must not learn from: an
+        unstable timing, whose slowed figure would teach it that a good region is bad).
         `seed` makes the choice reproducible; `parent` is the point `local` moves from.
         None when every point of the space is taken."""
-        taken = {_key(p) for p, _ in history} | {_key(p) for p in pending}
+        taken = {_key(p) for p, _ in history} | {_key(p) for p in pending} | {_key(p) for p in unjudged}
         if len(taken) >= space_size(self.space):
             return None
         rng = random.Random(seed)
