@@ -28,7 +28,10 @@ build ahead with a timing is not counted, so at 3 they overstate a run's wall ti
 
 Reported per problem, budget and method (mean over the 3 seeds): the best fitness
 within the budget; the candidates and the (replayed) seconds to reach 95% of that
-budget's best; the fraction of candidates with a parent that beat their best parent.
+budget's best; the fraction of candidates with a parent that beat their best parent;
+for lineage and map-elites, the difference of their mean best fitness to best-of-N's,
+with twice its standard error over the seeds (a difference inside it is the luck of the
+draws, not a method beating another).
 
 `--point-figure best` replays each point at the best of its timings (a table measured
 with `--timings 3`) instead of their median: on a machine whose other work now and then
