@@ -271,5 +271,5 @@ def test_tune_keeps_an_unconfirmed_unstable_figure_out_of_its_history_and_never_
         ctx = SearchContext(definition=definition, workloads=(), seed_kernels=kernels, parents=(parent,), elites=(),
                             tried_families={}, rng=random.Random(seed), trials=trials)
         p = TuneOperator(strategy).propose(ctx)
-        assert p.rationale.startswith(f"tune ({strategy}, 2 points known) {ROWS}: "), p.rationale
+        assert p.rationale.startswith(f"tune ({strategy}, 2 points known, 1 unstable set aside) {ROWS}: "), p.rationale
         assert p.params == {**base, "PARALLEL": True, "FASTMATH": True}  # the one point not taken

@@ -223,7 +223,8 @@ class TuneOperator:
             return None
         changed = [f"{n} {parent.params.get(n)} -> {v}" for n, v in params.items() if parent.params.get(n) != v]
         return _candidate(kernel, context.definition, params, self.name, [parent.candidate_id],
-                          f"tune ({self.strategy}, {len(history)} points known) {parent.family}: "
+                          f"tune ({self.strategy}, {len(history)} points known"
+                          + (f", {len(unjudged)} unstable set aside" if unjudged else "") + f") {parent.family}: "
                           + (", ".join(changed) or "the parent's point"))
 
 
