@@ -28,8 +28,14 @@ every point N times (separate evaluations, in N passes over the space, so a slow
 of the machine falls on many points once rather than on one point N times) and the
 table's fitness of a point is the median of its N fitnesses.
 
+`--at-budgets 10,20,35,50` also reports, per seed and strategy, the mean fraction of the
+table's best that the best point found so far reaches within each budget: the view a
+search with a fixed candidate budget has (issue 15 §5), where evaluations-to-98% says
+only how long the last stretch took.
+
     .venv/bin/python benchmarks/tuner_efficiency.py --out bench-out/tuner [--measure] [--timings 3]
         [--seeds numba/rmsnorm_rows] [--definition rmsnorm_h4096] [--tuner-seeds 5] [--first-tuner-seed 0]
+        [--at-budgets 10,20,35,50]
 """
 
 from __future__ import annotations
@@ -154,6 +160,26 @@ def replay(seed, table: dict, strategy: str, tuner_seed: int) -> int | None:
     return len(history)
 
 
+def trajectory(seed, table: dict, strategy: str, tuner_seed: int, evaluations: int) -> list[float]:
+    """The best fitness so far after each of the first `evaluations` evaluations (the
+    default point first), as fractions of the table's best, proposing as `replay` does;
+    shorter when the space runs out first."""
+    from solforge.search.tuning import Tuner
+
+    values = {k: v["fitness"] for k, v in table["points"].items()}
+    best = max(values.values())
+    tuner = Tuner(seed.param_space, strategy)
+    start = dict(seed.params)
+    history = [(start, values[_key(start)])]
+    while len(history) < evaluations:
+        parent = max(history, key=lambda h: h[1])[0]
+        params = tuner.suggest(history, seed=tuner_seed * 100_003 + len(history), parent=parent)
+        if params is None:
+            break
+        history.append((params, values[_key(params)]))
+    return [max(v for _, v in history[:i + 1]) / best for i in range(len(history))]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-out/tuner"))
@@ -168,7 +194,11 @@ def main() -> int:
     parser.add_argument("--first-tuner-seed", type=int, default=0,
                         help="the first tuner seed; e.g. seeds kept apart for trying changes to the tuner, so that "
                              "the reported ones are not those it was tried on")
+    parser.add_argument("--at-budgets", default=None,
+                        help="comma-separated evaluation budgets, e.g. 10,20,35,50: also report the mean fraction of "
+                             "the table's best each strategy holds within each budget (over the tuner seeds)")
     args = parser.parse_args()
+    budgets = sorted({int(b) for b in args.at_budgets.split(",")}) if args.at_budgets else []
     tuner_seeds = range(args.first_tuner_seed, args.first_tuner_seed + args.tuner_seeds)
     from solforge.knowledge import load_seeds
 
@@ -193,7 +223,9 @@ def main() -> int:
             t0 = time.monotonic()
             needed = [replay(seed, table, strategy, s) for s in tuner_seeds]
             median = statistics.median(n if n is not None else math.inf for n in needed)
-            rows.append({"seed": seed.name, "definition": table["definition"], "space": size, "best": best,
+            held = [trajectory(seed, table, strategy, s, max(budgets)) for s in tuner_seeds] if budgets else []
+            at_budgets = {b: statistics.fmean(h[min(b, len(h)) - 1] for h in held) for b in budgets}
+            rows.append({"at_budgets": at_budgets, "seed": seed.name, "definition": table["definition"], "space": size, "best": best,
                          "strategy": strategy, "needed": needed, "median": median,
                          "fraction": median / size, "goal": median <= GOAL_FRACTION * size,
                          "replay_s": time.monotonic() - t0})
@@ -205,6 +237,17 @@ def main() -> int:
         print(f"| {r['seed']} | {r['definition']} | {r['space']} | {r['best']:.4f} | {r['strategy']} | "
               f"{', '.join(str(n) for n in r['needed'])} | {r['median']:g} | {r['fraction']:.0%} | "
               f"{'yes' if r['goal'] else 'no'} |")
+    if budgets:
+        print(f"\nMean fraction of the table's best held within each budget ({len(tuner_seeds)} tuner seeds):\n")
+        print("| seed | definition | strategy | " + " | ".join(f"{b} evaluations" for b in budgets) + " |")
+        print("| --- | --- | --- | " + " | ".join("---:" for _ in budgets) + " |")
+        for r in rows:
+            print(f"| {r['seed']} | {r['definition']} | {r['strategy']} | "
+                  + " | ".join(f"{r['at_budgets'][b]:.4f}" for b in budgets) + " |")
+        for strategy in dict.fromkeys(r["strategy"] for r in rows):
+            mine = [r for r in rows if r["strategy"] == strategy]
+            print(f"| mean of {len(mine)} tables | | {strategy} | "
+                  + " | ".join(f"{statistics.fmean(r['at_budgets'][b] for r in mine):.4f}" for b in budgets) + " |")
     (args.out / "replay.json").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "replay.json").write_text(json.dumps(rows, indent=1))
     return 0
