@@ -140,44 +140,39 @@ def measure(seed, out: Path, timings: int = 1, definition_name: str | None = Non
     return table
 
 
+def _best_so_far(seed, table: dict, strategy: str, tuner_seed: int):
+    """Replays the tuner against the table, from the seed's default point: yields the best
+    fitness so far after each evaluation, as a fraction of the table's best, until the
+    space is spent."""
+    from solforge.search.tuning import Tuner
+
+    values = {k: v["fitness"] for k, v in table["points"].items()}
+    table_best = max(values.values())
+    tuner = Tuner(seed.param_space, strategy)
+    start = dict(seed.params)
+    history = [(start, values[_key(start)])]
+    while True:
+        best = max(history, key=lambda h: h[1])
+        yield best[1] / table_best
+        params = tuner.suggest(history, seed=tuner_seed * 100_003 + len(history), parent=best[0])
+        if params is None:
+            return
+        history.append((params, values[_key(params)]))
+
+
 def replay(seed, table: dict, strategy: str, tuner_seed: int) -> int | None:
     """Evaluations (the default point included) until the best reaches GOAL_WITHIN of the
     table's best; None if the whole space was spent without it (cannot happen: the best is
     in the table)."""
-    from solforge.search.tuning import Tuner
-
-    values = {k: v["fitness"] for k, v in table["points"].items()}
-    target = GOAL_WITHIN * max(values.values())
-    tuner = Tuner(seed.param_space, strategy)
-    start = dict(seed.params)
-    history = [(start, values[_key(start)])]
-    while max(v for _, v in history) < target:
-        best = max(history, key=lambda h: h[1])[0]
-        params = tuner.suggest(history, seed=tuner_seed * 100_003 + len(history), parent=best)
-        if params is None:
-            return None
-        history.append((params, values[_key(params)]))
-    return len(history)
+    walk = _best_so_far(seed, table, strategy, tuner_seed)
+    return next((n for n, fraction in enumerate(walk, 1) if fraction >= GOAL_WITHIN), None)
 
 
 def trajectory(seed, table: dict, strategy: str, tuner_seed: int, evaluations: int) -> list[float]:
     """The best fitness so far after each of the first `evaluations` evaluations (the
-    default point first), as fractions of the table's best, proposing as `replay` does;
-    shorter when the space runs out first."""
-    from solforge.search.tuning import Tuner
-
-    values = {k: v["fitness"] for k, v in table["points"].items()}
-    best = max(values.values())
-    tuner = Tuner(seed.param_space, strategy)
-    start = dict(seed.params)
-    history = [(start, values[_key(start)])]
-    while len(history) < evaluations:
-        parent = max(history, key=lambda h: h[1])[0]
-        params = tuner.suggest(history, seed=tuner_seed * 100_003 + len(history), parent=parent)
-        if params is None:
-            break
-        history.append((params, values[_key(params)]))
-    return [max(v for _, v in history[:i + 1]) / best for i in range(len(history))]
+    default point first), as fractions of the table's best, as `replay` proposes; shorter
+    when the space runs out first."""
+    return list(itertools.islice(_best_so_far(seed, table, strategy, tuner_seed), evaluations))
 
 
 def main() -> int:
@@ -225,8 +220,8 @@ def main() -> int:
             median = statistics.median(n if n is not None else math.inf for n in needed)
             held = [trajectory(seed, table, strategy, s, max(budgets)) for s in tuner_seeds] if budgets else []
             at_budgets = {b: statistics.fmean(h[min(b, len(h)) - 1] for h in held) for b in budgets}
-            rows.append({"at_budgets": at_budgets, "seed": seed.name, "definition": table["definition"], "space": size, "best": best,
-                         "strategy": strategy, "needed": needed, "median": median,
+            rows.append({"seed": seed.name, "definition": table["definition"], "space": size, "best": best,
+                         "strategy": strategy, "at_budgets": at_budgets, "needed": needed, "median": median,
                          "fraction": median / size, "goal": median <= GOAL_FRACTION * size,
                          "replay_s": time.monotonic() - t0})
     print(f"| seed | definition (workloads) | space | best fitness | strategy | evaluations to 98% "
