@@ -160,19 +160,23 @@ def _best_so_far(seed, table: dict, strategy: str, tuner_seed: int):
         history.append((params, values[_key(params)]))
 
 
-def replay(seed, table: dict, strategy: str, tuner_seed: int) -> int | None:
+def walk(seed, table: dict, strategy: str, tuner_seed: int, evaluations: int = 0) -> list[float]:
+    """The best fitness so far after each evaluation (the default point first), as
+    fractions of the table's best: at least the first `evaluations`, and on until the best
+    reaches GOAL_WITHIN; shorter when the space runs out first."""
+    fractions = []
+    for fraction in _best_so_far(seed, table, strategy, tuner_seed):
+        fractions.append(fraction)
+        if len(fractions) >= evaluations and fraction >= GOAL_WITHIN:
+            break
+    return fractions
+
+
+def needed(fractions: list[float]) -> int | None:
     """Evaluations (the default point included) until the best reaches GOAL_WITHIN of the
     table's best; None if the whole space was spent without it (cannot happen: the best is
     in the table)."""
-    walk = _best_so_far(seed, table, strategy, tuner_seed)
-    return next((n for n, fraction in enumerate(walk, 1) if fraction >= GOAL_WITHIN), None)
-
-
-def trajectory(seed, table: dict, strategy: str, tuner_seed: int, evaluations: int) -> list[float]:
-    """The best fitness so far after each of the first `evaluations` evaluations (the
-    default point first), as fractions of the table's best, as `replay` proposes; shorter
-    when the space runs out first."""
-    return list(itertools.islice(_best_so_far(seed, table, strategy, tuner_seed), evaluations))
+    return next((n for n, fraction in enumerate(fractions, 1) if fraction >= GOAL_WITHIN), None)
 
 
 def main() -> int:
@@ -216,12 +220,12 @@ def main() -> int:
         best = max(v["fitness"] for v in table["points"].values())
         for strategy in args.strategies.split(","):
             t0 = time.monotonic()
-            needed = [replay(seed, table, strategy, s) for s in tuner_seeds]
-            median = statistics.median(n if n is not None else math.inf for n in needed)
-            held = [trajectory(seed, table, strategy, s, max(budgets)) for s in tuner_seeds] if budgets else []
-            at_budgets = {b: statistics.fmean(h[min(b, len(h)) - 1] for h in held) for b in budgets}
+            walks = [walk(seed, table, strategy, s, max(budgets, default=0)) for s in tuner_seeds]
+            counts = [needed(w) for w in walks]
+            median = statistics.median(n if n is not None else math.inf for n in counts)
+            at_budgets = {b: statistics.fmean(w[min(b, len(w)) - 1] for w in walks) for b in budgets}
             rows.append({"seed": seed.name, "definition": table["definition"], "space": size, "best": best,
-                         "strategy": strategy, "at_budgets": at_budgets, "needed": needed, "median": median,
+                         "strategy": strategy, "at_budgets": at_budgets, "needed": counts, "median": median,
                          "fraction": median / size, "goal": median <= GOAL_FRACTION * size,
                          "replay_s": time.monotonic() - t0})
     print(f"| seed | definition (workloads) | space | best fitness | strategy | evaluations to 98% "
