@@ -208,9 +208,10 @@ def test_the_tuner_resumes_its_study_after_kill_9(tmp_path, cache_dir):
         assert after, "the resumed run proposed with tune"
         for c in after:
             (rationale,) = [n.text for n in archive.notes(candidate_id=c.id) if n.kind.value == "rationale"]
-            known = int(rationale.split("(tpe, ", 1)[1].split(" points known")[0])
-            aside = re.search(r", (\d+) unstable set aside\)", rationale)
-            known += int(aside.group(1)) if aside else 0  # evaluated, but a slowed figure: kept out of the model
+            # evaluated points: those the model knew, and those set aside (a slowed figure, kept out of it)
+            counts = re.search(r"\(tpe, (\d+) points known(?:, (\d+) unstable set aside)?\)", rationale)
+            assert counts, rationale
+            known = int(counts.group(1)) + int(counts.group(2) or 0)
             assert known >= known_before.get(c.family, 0), rationale  # the study went on from the archive's history
         assert any(known_before.get(c.family, 0) > 0 for c in after)  # some proposal had a history to resume
         points = [tuple(sorted(t.parameters.items())) for t in archive.trials()]
