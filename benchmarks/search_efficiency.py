@@ -59,9 +59,14 @@ minimum): a mean over 3 seeds on a space larger than the budget is largely the l
 those 3 draws; more seeds cost only replay time. `--first-seed K` starts them at K, so
 that a change to the search can be tried on seeds apart from the ones reported.
 
+`--operators tune` runs every method with the tune operator alone (the default is tune,
+crossover and seed, as `solforge evolve` runs on the CPU): the search's own edge, apart
+from the operators the supervisor mixes in. Best-of-N's tune, with no history, then
+draws uniformly from the family of the seed's default point only.
+
     .venv/bin/python benchmarks/search_efficiency.py [--tables benchmarks/data/search_tables] [--out bench-out/search]
         [--search-seeds 3] [--first-seed 0] [--in-flight 1] [--point-figure median] [--retime]
-        [--problems rmsnorm_h4096,...]
+        [--operators tune,crossover,seed] [--problems rmsnorm_h4096,...]
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ from pathlib import Path
 
 TABLES = Path(__file__).parent / "data" / "search_tables"  # the measured tables kept in git
 BUDGETS = (20, 50, 100)
+OPERATORS = ("tune", "crossover", "seed")  # the search's variation operators, as `solforge evolve` runs on the CPU
 SEEDS = (0, 1, 2)
 METHODS = ("lineage", "map-elites", "best-of-n")
 
@@ -185,7 +191,8 @@ def _seed(name: str):
 
 
 def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int, budget: int,
-           root: Path, in_flight: int = 1, retime: bool = False) -> list[dict]:  # fmt: skip
+           root: Path, in_flight: int = 1, retime: bool = False,
+           operators: tuple[str, ...] = OPERATORS) -> list[dict]:  # fmt: skip
     """Run the real controller against the tables; the evaluated candidates in order:
     {fitness as the search holds it, whether it is sound, the point's table figure,
     parents' best fitness or None, seconds, operator}. `in_flight` candidates are evaluated
@@ -208,7 +215,6 @@ def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int
     if evaluator.capacity < in_flight:
         raise SystemExit(f"--in-flight {in_flight}: the evaluator keeps at most {evaluator.capacity} in flight")
     evaluator.baselines = {"eager": {}}
-    operators = ("tune", "crossover", "seed")
     strategy = method
     # cache=False: no dedup key beyond the parameter point (every candidate here is one)
     config = EvolveConfig(device="cpu", strategy=strategy, operators=operators, max_candidates=budget,
@@ -290,9 +296,18 @@ def main() -> int:
                         help="replay as `solforge evolve` judges: each evaluation of a point draws its next measured "
                              "timing with that timing's verdict, and a would-be new best or an unstable figure is "
                              "timed again; a method is scored on the table figure of the candidate it holds best")
+    parser.add_argument("--operators", default=",".join(OPERATORS),
+                        help="comma-separated variation operators of every method (default: %(default)s, as "
+                             "`solforge evolve` runs on the CPU); e.g. tune alone, to see the tuner's own edge")
     parser.add_argument("--problems", default=None, help="comma-separated definition names (default: every one "
                                                          "whose tables are complete)")
     args = parser.parse_args()
+    operators = tuple(o.strip() for o in args.operators.split(",") if o.strip())
+    unknown = [o for o in operators if o not in OPERATORS]
+    if unknown or not operators:
+        print(f"--operators: expected some of {', '.join(OPERATORS)} (the operators a table can replay), got "
+              f"{args.operators!r}", file=sys.stderr)
+        return 2
     problems = _problems(args.tables)
     if args.point_figure == "best":  # the fastest of a point's timings: interference only ever slows one
         for tables in problems.values():
@@ -321,7 +336,7 @@ def main() -> int:
                 for seed in range(args.first_seed, args.first_seed + args.search_seeds):
                     t0 = time.monotonic()
                     runs.append(replay(name, tables, method, seed, max(BUDGETS), Path(tmp), args.in_flight,
-                                       args.retime))
+                                       args.retime, operators))
                     print(f"  {name} {method} seed {seed}: {len(runs[-1])} evaluated in "
                           f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
                 for budget in BUDGETS:
