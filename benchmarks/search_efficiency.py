@@ -83,7 +83,6 @@ from pathlib import Path
 
 TABLES = Path(__file__).parent / "data" / "search_tables"  # the measured tables kept in git
 BUDGETS = (20, 50, 100)
-OPERATORS = ("tune", "crossover", "seed")  # the search's variation operators, as `solforge evolve` runs on the CPU
 SEEDS = (0, 1, 2)
 METHODS = ("lineage", "map-elites", "best-of-n")
 
@@ -190,9 +189,17 @@ def _seed(name: str):
     return next(s for s in load_seeds("numba") if s.name == name)
 
 
+def default_operators() -> tuple[str, ...]:
+    """The variation operators `solforge evolve` runs when no LLM is configured (the
+    operator registry's default set): those a table can replay."""
+    from solforge.search.operators import OperatorOptions, choose_operators
+
+    return choose_operators(None, OperatorOptions())[0]
+
+
 def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int, budget: int,
            root: Path, in_flight: int = 1, retime: bool = False,
-           operators: tuple[str, ...] = OPERATORS) -> list[dict]:  # fmt: skip
+           operators: tuple[str, ...] | None = None) -> list[dict]:  # fmt: skip
     """Run the real controller against the tables; the evaluated candidates in order:
     {fitness as the search holds it, whether it is sound, the point's table figure,
     parents' best fitness or None, seconds, operator}. `in_flight` candidates are evaluated
@@ -215,6 +222,7 @@ def replay(definition_name: str, tables: dict[str, dict], method: str, seed: int
     if evaluator.capacity < in_flight:
         raise SystemExit(f"--in-flight {in_flight}: the evaluator keeps at most {evaluator.capacity} in flight")
     evaluator.baselines = {"eager": {}}
+    operators = operators or default_operators()
     strategy = method
     # cache=False: no dedup key beyond the parameter point (every candidate here is one)
     config = EvolveConfig(device="cpu", strategy=strategy, operators=operators, max_candidates=budget,
@@ -296,16 +304,17 @@ def main() -> int:
                         help="replay as `solforge evolve` judges: each evaluation of a point draws its next measured "
                              "timing with that timing's verdict, and a would-be new best or an unstable figure is "
                              "timed again; a method is scored on the table figure of the candidate it holds best")
-    parser.add_argument("--operators", default=",".join(OPERATORS),
+    parser.add_argument("--operators", default=",".join(default_operators()),
                         help="comma-separated variation operators of every method (default: %(default)s, as "
                              "`solforge evolve` runs on the CPU); e.g. tune alone, to see the tuner's own edge")
     parser.add_argument("--problems", default=None, help="comma-separated definition names (default: every one "
                                                          "whose tables are complete)")
     args = parser.parse_args()
     operators = tuple(o.strip() for o in args.operators.split(",") if o.strip())
-    unknown = [o for o in operators if o not in OPERATORS]
+    replayable = default_operators()
+    unknown = [o for o in operators if o not in replayable]
     if unknown or not operators:
-        print(f"--operators: expected some of {', '.join(OPERATORS)} (the operators a table can replay), got "
+        print(f"--operators: expected some of {', '.join(replayable)} (the operators a table can replay), got "
               f"{args.operators!r}", file=sys.stderr)
         return 2
     problems = _problems(args.tables)
