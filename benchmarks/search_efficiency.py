@@ -286,6 +286,7 @@ def _difference(ours: list[float], theirs: list[float]) -> str:
 
 
 def main() -> int:
+    replayable = default_operators()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=Path, default=TABLES,
                         help="a folder whose measured/ holds tuner_efficiency's tables (default: the ones kept in git)")
@@ -304,14 +305,13 @@ def main() -> int:
                         help="replay as `solforge evolve` judges: each evaluation of a point draws its next measured "
                              "timing with that timing's verdict, and a would-be new best or an unstable figure is "
                              "timed again; a method is scored on the table figure of the candidate it holds best")
-    parser.add_argument("--operators", default=",".join(default_operators()),
+    parser.add_argument("--operators", default=",".join(replayable),
                         help="comma-separated variation operators of every method (default: %(default)s, as "
                              "`solforge evolve` runs on the CPU); e.g. tune alone, to see the tuner's own edge")
     parser.add_argument("--problems", default=None, help="comma-separated definition names (default: every one "
                                                          "whose tables are complete)")
     args = parser.parse_args()
     operators = tuple(o.strip() for o in args.operators.split(",") if o.strip())
-    replayable = default_operators()
     unknown = [o for o in operators if o not in replayable]
     if unknown or not operators:
         print(f"--operators: expected some of {', '.join(replayable)} (the operators a table can replay), got "
